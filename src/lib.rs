@@ -41,3 +41,8 @@ pub mod tril;
 pub use error::Error;
 pub use real::Real;
 pub use tril::{Diagonal, Layout, PackedTril};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
