@@ -235,8 +235,13 @@ fn kl_cov_matches<T: Real>() {
             }
             a
         };
-        let again = full::kl_cov(&c.mean_p, &poison(&cp), &c.mean_q, &poison(&cq), &mut work).unwrap();
-        assert_eq!(bits(again), bits(got), "kl_cov reads the upper triangle, d={d}");
+        let again =
+            full::kl_cov(&c.mean_p, &poison(&cp), &c.mean_q, &poison(&cq), &mut work).unwrap();
+        assert_eq!(
+            bits(again),
+            bits(got),
+            "kl_cov reads the upper triangle, d={d}"
+        );
     }
     report::<T>("kl_cov", worst);
 }
@@ -320,7 +325,8 @@ fn fixed_matches<T: Real, const D: usize>() -> f64 {
         let (sp, sq) = (square(&c.raw_p), square(&c.raw_q));
         let fixed = full::kl_fixed(&mp, &sp, &mq, &sq).unwrap();
         let flat = |a: &[[T; D]; D]| -> Vec<T> { a.iter().flatten().copied().collect() };
-        let dense = full::kl_dense(&c.mean_p, &flat(&sp), &c.mean_q, &flat(&sq), &mut work).unwrap();
+        let dense =
+            full::kl_dense(&c.mean_p, &flat(&sp), &c.mean_q, &flat(&sq), &mut work).unwrap();
         assert_eq!(bits(fixed), bits(dense), "kl_fixed::<{D}> vs kl_dense");
         let r = reference_for(&c, Diagonal::Plain);
         worst = worst.max(check("kl_fixed", D, fixed, &r, r.kappa));
@@ -329,7 +335,10 @@ fn fixed_matches<T: Real, const D: usize>() -> f64 {
             for layout in LAYOUTS {
                 let lp = to_layout(D, &encoded(D, &c.raw_p, diagonal), layout);
                 let lq = to_layout(D, &encoded(D, &c.raw_q, diagonal), layout);
-                let (pp, pq) = (packed(D, &lp, layout, diagonal), packed(D, &lq, layout, diagonal));
+                let (pp, pq) = (
+                    packed(D, &lp, layout, diagonal),
+                    packed(D, &lq, layout, diagonal),
+                );
                 let fixed = full::kl_packed_fixed(&mp, pp, &mq, pq).unwrap();
                 let runtime = full::kl(&c.mean_p, pp, &c.mean_q, pq, &mut work).unwrap();
                 assert_eq!(
@@ -375,7 +384,9 @@ fn self_kl_zero<T: Real>() {
             for layout in LAYOUTS {
                 let lp = to_layout(d, &rp, layout);
                 let l = packed(d, &lp, layout, diagonal);
-                let got = full::kl(&c.mean_p, l, &c.mean_p, l, &mut work).unwrap().to_f64();
+                let got = full::kl(&c.mean_p, l, &c.mean_p, l, &mut work)
+                    .unwrap()
+                    .to_f64();
                 let logdet: f64 = (0..d).map(|i| c.raw_p[rm(i, i)].to_f64().abs()).sum();
                 // scale = ½(‖M‖² + ‖y‖² + |2·logdet diff| + d) with M = I, y = 0,
                 // and the log-det terms each of size Σ|log Lᵢᵢ|.
@@ -411,7 +422,9 @@ fn expand_dense_matches_independent_expansion() {
             for layout in LAYOUTS {
                 let l = to_layout(d, &rp, layout);
                 let mut out = vec![f32::NAN; d * d];
-                packed(d, &l, layout, diagonal).expand_dense(&mut out).unwrap();
+                packed(d, &l, layout, diagonal)
+                    .expand_dense(&mut out)
+                    .unwrap();
                 assert_eq!(
                     out.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
@@ -453,13 +466,23 @@ fn cholesky_residual<T: Real>() {
             .iter()
             .zip(&sigma64)
             .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-        assert!(res <= bound, "cholesky_in_place d={d}: residual {res:e} > {bound:e}");
+        assert!(
+            res <= bound,
+            "cholesky_in_place d={d}: residual {res:e} > {bound:e}"
+        );
 
-        let mut pk: Vec<T> = (0..d).flat_map(|i| (0..=i).map(move |j| (i, j))).map(|(i, j)| sigma[i * d + j]).collect();
+        let mut pk: Vec<T> = (0..d)
+            .flat_map(|i| (0..=i).map(move |j| (i, j)))
+            .map(|(i, j)| sigma[i * d + j])
+            .collect();
         full::cholesky_packed_in_place(d, &mut pk).unwrap();
         for i in 0..d {
             for j in 0..=i {
-                assert_eq!(bits(pk[rm(i, j)]), bits(dense[i * d + j]), "packed vs dense Cholesky");
+                assert_eq!(
+                    bits(pk[rm(i, j)]),
+                    bits(dense[i * d + j]),
+                    "packed vs dense Cholesky"
+                );
             }
         }
     }
@@ -484,10 +507,16 @@ fn cholesky_reports_the_failing_pivot() {
             let c = Case::random(&mut rng(seed(8, d, r as u64)), d);
             let l = dense_factor(d, &c.raw_p);
             let sigma = gram(d, &l);
-            for bad in [sigma[r * d + r] - l[r * d + r] * l[r * d + r] - 1.0, f64::NAN] {
+            for bad in [
+                sigma[r * d + r] - l[r * d + r] * l[r * d + r] - 1.0,
+                f64::NAN,
+            ] {
                 let mut s = sigma.clone();
                 s[r * d + r] = bad;
-                let want = Err(Error::NotPositiveDefinite { what: "a", pivot: r });
+                let want = Err(Error::NotPositiveDefinite {
+                    what: "a",
+                    pivot: r,
+                });
                 assert_eq!(full::cholesky_in_place(d, &mut s.clone()), want);
                 let mut pk: Vec<f64> = (0..tril(d)).map(|_| 0.0).collect();
                 for i in 0..d {
@@ -501,11 +530,17 @@ fn cholesky_reports_the_failing_pivot() {
                 let m = vec![0.0; d];
                 assert_eq!(
                     full::kl_cov(&m, &sigma, &m, &s, &mut work),
-                    Err(Error::NotPositiveDefinite { what: "cov_q", pivot: r })
+                    Err(Error::NotPositiveDefinite {
+                        what: "cov_q",
+                        pivot: r
+                    })
                 );
                 assert_eq!(
                     full::kl_cov(&m, &s, &m, &sigma, &mut work),
-                    Err(Error::NotPositiveDefinite { what: "cov_p", pivot: r })
+                    Err(Error::NotPositiveDefinite {
+                        what: "cov_p",
+                        pivot: r
+                    })
                 );
             }
         }
@@ -513,14 +548,21 @@ fn cholesky_reports_the_failing_pivot() {
     // A zero pivot is not positive either.
     assert_eq!(
         full::cholesky_packed_in_place(2, &mut [1.0f64, 1.0, 1.0]),
-        Err(Error::NotPositiveDefinite { what: "a", pivot: 1 })
+        Err(Error::NotPositiveDefinite {
+            what: "a",
+            pivot: 1
+        })
     );
 }
 
 // ---------------------------------------------------------------- errors
 
 fn lm(what: &'static str, expected: usize, found: usize) -> Error {
-    Error::LengthMismatch { what, expected, found }
+    Error::LengthMismatch {
+        what,
+        expected,
+        found,
+    }
 }
 
 #[test]
@@ -534,17 +576,42 @@ fn kl_shape_errors() {
     }
     let call = full::kl::<f64>;
 
-    assert_eq!(call(&mp[..2], p(rp), mq, p(rq), &mut work), Err(lm("mean_p", 3, 2)));
-    assert_eq!(call(mp, p(rp), &[0.0; 4], p(rq), &mut work), Err(lm("mean_q", 3, 4)));
-    assert_eq!(call(mp, p(&rp[..5]), mq, p(rq), &mut work), Err(lm("l_p", 6, 5)));
-    assert_eq!(call(mp, p(rp), mq, p(&[0.0; 7]), &mut work), Err(lm("l_q", 6, 7)));
     assert_eq!(
-        call(mp, p(rp), mq, PackedTril::new(2, &rq[..3]), &mut work),
-        Err(Error::DimensionMismatch { what: "l_q", expected: 3, found: 2 })
+        call(&mp[..2], p(rp), mq, p(rq), &mut work),
+        Err(lm("mean_p", 3, 2))
     );
     assert_eq!(
-        call(mp, p(rp), mq, p(rq), &mut work[..full::workspace_len(d) - 1]),
-        Err(Error::WorkspaceTooSmall { expected: full::workspace_len(d), found: full::workspace_len(d) - 1 })
+        call(mp, p(rp), &[0.0; 4], p(rq), &mut work),
+        Err(lm("mean_q", 3, 4))
+    );
+    assert_eq!(
+        call(mp, p(&rp[..5]), mq, p(rq), &mut work),
+        Err(lm("l_p", 6, 5))
+    );
+    assert_eq!(
+        call(mp, p(rp), mq, p(&[0.0; 7]), &mut work),
+        Err(lm("l_q", 6, 7))
+    );
+    assert_eq!(
+        call(mp, p(rp), mq, PackedTril::new(2, &rq[..3]), &mut work),
+        Err(Error::DimensionMismatch {
+            what: "l_q",
+            expected: 3,
+            found: 2
+        })
+    );
+    assert_eq!(
+        call(
+            mp,
+            p(rp),
+            mq,
+            p(rq),
+            &mut work[..full::workspace_len(d) - 1]
+        ),
+        Err(Error::WorkspaceTooSmall {
+            expected: full::workspace_len(d),
+            found: full::workspace_len(d) - 1
+        })
     );
     for layout in LAYOUTS {
         // A non-positive plain diagonal entry, reported with its row, in every layout.
@@ -556,15 +623,24 @@ fn kl_shape_errors() {
             let pl = |x| packed(d, x, layout, Diagonal::Plain);
             assert_eq!(
                 call(mp, pl(&bad_l), mq, pl(&good), &mut work),
-                Err(Error::NonPositiveDiagonal { what: "l_p", index: bad_row })
+                Err(Error::NonPositiveDiagonal {
+                    what: "l_p",
+                    index: bad_row
+                })
             );
             assert_eq!(
                 call(mp, pl(&good), mq, pl(&bad_l), &mut work),
-                Err(Error::NonPositiveDiagonal { what: "l_q", index: bad_row })
+                Err(Error::NonPositiveDiagonal {
+                    what: "l_q",
+                    index: bad_row
+                })
             );
             assert_eq!(
                 full::kl_std_normal(mp, pl(&bad_l)),
-                Err(Error::NonPositiveDiagonal { what: "l", index: bad_row })
+                Err(Error::NonPositiveDiagonal {
+                    what: "l",
+                    index: bad_row
+                })
             );
         }
     }
@@ -579,43 +655,91 @@ fn dense_and_cov_shape_errors() {
     let (mp, mq) = (&c.mean_p[..], &c.mean_q[..]);
     let mut work = vec![0.0; full::workspace_len(d)];
     let small = full::workspace_len(d) - 1;
-    let ws = Err(Error::WorkspaceTooSmall { expected: full::workspace_len(d), found: small });
+    let ws = Err(Error::WorkspaceTooSmall {
+        expected: full::workspace_len(d),
+        found: small,
+    });
 
-    assert_eq!(full::kl_dense(mp, &lp, &mq[..2], &lq, &mut work), Err(lm("mean_q", 3, 2)));
-    assert_eq!(full::kl_dense(mp, &lp[..8], mq, &lq, &mut work), Err(lm("l_p", 9, 8)));
-    assert_eq!(full::kl_dense(mp, &lp, mq, &lq[..4], &mut work), Err(lm("l_q", 9, 4)));
+    assert_eq!(
+        full::kl_dense(mp, &lp, &mq[..2], &lq, &mut work),
+        Err(lm("mean_q", 3, 2))
+    );
+    assert_eq!(
+        full::kl_dense(mp, &lp[..8], mq, &lq, &mut work),
+        Err(lm("l_p", 9, 8))
+    );
+    assert_eq!(
+        full::kl_dense(mp, &lp, mq, &lq[..4], &mut work),
+        Err(lm("l_q", 9, 4))
+    );
     assert_eq!(full::kl_dense(mp, &lp, mq, &lq, &mut work[..small]), ws);
     let mut bad = lp.clone();
     bad[2 * d + 2] = -1.0;
     assert_eq!(
         full::kl_dense(mp, &bad, mq, &lq, &mut work),
-        Err(Error::NonPositiveDiagonal { what: "l_p", index: 2 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_p",
+            index: 2
+        })
     );
     assert_eq!(
         full::kl_dense(mp, &lp, mq, &bad, &mut work),
-        Err(Error::NonPositiveDiagonal { what: "l_q", index: 2 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_q",
+            index: 2
+        })
     );
 
     let (sp, sq) = (gram(d, &lp), gram(d, &lq));
-    assert_eq!(full::kl_cov(mp, &sp, &mq[..1], &sq, &mut work), Err(lm("mean_q", 3, 1)));
-    assert_eq!(full::kl_cov(mp, &sp[..3], mq, &sq, &mut work), Err(lm("cov_p", 9, 3)));
-    assert_eq!(full::kl_cov(mp, &sp, mq, &sq[..3], &mut work), Err(lm("cov_q", 9, 3)));
+    assert_eq!(
+        full::kl_cov(mp, &sp, &mq[..1], &sq, &mut work),
+        Err(lm("mean_q", 3, 1))
+    );
+    assert_eq!(
+        full::kl_cov(mp, &sp[..3], mq, &sq, &mut work),
+        Err(lm("cov_p", 9, 3))
+    );
+    assert_eq!(
+        full::kl_cov(mp, &sp, mq, &sq[..3], &mut work),
+        Err(lm("cov_q", 9, 3))
+    );
     assert_eq!(full::kl_cov(mp, &sp, mq, &sq, &mut work[..small]), ws);
 
-    assert_eq!(full::kl_std_normal(&mp[..2], PackedTril::new(d, &c.raw_p)), Err(lm("mean", 3, 2)));
-    assert_eq!(full::kl_std_normal(mp, PackedTril::new(d, &c.raw_p[..5])), Err(lm("l", 6, 5)));
+    assert_eq!(
+        full::kl_std_normal(&mp[..2], PackedTril::new(d, &c.raw_p)),
+        Err(lm("mean", 3, 2))
+    );
+    assert_eq!(
+        full::kl_std_normal(mp, PackedTril::new(d, &c.raw_p[..5])),
+        Err(lm("l", 6, 5))
+    );
     assert_eq!(full::kl_std_normal_dense(mp, &lp[..8]), Err(lm("l", 9, 8)));
     assert_eq!(
         full::kl_std_normal_dense(mp, &bad),
-        Err(Error::NonPositiveDiagonal { what: "l", index: 2 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l",
+            index: 2
+        })
     );
 
-    assert_eq!(full::cholesky_in_place(d, &mut sp.clone()[..8]), Err(lm("a", 9, 8)));
-    assert_eq!(full::cholesky_packed_in_place(d, &mut [1.0; 5]), Err(lm("a", 6, 5)));
+    assert_eq!(
+        full::cholesky_in_place(d, &mut sp.clone()[..8]),
+        Err(lm("a", 9, 8))
+    );
+    assert_eq!(
+        full::cholesky_packed_in_place(d, &mut [1.0; 5]),
+        Err(lm("a", 6, 5))
+    );
 
     let mut out = vec![0.0; 8];
-    assert_eq!(PackedTril::new(d, &c.raw_p).expand_dense(&mut out), Err(lm("out", 9, 8)));
-    assert_eq!(PackedTril::new(d, &c.raw_p[..4]).expand_dense(&mut [0.0; 9]), Err(lm("packed", 6, 4)));
+    assert_eq!(
+        PackedTril::new(d, &c.raw_p).expand_dense(&mut out),
+        Err(lm("out", 9, 8))
+    );
+    assert_eq!(
+        PackedTril::new(d, &c.raw_p[..4]).expand_dense(&mut [0.0; 9]),
+        Err(lm("packed", 6, 4))
+    );
 }
 
 #[test]
@@ -626,22 +750,36 @@ fn fixed_errors() {
     let m = [0.0; 2];
     assert_eq!(
         full::kl_fixed(&m, &bad, &m, &l),
-        Err(Error::NonPositiveDiagonal { what: "l_p", index: 1 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_p",
+            index: 1
+        })
     );
     assert_eq!(
         full::kl_fixed(&m, &l, &m, &bad),
-        Err(Error::NonPositiveDiagonal { what: "l_q", index: 1 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_q",
+            index: 1
+        })
     );
     let raw3 = [0.0f64; 3];
     let raw6 = [0.0f64; 6];
     let (two, three) = (PackedTril::new(2, &raw3), PackedTril::new(3, &raw6));
     assert_eq!(
         full::kl_packed_fixed(&m, three, &m, two),
-        Err(Error::DimensionMismatch { what: "l_p", expected: 2, found: 3 })
+        Err(Error::DimensionMismatch {
+            what: "l_p",
+            expected: 2,
+            found: 3
+        })
     );
     assert_eq!(
         full::kl_packed_fixed(&m, two, &m, three),
-        Err(Error::DimensionMismatch { what: "l_q", expected: 2, found: 3 })
+        Err(Error::DimensionMismatch {
+            what: "l_q",
+            expected: 2,
+            found: 3
+        })
     );
     assert_eq!(
         full::kl_packed_fixed(&m, PackedTril::new(2, &raw6[..2]), &m, two),
@@ -651,11 +789,17 @@ fn fixed_errors() {
     let pb = PackedTril::new(2, &plain_bad).diagonal(Diagonal::Plain);
     assert_eq!(
         full::kl_packed_fixed(&m, pb, &m, two),
-        Err(Error::NonPositiveDiagonal { what: "l_p", index: 1 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_p",
+            index: 1
+        })
     );
     assert_eq!(
         full::kl_packed_fixed(&m, two, &m, pb),
-        Err(Error::NonPositiveDiagonal { what: "l_q", index: 1 })
+        Err(Error::NonPositiveDiagonal {
+            what: "l_q",
+            index: 1
+        })
     );
 }
 
@@ -669,9 +813,18 @@ fn huge_dimensions_are_errors_not_panics() {
     for d in [usize::MAX, usize::MAX / 2, 1usize << 33] {
         // d(d+1)/2 overflows usize.
         let huge = PackedTril::new(d, &short);
-        assert_eq!(full::kl(&m, huge, &m, huge, &mut work), Err(Error::DimensionTooLarge { d }));
-        assert_eq!(full::kl_std_normal(&m, huge), Err(Error::DimensionTooLarge { d }));
-        assert_eq!(huge.expand_dense(&mut [0.0; 4]), Err(Error::DimensionTooLarge { d }));
+        assert_eq!(
+            full::kl(&m, huge, &m, huge, &mut work),
+            Err(Error::DimensionTooLarge { d })
+        );
+        assert_eq!(
+            full::kl_std_normal(&m, huge),
+            Err(Error::DimensionTooLarge { d })
+        );
+        assert_eq!(
+            huge.expand_dense(&mut [0.0; 4]),
+            Err(Error::DimensionTooLarge { d })
+        );
         assert_eq!(
             full::cholesky_packed_in_place(d, &mut [0.0; 3]),
             Err(Error::DimensionTooLarge { d })
@@ -682,22 +835,36 @@ fn huge_dimensions_are_errors_not_panics() {
         );
         assert_eq!(
             full::kl_packed_fixed(&m, huge, &m, huge),
-            Err(Error::DimensionMismatch { what: "l_q", expected: 2, found: d })
+            Err(Error::DimensionMismatch {
+                what: "l_q",
+                expected: 2,
+                found: d
+            })
         );
     }
     // d(d+1)/2 fits but the slices are short: a length error.
     let d = 1usize << 20;
     let big = PackedTril::new(d, &short);
-    assert_eq!(full::kl(&m, big, &m, big, &mut work), Err(lm("l_p", d * (d + 1) / 2, 3)));
+    assert_eq!(
+        full::kl(&m, big, &m, big, &mut work),
+        Err(lm("l_p", d * (d + 1) / 2, 3))
+    );
     // A valid l_p with a huge l_q.
     let ok = PackedTril::new(2, &short);
     assert_eq!(
         full::kl(&m, ok, &m, PackedTril::new(usize::MAX, &short), &mut work),
-        Err(Error::DimensionMismatch { what: "l_q", expected: 2, found: usize::MAX })
+        Err(Error::DimensionMismatch {
+            what: "l_q",
+            expected: 2,
+            found: usize::MAX
+        })
     );
     // d² overflows while d(d+1)/2 does not: the dense paths.
     let d = 1usize << 32;
-    assert_eq!(full::cholesky_in_place(d, &mut [0.0; 4]), Err(Error::DimensionTooLarge { d }));
+    assert_eq!(
+        full::cholesky_in_place(d, &mut [0.0; 4]),
+        Err(Error::DimensionTooLarge { d })
+    );
     assert_eq!(full::workspace_len(usize::MAX), usize::MAX);
 }
 
@@ -738,7 +905,11 @@ fn nan_and_inf_propagate() {
         }
         // NaN in a factor (off-diagonal, log diagonal, plain diagonal).
         let last = tril(d) - 1;
-        for (pos, diagonal) in [(last, Diagonal::Log), (last, Diagonal::Plain), (0, Diagonal::Log)] {
+        for (pos, diagonal) in [
+            (last, Diagonal::Log),
+            (last, Diagonal::Plain),
+            (0, Diagonal::Log),
+        ] {
             let mut rq = encoded(d, &c.raw_q, diagonal);
             rq[pos] = f64::NAN;
             let rp = encoded(d, &c.raw_p, diagonal);
@@ -756,11 +927,22 @@ fn nan_and_inf_propagate() {
     // d = 1 closed form: an infinite mean difference gives +∞.
     let mut work = [0.0; 3];
     let one = PackedTril::new(1, &[0.0f64]);
-    assert_eq!(full::kl(&[f64::INFINITY], one, &[0.0], one, &mut work), Ok(f64::INFINITY));
+    assert_eq!(
+        full::kl(&[f64::INFINITY], one, &[0.0], one, &mut work),
+        Ok(f64::INFINITY)
+    );
     // Fixed kernels propagate too.
     let l = [[1.0f64]];
-    assert!(full::kl_fixed(&[f64::NAN], &l, &[0.0], &l).unwrap().is_nan());
-    assert!(full::kl_packed_fixed(&[0.0], one, &[f64::NAN], one).unwrap().is_nan());
+    assert!(
+        full::kl_fixed(&[f64::NAN], &l, &[0.0], &l)
+            .unwrap()
+            .is_nan()
+    );
+    assert!(
+        full::kl_packed_fixed(&[0.0], one, &[f64::NAN], one)
+            .unwrap()
+            .is_nan()
+    );
 }
 
 #[test]
