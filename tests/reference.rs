@@ -54,8 +54,30 @@ fn tol<T: Real>(d: usize, r: &Reference, cond: f64) -> f64 {
     C * d * (cond + d) * eps::<T>() * r.scale + C * d * r.kappa * r.kappa * f64::EPSILON * r.scale
 }
 
-/// Asserts `|got − reference| ≤ tol` and returns `|got − reference| / tol`.
-fn check<T: Real>(what: &str, d: usize, got: T, r: &Reference, cond: f64) -> f64 {
+/// The largest errors a test saw: relative to its tolerance, and in units of
+/// `ε_T · scale` (with the `d` where that happened).
+#[derive(Clone, Copy, Debug, Default)]
+struct Worst {
+    ratio: f64,
+    eps_scale: f64,
+    at_d: usize,
+}
+
+impl Worst {
+    fn merge(self, o: Worst) -> Worst {
+        Worst {
+            ratio: self.ratio.max(o.ratio),
+            ..if o.eps_scale > self.eps_scale {
+                o
+            } else {
+                self
+            }
+        }
+    }
+}
+
+/// Asserts `|got − reference| ≤ tol` and returns the error as a [`Worst`].
+fn check<T: Real>(what: &str, d: usize, got: T, r: &Reference, cond: f64) -> Worst {
     let got = got.to_f64();
     let err = (got - r.kl).abs();
     let tol = tol::<T>(d, r, cond);
@@ -68,14 +90,21 @@ fn check<T: Real>(what: &str, d: usize, got: T, r: &Reference, cond: f64) -> f64
         r.scale,
         r.kappa
     );
-    err / tol
+    Worst {
+        ratio: err / tol,
+        eps_scale: err / (eps::<T>() * r.scale),
+        at_d: d,
+    }
 }
 
 /// Prints the largest `error / tolerance` a test saw (visible with `--nocapture`).
-fn report<T: Real>(what: &str, worst: f64) {
+fn report<T: Real>(what: &str, worst: Worst) {
     println!(
-        "{what} ({}): max |error| / tolerance = {worst:.2e}",
-        core::any::type_name::<T>()
+        "{what} ({}): max |error| / tolerance = {:.2e}; max |error| = {:.2} ε·scale (at d = {})",
+        core::any::type_name::<T>(),
+        worst.ratio,
+        worst.eps_scale,
+        worst.at_d
     );
 }
 
@@ -121,7 +150,7 @@ fn reference_for<T: Real>(c: &CaseT<T>, diagonal: Diagonal) -> Reference {
 /// bit-identical to `kl_dense` of its dense expansion (NaN above the diagonal,
 /// which must be ignored).
 fn kl_every_layout<T: Real>() {
-    let mut worst = 0.0f64;
+    let mut worst = Worst::default();
     for d in 1..=64 {
         let mut work = vec![T::ZERO; full::workspace_len(d)];
         for k in 0..2 {
@@ -138,7 +167,7 @@ fn kl_every_layout<T: Real>() {
                     &mut work,
                 )
                 .unwrap();
-                worst = worst.max(check("kl", d, row_major, &r, r.kappa));
+                worst = worst.merge(check("kl", d, row_major, &r, r.kappa));
                 for layout in LAYOUTS {
                     let (lp, lq) = (to_layout(d, &rp, layout), to_layout(d, &rq, layout));
                     let got = full::kl(
@@ -160,7 +189,7 @@ fn kl_every_layout<T: Real>() {
                     let dq = packed_to_dense(d, &rq, T::NAN);
                     let dense = full::kl_dense(&c.mean_p, &dp, &c.mean_q, &dq, &mut work).unwrap();
                     assert_eq!(bits(dense), bits(row_major), "kl_dense d={d}");
-                    worst = worst.max(check("kl_dense", d, dense, &r, r.kappa));
+                    worst = worst.merge(check("kl_dense", d, dense, &r, r.kappa));
                 }
             }
         }
@@ -207,7 +236,7 @@ fn kl_ignores_workspace_contents_and_excess() {
 // ---------------------------------------------------------------- kl_cov
 
 fn kl_cov_matches<T: Real>() {
-    let mut worst = 0.0f64;
+    let mut worst = Worst::default();
     for d in 1..=64 {
         let mut work = vec![T::ZERO; full::workspace_len(d)];
         let c = Case::random(&mut rng(seed(2, d, 0)), d).round::<T>();
@@ -224,7 +253,7 @@ fn kl_cov_matches<T: Real>() {
         );
         let got = full::kl_cov(&c.mean_p, &cp, &c.mean_q, &cq, &mut work).unwrap();
         let cond = r.kappa * r.kappa + r.kappa_p * r.kappa_p;
-        worst = worst.max(check("kl_cov", d, got, &r, cond));
+        worst = worst.merge(check("kl_cov", d, got, &r, cond));
         // Only the lower triangle is read: poison the strict upper one.
         let poison = |a: &[T]| -> Vec<T> {
             let mut a = a.to_vec();
@@ -259,7 +288,7 @@ fn kl_cov_matches_reference_f32() {
 // ---------------------------------------------------------------- kl_std_normal
 
 fn std_normal_matches<T: Real>() {
-    let mut worst = 0.0f64;
+    let mut worst = Worst::default();
     for d in 1..=64 {
         let c = Case::random(&mut rng(seed(3, d, 0)), d).round::<T>();
         let identity = packed_to_dense(d, &log_to_plain(d, &vec![0.0; tril(d)]), 0.0);
@@ -281,14 +310,14 @@ fn std_normal_matches<T: Real>() {
             for layout in LAYOUTS {
                 let l = to_layout(d, &rp, layout);
                 let got = full::kl_std_normal(&c.mean_p, packed(d, &l, layout, diagonal)).unwrap();
-                worst = worst.max(check("kl_std_normal", d, got, &r, r.kappa));
+                worst = worst.merge(check("kl_std_normal", d, got, &r, r.kappa));
                 let f0 = *first.get_or_insert(bits(got));
                 assert_eq!(bits(got), f0, "kl_std_normal {layout:?} d={d}");
             }
             if diagonal == Diagonal::Plain {
                 let dense = packed_to_dense(d, &rp, T::NAN);
                 let got = full::kl_std_normal_dense(&c.mean_p, &dense).unwrap();
-                worst = worst.max(check("kl_std_normal_dense", d, got, &r, r.kappa));
+                worst = worst.merge(check("kl_std_normal_dense", d, got, &r, r.kappa));
                 assert_eq!(Some(bits(got)), first, "kl_std_normal_dense d={d}");
             }
         }
@@ -310,8 +339,8 @@ fn kl_std_normal_matches_reference_f32() {
 
 /// `kl_fixed::<D>` bit-identical to `kl_dense`, `kl_packed_fixed::<D>`
 /// bit-identical to `kl` in every layout and encoding, both against the reference.
-fn fixed_matches<T: Real, const D: usize>() -> f64 {
-    let mut worst = 0.0f64;
+fn fixed_matches<T: Real, const D: usize>() -> Worst {
+    let mut worst = Worst::default();
     let mut work = vec![T::ZERO; full::workspace_len(D)];
     for k in 0..3 {
         let c = Case::random(&mut rng(seed(4, D, k)), D).round::<T>();
@@ -329,7 +358,7 @@ fn fixed_matches<T: Real, const D: usize>() -> f64 {
             full::kl_dense(&c.mean_p, &flat(&sp), &c.mean_q, &flat(&sq), &mut work).unwrap();
         assert_eq!(bits(fixed), bits(dense), "kl_fixed::<{D}> vs kl_dense");
         let r = reference_for(&c, Diagonal::Plain);
-        worst = worst.max(check("kl_fixed", D, fixed, &r, r.kappa));
+        worst = worst.merge(check("kl_fixed", D, fixed, &r, r.kappa));
         for diagonal in DIAGONALS {
             let r = reference_for(&c, diagonal);
             for layout in LAYOUTS {
@@ -346,7 +375,7 @@ fn fixed_matches<T: Real, const D: usize>() -> f64 {
                     bits(runtime),
                     "kl_packed_fixed::<{D}> {layout:?}/{diagonal:?} vs kl"
                 );
-                worst = worst.max(check("kl_packed_fixed", D, fixed, &r, r.kappa));
+                worst = worst.merge(check("kl_packed_fixed", D, fixed, &r, r.kappa));
             }
         }
     }
@@ -355,7 +384,7 @@ fn fixed_matches<T: Real, const D: usize>() -> f64 {
 
 macro_rules! fixed_all_d {
     ($t:ty; $($d:literal)*) => {
-        let worst = [$( fixed_matches::<$t, $d>() ),*].into_iter().fold(0.0, f64::max);
+        let worst = [$( fixed_matches::<$t, $d>() ),*].into_iter().fold(Worst::default(), Worst::merge);
         report::<$t>("kl_fixed, kl_packed_fixed", worst);
     };
 }
