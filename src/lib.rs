@@ -33,6 +33,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod batch_grad;
 pub mod error;
 pub mod full;
 pub mod real;

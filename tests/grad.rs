@@ -896,3 +896,245 @@ fn single_pair_kernels_do_not_allocate() {
     assert!(allocations() > after);
     drop(v);
 }
+
+// ---------------------------------------------------------------------------
+// The batched layer.
+
+#[cfg(feature = "std")]
+mod batch {
+    use super::*;
+    use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
+
+    /// `n` random Gaussians of dimension `d` in `form`, flattened.
+    fn batch_of(rng: &mut StdRng, d: usize, n: usize, form: Form) -> (Vec<f64>, Vec<f64>) {
+        let (mut means, mut factors) = (vec![], vec![]);
+        for _ in 0..n {
+            let [m, l, _, _] = random_pair(rng, d);
+            means.extend(m);
+            factors.extend(to_form(d, &l, form));
+        }
+        (means, factors)
+    }
+
+    fn gb<'a>(form: Form, means: &'a [f64], factors: &'a [f64]) -> GaussianBatch<'a, f64> {
+        let Form::Packed(layout, diag) = form else {
+            unreachable!()
+        };
+        GaussianBatch::new(means, factors)
+            .layout(layout)
+            .diagonal(diag)
+    }
+
+    /// Batched = looped, bit for bit, with and without broadcasting of `p`,
+    /// `q` and the upstream weight; a broadcast side's gradient is the sum,
+    /// in batch order, of the per-pair gradients.
+    #[test]
+    fn batch_equals_loop_with_broadcasting() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let n = 5;
+        for d in [1, 2, 3, 7, 16] {
+            let t = tri(d);
+            for form in all_forms().into_iter().filter(|f| *f != Form::Dense) {
+                for (np, nq) in [(n, n), (n, 1), (1, n), (1, 1)] {
+                    for per_pair_upstream in [false, true] {
+                        let (mp, lp) = batch_of(&mut rng, d, np, form);
+                        let (mq, lq) = batch_of(&mut rng, d, nq, form);
+                        let upstream: Vec<f64> = if per_pair_upstream {
+                            (0..n).map(|b| 0.5 + b as f64 * 0.37).collect()
+                        } else {
+                            vec![1.7]
+                        };
+                        let mut kl = vec![0.0; n];
+                        let (mut g1, mut g2) = (vec![9.0; mp.len()], vec![9.0; lp.len()]);
+                        let (mut g3, mut g4) = (vec![9.0; mq.len()], vec![9.0; lq.len()]);
+                        let mut work = vec![0.0; batch_grad::workspace_len(d)];
+                        batch_grad::kl_grad_packed(
+                            d,
+                            gb(form, &mp, &lp),
+                            gb(form, &mq, &lq),
+                            &upstream,
+                            &mut kl,
+                            BatchGrad {
+                                means_p: &mut g1,
+                                factors_p: &mut g2,
+                                means_q: &mut g3,
+                                factors_q: &mut g4,
+                            },
+                            &mut work,
+                        )
+                        .unwrap();
+                        // The loop.
+                        let (mut r1, mut r2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
+                        let (mut r3, mut r4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
+                        for b in 0..n {
+                            let (ip, iq) =
+                                (if np == 1 { 0 } else { b }, if nq == 1 { 0 } else { b });
+                            let u = upstream[if per_pair_upstream { b } else { 0 }];
+                            let (kl_b, g) = grad_form(
+                                d,
+                                form,
+                                &mp[ip * d..(ip + 1) * d],
+                                &lp[ip * t..(ip + 1) * t],
+                                &mq[iq * d..(iq + 1) * d],
+                                &lq[iq * t..(iq + 1) * t],
+                                u,
+                            );
+                            assert_eq!(kl[b].to_bits(), kl_b.to_bits());
+                            for (acc, part, i, w) in [
+                                (&mut r1, &g[0], ip, d),
+                                (&mut r2, &g[1], ip, t),
+                                (&mut r3, &g[2], iq, d),
+                                (&mut r4, &g[3], iq, t),
+                            ] {
+                                for (a, v) in acc[i * w..(i + 1) * w].iter_mut().zip(part) {
+                                    *a += v;
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            (g1, g2, g3, g4),
+                            (r1, r2, r3, r4),
+                            "d={d} {form:?} {np} {nq}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_std_normal_equals_loop() {
+        let mut rng = StdRng::seed_from_u64(22);
+        let n = 6;
+        for d in [1, 4, 11] {
+            let t = tri(d);
+            for form in all_forms().into_iter().filter(|f| *f != Form::Dense) {
+                let (m, l) = batch_of(&mut rng, d, n, form);
+                let upstream: Vec<f64> = (0..n).map(|b| 1.0 - 0.25 * b as f64).collect();
+                let mut kl = vec![0.0; n];
+                let (mut gm, mut gl) = (vec![0.0; m.len()], vec![0.0; l.len()]);
+                batch_grad::kl_std_normal_grad_packed(
+                    d,
+                    gb(form, &m, &l),
+                    &upstream,
+                    &mut kl,
+                    &mut gm,
+                    &mut gl,
+                )
+                .unwrap();
+                for b in 0..n {
+                    let (mut rm, mut rl) = (vec![0.0; d], vec![0.0; t]);
+                    let k = full::kl_std_normal_grad(
+                        &m[b * d..(b + 1) * d],
+                        tril_of(d, form, &l[b * t..(b + 1) * t]),
+                        upstream[b],
+                        &mut rm,
+                        &mut rl,
+                    )
+                    .unwrap();
+                    assert_eq!(kl[b].to_bits(), k.to_bits());
+                    assert_eq!(gm[b * d..(b + 1) * d], rm[..]);
+                    assert_eq!(gl[b * t..(b + 1) * t], rl[..]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_shape_errors() {
+        let d = 2;
+        let (m, l) = (vec![0.0; 6], vec![0.0; 9]);
+        let mut kl = vec![0.0; 3];
+        let (mut g1, mut g2, mut g3, mut g4) =
+            (vec![0.0; 6], vec![0.0; 9], vec![0.0; 6], vec![0.0; 9]);
+        let mut work = vec![0.0; batch_grad::workspace_len(d)];
+        let mut run = |pm: &[f64], pl: &[f64], up: &[f64], g4_len: usize, work_len: usize| {
+            batch_grad::kl_grad_packed(
+                d,
+                GaussianBatch::new(pm, pl),
+                GaussianBatch::new(&m, &l),
+                up,
+                &mut kl,
+                BatchGrad {
+                    means_p: &mut g1[..pm.len()],
+                    factors_p: &mut g2[..pl.len()],
+                    means_q: &mut g3,
+                    factors_q: &mut g4[..g4_len],
+                },
+                &mut work[..work_len],
+            )
+        };
+        let w = batch_grad::workspace_len(d);
+        let lm = |what, expected, found| {
+            Err(Error::LengthMismatch {
+                what,
+                expected,
+                found,
+            })
+        };
+        assert_eq!(run(&m[..4], &l, &[1.0], 9, w), lm("p.means", 6, 4));
+        assert_eq!(run(&m, &l[..8], &[1.0], 9, w), lm("p.factors", 9, 8));
+        assert_eq!(run(&m[..2], &l[..6], &[1.0], 9, w), lm("p.factors", 3, 6));
+        assert_eq!(run(&m, &l, &[1.0, 2.0], 9, w), lm("upstream", 3, 2));
+        assert_eq!(run(&m, &l, &[1.0], 3, w), lm("grad.factors_q", 9, 3));
+        assert_eq!(
+            run(&m, &l, &[1.0], 9, w - 1),
+            Err(Error::WorkspaceTooSmall {
+                expected: w,
+                found: w - 1
+            })
+        );
+        assert_eq!(run(&m, &l, &[1.0; 3], 9, w), Ok(()));
+        assert_eq!(
+            batch_grad::kl_std_normal_grad_packed(
+                d,
+                GaussianBatch::new(&m, &l),
+                &[1.0],
+                &mut [0.0; 2],
+                &mut [0.0; 6],
+                &mut [0.0; 9],
+            ),
+            lm("p.means", 4, 6)
+        );
+    }
+
+    #[test]
+    fn batch_does_not_allocate() {
+        let mut rng = StdRng::seed_from_u64(23);
+        let (d, n) = (6, 8);
+        let form = Form::Packed(Layout::ColMajor, Diagonal::Log);
+        let (mp, lp) = batch_of(&mut rng, d, n, form);
+        let (mq, lq) = batch_of(&mut rng, d, 1, form);
+        let mut kl = vec![0.0; n];
+        let (mut g1, mut g2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
+        let (mut g3, mut g4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
+        let mut work = vec![0.0; batch_grad::workspace_len(d)];
+        let upstream = vec![0.5; n];
+        let before = allocations();
+        batch_grad::kl_grad_packed(
+            d,
+            gb(form, &mp, &lp),
+            gb(form, &mq, &lq),
+            &upstream,
+            &mut kl,
+            BatchGrad {
+                means_p: &mut g1,
+                factors_p: &mut g2,
+                means_q: &mut g3,
+                factors_q: &mut g4,
+            },
+            &mut work,
+        )
+        .unwrap();
+        batch_grad::kl_std_normal_grad_packed(
+            d,
+            gb(form, &mp, &lp),
+            &[1.0],
+            &mut kl,
+            &mut g1,
+            &mut g2,
+        )
+        .unwrap();
+        assert_eq!(allocations() - before, 0);
+    }
+}

@@ -26,7 +26,7 @@
 
 mod cholesky;
 mod fixed;
-mod grad;
+pub(crate) mod grad;
 pub(crate) mod scalar;
 
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
