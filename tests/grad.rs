@@ -1138,3 +1138,21 @@ mod batch {
         assert_eq!(allocations() - before, 0);
     }
 }
+
+/// `KlGrad::reborrow` lets one set of output slices serve repeated calls.
+#[test]
+fn reborrowed_outputs_are_overwritten() {
+    let mut rng = StdRng::seed_from_u64(19);
+    let d = 5;
+    let [mp, lp, mq, lq] = random_pair(&mut rng, d);
+    let n = tri(d);
+    let (mut a, mut b, mut c, mut e) = (vec![0.0; d], vec![0.0; n], vec![0.0; d], vec![0.0; n]);
+    let mut g = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
+    let mut work = vec![0.0; full::grad_workspace_len(d)];
+    let (tp, tq) = (PackedTril::new(d, &lp), PackedTril::new(d, &lq));
+    full::kl_grad(&mp, tp, &mq, tq, 3.0, g.reborrow(), &mut work).unwrap();
+    full::kl_grad(&mp, tp, &mq, tq, 1.0, g.reborrow(), &mut work).unwrap();
+    let form = Form::Packed(Layout::RowMajor, Diagonal::Log);
+    let (_, want) = grad_form(d, form, &mp, &lp, &mq, &lq, 1.0);
+    assert_eq!([a, b, c, e], want);
+}
