@@ -1156,3 +1156,143 @@ fn reborrowed_outputs_are_overwritten() {
     let (_, want) = grad_form(d, form, &mp, &lp, &mq, &lq, 1.0);
     assert_eq!([a, b, c, e], want);
 }
+
+// ---------------------------------------------------------------------------
+// An independent reference: explicit inverse, full matrix products.
+
+type Mat = Vec<Vec<f64>>;
+
+fn matmul(a: &Mat, b: &Mat) -> Mat {
+    let (n, k, m) = (a.len(), b.len(), b[0].len());
+    (0..n)
+        .map(|i| {
+            (0..m)
+                .map(|j| (0..k).map(|l| a[i][l] * b[l][j]).sum())
+                .collect()
+        })
+        .collect()
+}
+
+fn transpose(a: &Mat) -> Mat {
+    (0..a[0].len())
+        .map(|j| (0..a.len()).map(|i| a[i][j]).collect())
+        .collect()
+}
+
+/// The gradient with respect to the raw row-major factors, from
+/// `Σ_q⁻¹ = L_q⁻ᵀ L_q⁻¹` formed explicitly:
+/// `∂/∂μ_q = Σ_q⁻¹ Δ`, `∂/∂L_p = tril(Σ_q⁻¹ L_p) − diag(1/L_pᵢᵢ)`,
+/// `∂/∂L_q = −tril(Σ_q⁻¹ (Δ Δᵀ + Σ_p) Σ_q⁻¹ L_q) + diag(1/L_qᵢᵢ)`
+/// (the same gradient as the kernel's, written without triangular solves).
+fn reference_grad(d: usize, pair: &[Vec<f64>; 4]) -> [Vec<f64>; 4] {
+    let [mp, lp_raw, mq, lq_raw] = pair;
+    let dense = |raw: &[f64]| -> Mat {
+        let v = to_form(d, raw, Form::Dense);
+        (0..d)
+            .map(|i| {
+                (0..d)
+                    .map(|j| if j <= i { v[i * d + j] } else { 0.0 })
+                    .collect()
+            })
+            .collect()
+    };
+    let (l1, l2) = (dense(lp_raw), dense(lq_raw));
+    // L_q⁻¹ column by column.
+    let mut inv = vec![vec![0.0; d]; d];
+    for c in 0..d {
+        for i in 0..d {
+            let mut s = if i == c { 1.0 } else { 0.0 };
+            for k in 0..i {
+                s -= l2[i][k] * inv[k][c];
+            }
+            inv[i][c] = s / l2[i][i];
+        }
+    }
+    let s2inv = matmul(&transpose(&inv), &inv);
+    let delta: Vec<f64> = (0..d).map(|i| mq[i] - mp[i]).collect();
+    let g_mq: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|j| s2inv[i][j] * delta[j]).sum())
+        .collect();
+    let g_mp = g_mq.iter().map(|x| -x).collect();
+    let a1 = matmul(&s2inv, &l1);
+    let mut a = matmul(&l1, &transpose(&l1));
+    for i in 0..d {
+        for j in 0..d {
+            a[i][j] += delta[i] * delta[j];
+        }
+    }
+    let a2 = matmul(&matmul(&matmul(&s2inv, &a), &s2inv), &l2);
+    let (mut g_lp, mut g_lq) = (vec![0.0; tri(d)], vec![0.0; tri(d)]);
+    for i in 0..d {
+        for j in 0..=i {
+            let at = Layout::RowMajor.index(d, i, j);
+            if i == j {
+                g_lp[at] = (a1[i][i] - 1.0 / l1[i][i]) * l1[i][i];
+                g_lq[at] = (1.0 / l2[i][i] - a2[i][i]) * l2[i][i];
+            } else {
+                g_lp[at] = a1[i][j];
+                g_lq[at] = -a2[i][j];
+            }
+        }
+    }
+    [g_mp, g_lp, g_mq, g_lq]
+}
+
+/// The kernel against the explicit-inverse reference for `d` up to 64 and
+/// `L_q` from well to badly conditioned (off-diagonal scale `s`). Both are
+/// f64 computations with error growing as `d · κ(L_q)² · ε` (the gradient
+/// of `L_q` carries `Σ_q⁻¹` twice), so the bound is `16 · d · κ² · ε` of
+/// the largest entry, `κ = ‖L_q‖_F ‖L_q⁻¹‖_F`. Cases where that bound
+/// exceeds `1e-3` would test nothing and are skipped (and printed).
+#[test]
+fn explicit_inverse_reference_across_conditioning() {
+    let mut rng = StdRng::seed_from_u64(20);
+    for d in [2, 5, 12, 24, 40, 64] {
+        for s in [0.25, 1.0, 2.0, 6.0] {
+            let mut pair = random_pair(&mut rng, d);
+            for i in 0..d {
+                for j in 0..i {
+                    pair[3][Layout::RowMajor.index(d, i, j)] *= s * (d as f64).sqrt();
+                }
+            }
+            let want = reference_grad(d, &pair);
+            let form = Form::Packed(Layout::RowMajor, Diagonal::Log);
+            let (_, got) = grad_form(d, form, &pair[0], &pair[1], &pair[2], &pair[3], 1.0);
+            // κ(L_q) from the reference's inverse.
+            let l2 = to_form(d, &pair[3], Form::Dense);
+            let nl: f64 = (0..d)
+                .flat_map(|i| (0..=i).map(move |j| (i, j)))
+                .map(|(i, j)| l2[i * d + j].powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let mut inv_norm = 0.0;
+            for c in 0..d {
+                let mut col = vec![0.0; d];
+                for i in 0..d {
+                    let mut v = if i == c { 1.0 } else { 0.0 };
+                    for k in 0..i {
+                        v -= l2[i * d + k] * col[k];
+                    }
+                    col[i] = v / l2[i * d + i];
+                }
+                inv_norm += col.iter().map(|x| x * x).sum::<f64>();
+            }
+            let kappa = nl * inv_norm.sqrt();
+            let mut worst: f64 = 0.0;
+            for k in 0..4 {
+                let e = max_diff(&got[k], &want[k]) / max_abs(&want[k]).max(f64::MIN_POSITIVE);
+                worst = worst.max(e);
+            }
+            let bound = 16.0 * d as f64 * kappa * kappa * f64::EPSILON;
+            if bound > 1e-3 {
+                eprintln!("d={d:2} κ(L_q)={kappa:9.3e}: skipped, too ill-conditioned to bound");
+                continue;
+            }
+            eprintln!(
+                "d={d:2} κ(L_q)={kappa:9.3e}: worst error {worst:9.3e} of the largest entry ({:.1e} ε·d·κ²)",
+                worst / (d as f64 * kappa * kappa * f64::EPSILON)
+            );
+            assert!(worst <= bound, "d={d} s={s}: {worst:e} > {bound:e}");
+        }
+    }
+}
