@@ -2,6 +2,9 @@
 //! differences in every input form, the VAE prior path, fixed = runtime,
 //! batched = looped, and zero allocations.
 
+// Index loops mirror the subscripts of the linear algebra they check.
+#![allow(clippy::needless_range_loop)]
+
 use gaussian_kl::full::{self, KlGrad};
 use gaussian_kl::{Diagonal, Error, Layout, PackedTril};
 use rand::rngs::StdRng;
