@@ -6,6 +6,9 @@
 //! - [`full`]: full-rank Gaussians whose Cholesky factors arrive packed
 //!   (`d(d+1)/2` raw numbers, `exp` on the diagonal, as a VAE posterior
 //!   emits them), dense, or as covariance matrices.
+//!   [`full::kl_grad`] and its siblings return the KL and its gradient in one
+//!   fused pass (vector-Jacobian products for custom autodiff operations).
+//! - `batch_grad` (feature `std`): batched gradients with broadcasting.
 //!
 //! ## Feature flags
 //! - `std` (default): the batched layer. Everything else is `no_std` and never
@@ -33,6 +36,8 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod batch_grad;
 pub mod error;
 pub mod full;
 pub mod real;

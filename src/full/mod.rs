@@ -17,16 +17,24 @@
 //! | [`kl_cov`] | dense covariance matrices `Σ` (factored here by Cholesky) | caller's workspace |
 //! | [`kl_std_normal`], [`kl_std_normal_dense`] | `q = N(0, I)`, the VAE prior | none |
 //! | [`kl_fixed`], [`kl_packed_fixed`] | compile-time `D`, arrays on the stack | none |
+//! | [`kl_grad`], [`kl_grad_dense`] | KL and its gradient (packed / dense) | caller's workspace, [`grad_workspace_len`] |
+//! | [`kl_std_normal_grad`], [`kl_std_normal_grad_dense`] | the VAE prior's KL and gradient | none |
+//! | [`kl_grad_fixed`], [`kl_grad_packed_fixed`] | KL and gradient, compile-time `D` | none |
 //!
 //! `d = 0` is allowed everywhere and gives `KL = 0` (two distributions on the
 //! zero-dimensional space are the same point mass).
 
 mod cholesky;
 mod fixed;
+pub(crate) mod grad;
 pub(crate) mod scalar;
 
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
 pub use fixed::{kl_fixed, kl_packed_fixed};
+pub use grad::{
+    KlGrad, KlGradFixed, grad_workspace_len, kl_grad, kl_grad_dense, kl_grad_fixed,
+    kl_grad_packed_fixed, kl_std_normal_grad, kl_std_normal_grad_dense,
+};
 
 use crate::error::{Error, check_len};
 use crate::real::Real;

@@ -1,0 +1,136 @@
+//! Forward only (`full::kl`) against forward + backward (`full::kl_grad`),
+//! pairs per second, at d ∈ {3, 16, 64}, with batches sized to sit in L2 and
+//! to spill to DRAM. The target is a fused pass costing at most 3× the
+//! forward one. Also the N(0, I) prior path.
+//!
+//! `cargo bench --bench grad -- --warm-up-time 1 --measurement-time 2`
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use gaussian_kl::PackedTril;
+use gaussian_kl::full::{self, KlGrad};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::hint::black_box;
+
+/// `n` Gaussians of dimension `d` in seed 000's raw form (row-major, log
+/// diagonal), well conditioned: means and factors flattened.
+fn gaussians(rng: &mut StdRng, d: usize, n: usize) -> (Vec<f64>, Vec<f64>) {
+    let t = d * (d + 1) / 2;
+    let s = 1.0 / (d as f64).sqrt();
+    let means = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut factors = vec![0.0; n * t];
+    for b in 0..n {
+        for i in 0..d {
+            for j in 0..=i {
+                factors[b * t + i * (i + 1) / 2 + j] = if i == j {
+                    rng.random_range(-0.4..0.4)
+                } else {
+                    s * rng.random_range(-1.0..1.0)
+                };
+            }
+        }
+    }
+    (means, factors)
+}
+
+/// Batch sizes: inputs + gradient outputs of about 512 KiB (half of one
+/// core's L2) and of about 256 MiB (8× the 32 MiB L3).
+fn batch_sizes(d: usize) -> [(&'static str, usize); 2] {
+    let bytes_per_pair = 2 * 8 * 2 * (d + d * (d + 1) / 2); // p and q, inputs and gradients
+    [
+        ("L2", (512 << 10) / bytes_per_pair),
+        ("DRAM", (256 << 20) / bytes_per_pair),
+    ]
+}
+
+fn bench(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(1);
+    for d in [3usize, 16, 64] {
+        let t = d * (d + 1) / 2;
+        for (place, n) in batch_sizes(d) {
+            let n = n.max(1);
+            let (mp, lp) = gaussians(&mut rng, d, n);
+            let (mq, lq) = gaussians(&mut rng, d, n);
+            let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * t]);
+            let (mut g3, mut g4) = (vec![0.0; n * d], vec![0.0; n * t]);
+            let mut out = vec![0.0; n];
+            let mut work = vec![0.0; full::grad_workspace_len(d)];
+            let mut group = c.benchmark_group(format!("full_grad_d{d}"));
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(BenchmarkId::new("forward", place), |b| {
+                b.iter(|| {
+                    for i in 0..n {
+                        out[i] = full::kl(
+                            &mp[i * d..(i + 1) * d],
+                            PackedTril::new(d, &lp[i * t..(i + 1) * t]),
+                            &mq[i * d..(i + 1) * d],
+                            PackedTril::new(d, &lq[i * t..(i + 1) * t]),
+                            &mut work,
+                        )
+                        .unwrap();
+                    }
+                    black_box(&mut out);
+                })
+            });
+            group.bench_function(BenchmarkId::new("forward+backward", place), |b| {
+                b.iter(|| {
+                    for i in 0..n {
+                        let g = KlGrad::new(
+                            &mut g1[i * d..(i + 1) * d],
+                            &mut g2[i * t..(i + 1) * t],
+                            &mut g3[i * d..(i + 1) * d],
+                            &mut g4[i * t..(i + 1) * t],
+                        );
+                        out[i] = full::kl_grad(
+                            &mp[i * d..(i + 1) * d],
+                            PackedTril::new(d, &lp[i * t..(i + 1) * t]),
+                            &mq[i * d..(i + 1) * d],
+                            PackedTril::new(d, &lq[i * t..(i + 1) * t]),
+                            1.0,
+                            g,
+                            &mut work,
+                        )
+                        .unwrap();
+                    }
+                    black_box((&mut out, &mut g2, &mut g4));
+                })
+            });
+            if place == "L2" {
+                group.bench_function(BenchmarkId::new("std_normal_forward", place), |b| {
+                    b.iter(|| {
+                        for i in 0..n {
+                            out[i] = full::kl_std_normal(
+                                &mp[i * d..(i + 1) * d],
+                                PackedTril::new(d, &lp[i * t..(i + 1) * t]),
+                            )
+                            .unwrap();
+                        }
+                        black_box(&mut out);
+                    })
+                });
+                group.bench_function(
+                    BenchmarkId::new("std_normal_forward+backward", place),
+                    |b| {
+                        b.iter(|| {
+                            for i in 0..n {
+                                out[i] = full::kl_std_normal_grad(
+                                    &mp[i * d..(i + 1) * d],
+                                    PackedTril::new(d, &lp[i * t..(i + 1) * t]),
+                                    1.0,
+                                    &mut g1[i * d..(i + 1) * d],
+                                    &mut g2[i * t..(i + 1) * t],
+                                )
+                                .unwrap();
+                            }
+                            black_box((&mut out, &mut g2));
+                        })
+                    },
+                );
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
