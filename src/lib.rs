@@ -33,9 +33,12 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod diag;
 pub mod error;
 pub mod full;
 pub mod real;
+#[cfg(feature = "std")]
+pub mod search;
 pub mod tril;
 
 pub use error::Error;
