@@ -222,6 +222,11 @@ fn gamma_queries<T: SimdReal>(q: &DiagBatch<'_, T>) -> Vec<T> {
 trait Sink<T> {
     /// Values for query `i` and documents `j0..j0 + vals.len()`.
     fn take(&mut self, i: usize, j0: usize, vals: &[T]);
+    /// A key that a value must beat strictly to be taken, if any (see
+    /// [`TopK::threshold`]); lets whole tiles be skipped with one compare.
+    fn threshold(&self, _i: usize) -> Option<T> {
+        None
+    }
 }
 
 /// Keeps the top entries per query.
@@ -231,6 +236,11 @@ struct HeapSink<T> {
 }
 
 impl<T: SimdReal> Sink<T> for HeapSink<T> {
+    #[inline(always)]
+    fn threshold(&self, i: usize) -> Option<T> {
+        self.heaps[i].threshold()
+    }
+
     #[inline(always)]
     fn take(&mut self, i: usize, j0: usize, vals: &[T]) {
         let heap = &mut self.heaps[i];
@@ -322,14 +332,35 @@ impl<T: SimdReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
                     &mut tile,
                 );
                 for m in 0..r {
-                    let vals = &mut tile[m * w..m * w + live];
+                    let i = start + m;
+                    let row = &mut tile[m * w..(m + 1) * w];
                     if metric == Metric::Kl {
-                        let g = gamma_q[start + m];
-                        for v in vals.iter_mut() {
-                            *v = -T::HALF * ((*v + g) + kf);
+                        // −½((v + γ_Q) + k), lane by lane: the same roundings
+                        // as the scalar expression.
+                        let g = T::splat(simd, gamma_q[i]);
+                        let kv = T::splat(simd, kf);
+                        let h = T::splat(simd, -T::HALF);
+                        for v in T::as_mut_simd::<S>(row) {
+                            *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
                         }
                     }
-                    sink.take(start + m, j0, vals);
+                    if let Some(t) = sink.threshold(i) {
+                        // Skip the row unless a lane beats the threshold:
+                        // key = v (Eq10) or −v (Kl). NaN lanes never pass,
+                        // as in `HeapSink::take`; padding lanes may, harmlessly.
+                        let vs = T::as_simd::<S>(row);
+                        let pass = if metric == Metric::Kl {
+                            let t = T::splat(simd, -t);
+                            vs.iter().any(|&v| T::any_lt(simd, v, t))
+                        } else {
+                            let t = T::splat(simd, t);
+                            vs.iter().any(|&v| T::any_gt(simd, v, t))
+                        };
+                        if !pass {
+                            continue;
+                        }
+                    }
+                    sink.take(i, j0, &row[..live]);
                 }
                 start += r;
             }

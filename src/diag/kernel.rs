@@ -46,13 +46,22 @@ pub trait SimdReal: Real + sealed::Sealed {
     #[doc(hidden)]
     fn fma<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
     #[doc(hidden)]
+    fn vadd<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
+    #[doc(hidden)]
+    fn vmul<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
+    #[doc(hidden)]
+    fn any_gt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool;
+    #[doc(hidden)]
+    fn any_lt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool;
+    #[doc(hidden)]
     fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>];
     #[doc(hidden)]
     fn as_mut_simd<S: Simd>(x: &mut [Self]) -> &mut [Self::V<S>];
 }
 
 macro_rules! impl_simd_real {
-    ($t:ty, $panel:expr, $v:ident, $lanes:ident, $splat:ident, $fma:ident, $as:ident, $as_mut:ident) => {
+    ($t:ty, $panel:expr, $v:ident, $lanes:ident, $splat:ident, $fma:ident, $as:ident, $as_mut:ident,
+     $add:ident, $mul:ident, $gt:ident, $lt:ident, $first:ident) => {
         impl SimdReal for $t {
             const PANEL: usize = $panel;
             type V<S: Simd> = S::$v;
@@ -67,6 +76,22 @@ macro_rules! impl_simd_real {
             #[inline(always)]
             fn fma<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S> {
                 simd.$fma(a, b, c)
+            }
+            #[inline(always)]
+            fn vadd<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S> {
+                simd.$add(a, b)
+            }
+            #[inline(always)]
+            fn vmul<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S> {
+                simd.$mul(a, b)
+            }
+            #[inline(always)]
+            fn any_gt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool {
+                simd.$first(simd.$gt(a, b)) < S::$lanes
+            }
+            #[inline(always)]
+            fn any_lt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool {
+                simd.$first(simd.$lt(a, b)) < S::$lanes
             }
             #[inline(always)]
             fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>] {
@@ -88,7 +113,12 @@ impl_simd_real!(
     splat_f32s,
     mul_add_f32s,
     as_simd_f32s,
-    as_mut_simd_f32s
+    as_mut_simd_f32s,
+    add_f32s,
+    mul_f32s,
+    greater_than_f32s,
+    less_than_f32s,
+    first_true_m32s
 );
 impl_simd_real!(
     f64,
@@ -98,7 +128,12 @@ impl_simd_real!(
     splat_f64s,
     mul_add_f64s,
     as_simd_f64s,
-    as_mut_simd_f64s
+    as_mut_simd_f64s,
+    add_f64s,
+    mul_f64s,
+    greater_than_f64s,
+    less_than_f64s,
+    first_true_m64s
 );
 
 /// A SIMD instruction set to run the scoring kernel on.
