@@ -21,6 +21,7 @@
 //! | [`eq10_score`] | the Eq. 10 score for one pair |
 //! | [`pairwise_kl`], [`pairwise_eq10`] | the `nq × nd` matrices, row-major |
 //! | [`query_rep`], [`doc_rep`], [`Rep`] | MIPS vectors: `score = q · d` |
+//! | [`grad`] | gradients (vector-Jacobian products) of KL and Eq. 10 |
 
 //!
 //! Batches of Gaussians are [`DiagBatch`]es: `n × k` row-major means and
@@ -37,6 +38,7 @@
 //! infinite one gives ±∞ or NaN as IEEE arithmetic dictates. Log-variances may
 //! be any real number (`exp` of a large one overflows to `∞`).
 
+pub mod grad;
 pub(crate) mod kernel;
 mod mips;
 mod pairwise;
