@@ -533,6 +533,89 @@ impl<T: SimdReal> DocIndex<T> {
     }
 }
 
+#[cfg(feature = "rayon")]
+impl<T: SimdReal> DocIndex<T> {
+    /// [`top_k`](Self::top_k) across the cores of rayon's pool (feature
+    /// `rayon`): many queries are split into blocks of queries, few queries
+    /// into ranges of document panels whose heaps are then merged. The hits
+    /// are identical to the serial ones (same values, same total order).
+    ///
+    /// # Errors
+    /// As [`top_k`](Self::top_k).
+    pub fn par_top_k(
+        &self,
+        queries: DiagBatch<'_, T>,
+        top: usize,
+        metric: Metric,
+    ) -> Result<Hits<T>, Error> {
+        use rayon::prelude::*;
+        self.check_queries(&queries)?;
+        let threads = rayon::current_num_threads().max(1);
+        let (nq, k) = (queries.n, self.k);
+        let per_query = top.min(self.n);
+        if per_query == 0 || threads == 1 {
+            return self.top_k(queries, top, metric);
+        }
+        if nq >= 2 * threads {
+            // Blocks of queries, a multiple of every register block height.
+            let chunk = nq.div_ceil(4 * threads).div_ceil(24) * 24;
+            let parts: Vec<Result<Hits<T>, Error>> = (0..nq.div_ceil(chunk))
+                .into_par_iter()
+                .map(|c| {
+                    let r = c * chunk..nq.min((c + 1) * chunk);
+                    let sub = DiagBatch {
+                        n: r.len(),
+                        k,
+                        mean: &queries.mean[r.start * k..r.end * k],
+                        spread: &queries.spread[r.start * k..r.end * k],
+                        scale: queries.scale,
+                    };
+                    self.top_k(sub, top, metric)
+                })
+                .collect();
+            let mut hits = Hits {
+                per_query,
+                index: Vec::with_capacity(nq * per_query),
+                value: Vec::with_capacity(nq * per_query),
+            };
+            for p in parts {
+                let p = p?;
+                hits.index.extend_from_slice(&p.index);
+                hits.value.extend_from_slice(&p.value);
+            }
+            return Ok(hits);
+        }
+        // Few queries: ranges of panels, one heap set each, merged.
+        let gamma_q = gamma_queries(&queries);
+        let panels = self.panels();
+        let chunk = panels.div_ceil(4 * threads).max(1);
+        let parts: Vec<Vec<TopK<T>>> = (0..panels.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let mut sink = HeapSink {
+                    metric,
+                    heaps: (0..nq).map(|_| TopK::new(per_query)).collect(),
+                };
+                let range = c * chunk..panels.min((c + 1) * chunk);
+                self.run(Level::Auto, queries, &gamma_q, metric, range, &mut sink);
+                sink.heaps
+            })
+            .collect();
+        let mut parts = parts.into_iter();
+        let mut heaps = parts.next().unwrap_or_default();
+        for part in parts {
+            for (h, other) in heaps.iter_mut().zip(part) {
+                // `push` compares (key, index) fully, so the merge order
+                // does not matter.
+                for (key, idx) in other.key.into_iter().zip(other.idx) {
+                    h.push(key, idx);
+                }
+            }
+        }
+        Ok(finish(metric, per_query, heaps))
+    }
+}
+
 /// Sorts each heap and lays the hits out row-major.
 fn finish<T: SimdReal>(metric: Metric, per_query: usize, heaps: Vec<TopK<T>>) -> Hits<T> {
     let nq = heaps.len();

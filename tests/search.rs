@@ -374,3 +374,36 @@ fn search_errors() {
     assert_eq!(hits.per_query, 2);
     assert_eq!(hits.row(7), (&[][..], &[][..]));
 }
+
+/// Multi-core search gives the serial hits: many queries (split by query)
+/// and few (split by documents, heaps merged), with many ties.
+#[cfg(feature = "rayon")]
+#[test]
+fn parallel_equals_serial() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let (k, nd) = (8, 3000);
+    let (base_m, base_v) = random_batch::<f32>(&mut rng, 50, k);
+    let mut dm = Vec::new();
+    let mut dv = Vec::new();
+    for j in 0..nd {
+        let b = (j * 31) % 50;
+        dm.extend_from_slice(&base_m[b * k..][..k]);
+        dv.extend_from_slice(&base_v[b * k..][..k]);
+    }
+    let index = DocIndex::new(DiagBatch::var(nd, k, &dm, &dv)).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    for nq in [1, 3, 8, 100] {
+        let (qm, qv) = random_batch::<f32>(&mut rng, nq, k);
+        let q = DiagBatch::var(nq, k, &qm, &qv);
+        for metric in [Metric::Eq10, Metric::Kl] {
+            for top in [1, 10, 200] {
+                let serial = index.top_k(q, top, metric).unwrap();
+                let par = pool.install(|| index.par_top_k(q, top, metric)).unwrap();
+                assert_eq!(par, serial, "nq={nq} top={top} {metric:?}");
+            }
+        }
+    }
+}
