@@ -205,8 +205,12 @@ impl<T: SimdReal> TopK<T> {
     }
 }
 
-/// Per-query data the search needs besides the packed vectors: `γ_Q`.
-fn gamma_queries<T: SimdReal>(q: &DiagBatch<'_, T>) -> Vec<T> {
+/// Per-query data the search needs besides the packed vectors: `γ_Q`, for
+/// [`Metric::Kl`] only (`nq · k` logarithms otherwise wasted).
+fn gamma_queries<T: SimdReal>(q: &DiagBatch<'_, T>, metric: Metric) -> Vec<T> {
+    if metric != Metric::Kl {
+        return Vec::new();
+    }
     (0..q.n)
         .map(|i| {
             let mut g = 0.0f64;
@@ -468,7 +472,7 @@ impl<T: SimdReal> DocIndex<T> {
         metric: Metric,
     ) -> Result<Hits<T>, Error> {
         self.check_queries(&queries)?;
-        let gamma_q = gamma_queries(&queries);
+        let gamma_q = gamma_queries(&queries, metric);
         let per_query = top.min(self.n);
         let mut sink = HeapSink {
             metric,
@@ -519,7 +523,7 @@ impl<T: SimdReal> DocIndex<T> {
             .checked_mul(self.n)
             .ok_or(Error::DimensionTooLarge { d: self.n })?;
         check_len("out", len, out.len())?;
-        let gamma_q = gamma_queries(&queries);
+        let gamma_q = gamma_queries(&queries, metric);
         let mut sink = MatrixSink { nd: self.n, out };
         self.run(
             level,
@@ -586,7 +590,7 @@ impl<T: SimdReal> DocIndex<T> {
             return Ok(hits);
         }
         // Few queries: ranges of panels, one heap set each, merged.
-        let gamma_q = gamma_queries(&queries);
+        let gamma_q = gamma_queries(&queries, metric);
         let panels = self.panels();
         let chunk = panels.div_ceil(4 * threads).max(1);
         let parts: Vec<Vec<TopK<T>>> = (0..panels.div_ceil(chunk))
