@@ -62,6 +62,52 @@ fn measure(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (wall[reps / 2], cpu[reps / 2])
 }
 
+/// A register-only FMA loop: 24 independent accumulators, `iters` steps.
+/// Its rate is the FMA peak this core delivers right now (shared or not).
+struct Peak {
+    iters: usize,
+}
+
+impl pulp::WithSimd for Peak {
+    type Output = f32;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let a = simd.splat_f32s(0.999_999);
+        let b = simd.splat_f32s(1e-7);
+        let mut acc = [simd.splat_f32s(1.0); 24];
+        for _ in 0..self.iters {
+            for x in acc.iter_mut() {
+                *x = simd.mul_add_f32s(*x, a, b);
+            }
+        }
+        let mut s = simd.splat_f32s(0.0);
+        for x in acc {
+            s = simd.add_f32s(s, x);
+        }
+        simd.reduce_sum_f32s(s)
+    }
+}
+
+/// Measured FMA peak of one thread, f32 GFLOP/s (2 flops per lane per FMA).
+fn peak_gflops() -> f64 {
+    let iters = 20_000_000;
+    let lanes = pulp::Arch::new().dispatch(LaneCount);
+    let (_, cpu) = measure(3, || {
+        black_box(pulp::Arch::new().dispatch(Peak {
+            iters: black_box(iters),
+        }));
+    });
+    (iters * 24 * lanes * 2) as f64 / cpu * 1e-9
+}
+
+struct LaneCount;
+impl pulp::WithSimd for LaneCount {
+    type Output = usize;
+    fn with_simd<S: pulp::Simd>(self, _: S) -> usize {
+        S::F32_LANES
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -80,12 +126,15 @@ fn main() {
     let index = DocIndex::new(docs).unwrap();
     let pairs = (nq * nd) as f64;
     let flops = pairs * 2.0 * (2 * k + 1) as f64;
+    let peak = peak_gflops();
+    println!("peak      register-only FMA loop: {peak:6.1} GFLOP/s on-CPU");
     let report = |name: &str, (wall, cpu): (f64, f64)| {
         println!(
-            "{name:9} k={k} nq={nq} nd={nd}: wall {:7.1} M pairs/s | on-CPU {:7.1} M pairs/s, {:6.1} GFLOP/s (2k+1 count)",
+            "{name:9} k={k} nq={nq} nd={nd}: wall {:7.1} M pairs/s | on-CPU {:7.1} M pairs/s, {:6.1} GFLOP/s (2k+1 count), {:4.1} % of measured peak",
             pairs / wall * 1e-6,
             pairs / cpu * 1e-6,
-            flops / cpu * 1e-9
+            flops / cpu * 1e-9,
+            100.0 * flops / cpu * 1e-9 / peak
         );
     };
 

@@ -374,7 +374,7 @@ impl<T: SimdReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
 
 impl<T: SimdReal> DocIndex<T> {
     /// Packs the documents (validated: lengths, and positive variances for
-    /// [`Scale::Var`]).
+    /// [`Scale::Var`](crate::diag::Scale::Var)).
     ///
     /// # Errors
     /// [`Error::LengthMismatch`], [`Error::NonPositiveVariance`], or

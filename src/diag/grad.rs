@@ -3,8 +3,8 @@
 //!
 //! # Calling convention
 //! - The gradient with respect to a spread is taken in the batch's own
-//!   [`Scale`](super::Scale): `∂/∂σ²` for [`Scale::Var`](super::Scale::Var),
-//!   `∂/∂ log σ²` for [`Scale::LogVar`](super::Scale::LogVar).
+//!   [`Scale`]: `∂/∂σ²` for [`Scale::Var`],
+//!   `∂/∂ log σ²` for [`Scale::LogVar`].
 //! - Outputs are **overwritten**, not accumulated into; shapes mirror the
 //!   inputs (`n × k`, row-major). Add them to your own accumulators.
 //! - The upstream gradient `g = ∂L/∂value` weights each pair: [`pairs_backward`]

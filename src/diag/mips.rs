@@ -32,7 +32,8 @@ use super::{DiagBatch, Scale, log_var_of, over_var, var_of};
 use crate::error::{Error, check_len};
 use crate::real::Real;
 
-/// A dot-product representation layout (see the [module docs](self)).
+/// A dot-product representation layout (see the [`diag`](super) module
+/// docs for the table of layouts and the sign conventions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rep {
     /// Seed 004's `3k+1` layout; `q · d` is the Eq. 10 score.

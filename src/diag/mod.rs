@@ -39,6 +39,8 @@
 //! be any real number (`exp` of a large one overflows to `∞`).
 
 pub mod grad;
+// The kernel serves the `std` search layer; it is `no_std` itself.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod kernel;
 mod mips;
 mod pairwise;
