@@ -75,7 +75,7 @@ fn elem<T: Real>(
     let inv_d = over_var(sd_scale, T::ONE, sd);
     let delta = mq - md;
     let r = over_var(sd_scale, vq + delta * delta, sd);
-    // KL first; Eq. 10 = −(2 KL + k − Σ log σ²_Q).
+    // KL first; Eq. 10 = −(2 KL + k + Σ log σ²_Q).
     let gm = delta * inv_d;
     let gq = match (obj, sq_scale) {
         (Objective::Kl, Scale::Var) => T::HALF * (inv_d - T::ONE / vq),

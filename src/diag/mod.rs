@@ -7,7 +7,7 @@
 //! ```text
 //! KL(Q‖D)   = ½ Σᵢ ( log σ²_Dᵢ − log σ²_Qᵢ − 1 + σ²_Qᵢ/σ²_Dᵢ + (μ_Qᵢ − μ_Dᵢ)²/σ²_Dᵢ )
 //! eq10(Q,D) = −Σᵢ ( log σ²_Dᵢ + σ²_Qᵢ/σ²_Dᵢ + (μ_Qᵢ − μ_Dᵢ)²/σ²_Dᵢ )      (larger is better)
-//!           = −(2 KL(Q‖D) + k − Σᵢ log σ²_Qᵢ)
+//!           = −(2 KL(Q‖D) + k + Σᵢ log σ²_Qᵢ)
 //! ```
 //!
 //! The Eq. 10 score is KL with the terms that do not depend on the document
@@ -281,7 +281,7 @@ pub fn kl_std_normal<T: Real>(mean: &[T], log_var: &[T]) -> Result<T, Error> {
 }
 
 /// The Eq. 10 score of one pair (variances): `−Σ (log σ²_D + σ²_Q/σ²_D + (μ_Q − μ_D)²/σ²_D)`.
-/// Larger is better; `eq10 = −(2 KL + k − Σ log σ²_Q)`.
+/// Larger is better; `eq10 = −(2 KL + k + Σ log σ²_Q)`.
 ///
 /// # Errors
 /// As [`kl`].
@@ -292,7 +292,7 @@ pub fn kl_std_normal<T: Real>(mean: &[T], log_var: &[T]) -> Result<T, Error> {
 /// let s = diag::eq10_score(&mq, &vq, &md, &vd)?;
 /// let kl = diag::kl(&mq, &vq, &md, &vd)?;
 /// let log_det_q: f64 = vq.iter().map(|v| v.ln()).sum();
-/// assert!((s + 2.0 * kl + 2.0 - log_det_q).abs() < 1e-14);
+/// assert!((s + 2.0 * kl + 2.0 + log_det_q).abs() < 1e-14);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn eq10_score<T: Real>(
