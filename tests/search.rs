@@ -2,6 +2,8 @@
 //! scalar fused-multiply-add reference, top-k against a full sort, and every
 //! SIMD level against the scalar one.
 
+#![cfg(feature = "std")]
+
 use gaussian_kl::Error;
 use gaussian_kl::diag::{self, DiagBatch, Level, Rep, SimdReal};
 use gaussian_kl::search::{DocIndex, Metric};
