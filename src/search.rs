@@ -80,7 +80,7 @@ pub struct Hits<T> {
 }
 
 impl<T> Hits<T> {
-    /// Number of queries.
+    /// Number of queries (`0` when `per_query` is `0`: no document).
     pub fn len(&self) -> usize {
         self.index.len().checked_div(self.per_query).unwrap_or(0)
     }
@@ -472,8 +472,12 @@ impl<T: SimdReal> DocIndex<T> {
         metric: Metric,
     ) -> Result<Hits<T>, Error> {
         self.check_queries(&queries)?;
-        let gamma_q = gamma_queries(&queries, metric);
         let per_query = top.min(self.n);
+        queries
+            .n
+            .checked_mul(per_query)
+            .ok_or(Error::DimensionTooLarge { d: queries.k })?;
+        let gamma_q = gamma_queries(&queries, metric);
         let mut sink = HeapSink {
             metric,
             heaps: (0..queries.n).map(|_| TopK::new(per_query)).collect(),
