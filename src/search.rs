@@ -249,14 +249,16 @@ impl<T: SimdReal> Sink<T> for HeapSink<T> {
     fn take(&mut self, i: usize, j0: usize, vals: &[T]) {
         let heap = &mut self.heaps[i];
         let neg = self.metric == Metric::Kl;
+        let mut t = heap.threshold();
         for (l, &v) in vals.iter().enumerate() {
             let key = if neg { -v } else { v };
-            if let Some(t) = heap.threshold() {
+            if let Some(t) = t {
                 if key.is_nan() || key <= t {
                     continue;
                 }
             }
             heap.push(key, j0 + l);
+            t = heap.threshold();
         }
     }
 }
