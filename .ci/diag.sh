@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 # Default features (AVX2 is the best level without `avx512`): the kernel, the
 # top-k search and the gradients; print which SIMD levels this machine skips.
-cargo test --test diag --test search --test diag_grad
+cargo test --test diag --test search --test diag_grad --test diag_alloc
 cargo test --test search -- --nocapture every_level 2>&1 | grep -E "skipping|test result" | sort | uniq -c
 
 # Every feature: AVX-512 level and the rayon path (parallel = serial).
