@@ -6,10 +6,17 @@
 //! - [`full`]: full-rank Gaussians whose Cholesky factors arrive packed
 //!   (`d(d+1)/2` raw numbers, `exp` on the diagonal, as a VAE posterior
 //!   emits them), dense, or as covariance matrices.
+//! - [`diag`]: diagonal Gaussians (seed 004, the MRL paper): KL, the Eq. 10
+//!   score, their `nq × nd` matrices, dot-product (MIPS) representations and
+//!   gradients; `search` (feature `std`): top-k retrieval with a fused SIMD
+//!   scoring kernel.
 //!
 //! ## Feature flags
 //! - `std` (default): the batched layer. Everything else is `no_std` and never
 //!   allocates.
+//! - `avx512`: AVX-512 (pulp `x86-v4`) for the diagonal scoring kernel; AVX2+FMA
+//!   is always compiled in, and the level is chosen at run time.
+//! - `rayon`: `search::DocIndex::par_top_k` across cores (identical results).
 //!
 //! ## NaN, infinities and errors
 //! No public function panics. Shapes are checked at the boundary and reported
