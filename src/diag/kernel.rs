@@ -269,7 +269,7 @@ pub(crate) fn pack_panel<T: SimdReal>(
 pub(crate) fn block_rows<T: SimdReal, S: Simd>() -> usize {
     match T::PANEL / T::lanes::<S>() {
         1 | 2 => 8,
-        3 | 4 => 3,
+        3 | 4 => 4,
         _ => 1,
     }
 }
@@ -326,7 +326,7 @@ pub(crate) fn score_block<S: Simd, T: SimdReal>(
     }
     match T::PANEL / T::lanes::<S>() {
         2 => go!(2; 1 2 3 4 5 6 7 8),
-        4 => go!(4; 1 2 3),
+        4 => go!(4; 1 2 3 4),
         8 => go!(8; 1),
         16 => go!(16; 1),
         32 => go!(32; 1),
