@@ -9,10 +9,17 @@
 //!   [`full::kl_grad`] and its siblings return the KL and its gradient in one
 //!   fused pass (vector-Jacobian products for custom autodiff operations).
 //! - `batch_grad` (feature `std`): batched gradients with broadcasting.
+//! - [`diag`]: diagonal Gaussians (seed 004, the MRL paper): KL, the Eq. 10
+//!   score, their `nq × nd` matrices, dot-product (MIPS) representations and
+//!   gradients; `search` (feature `std`): top-k retrieval with a fused SIMD
+//!   scoring kernel.
 //!
 //! ## Feature flags
 //! - `std` (default): the batched layer. Everything else is `no_std` and never
 //!   allocates.
+//! - `avx512`: AVX-512 (pulp `x86-v4`) for the diagonal scoring kernel; AVX2+FMA
+//!   is always compiled in, and the level is chosen at run time.
+//! - `rayon`: `search::DocIndex::par_top_k` across cores (identical results).
 //!
 //! ## NaN, infinities and errors
 //! No public function panics. Shapes are checked at the boundary and reported
@@ -38,9 +45,12 @@ extern crate std;
 
 #[cfg(feature = "std")]
 pub mod batch_grad;
+pub mod diag;
 pub mod error;
 pub mod full;
 pub mod real;
+#[cfg(feature = "std")]
+pub mod search;
 pub mod tril;
 
 pub use error::Error;
