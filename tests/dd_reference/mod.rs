@@ -103,6 +103,13 @@ impl Dd {
     /// Natural logarithm, `x > 0`: one Newton step `y + x·e^{−y} − 1` from
     /// the f64 logarithm doubles its 53 bits.
     pub fn ln(self) -> Dd {
+        // Keep e^{−y} in range: scale tiny (subnormal) and huge x by 2^∓600.
+        if self.hi < 1e-290 {
+            return self.ldexp(600).ln() - Dd::LN2 * Dd::new(600.0);
+        }
+        if self.hi > 1e290 {
+            return self.ldexp(-600).ln() + Dd::LN2 * Dd::new(600.0);
+        }
         let y = Dd::new(self.hi.ln());
         y + self * (-y).exp() - Dd::ONE
     }
@@ -372,6 +379,11 @@ mod self_test {
                 "{x}"
             );
         }
+        // Subnormal and huge arguments: ln(2^−1074) = −1074 ln 2.
+        let tiny = Dd::new(5e-324).ln() + Dd::LN2 * Dd::new(1074.0);
+        assert!(tiny.abs().to_f64() < 1e-27, "{tiny:?}");
+        let huge = Dd::new(2f64.powi(1000)).ln() - Dd::LN2 * Dd::new(1000.0);
+        assert!(huge.abs().to_f64() < 1e-27, "{huge:?}");
         let e1 = Dd::ONE.exp();
         // e = 2.718281828459045 + 1.4456468917292502e-16
         assert_eq!(e1.hi, core::f64::consts::E);
