@@ -199,7 +199,8 @@ pub fn assert_close<T: Real>(
     } else {
         f64::MAX
     };
-    if !dd::first_order_valid(d, eps, kappa_s) || !(r.scale < max / 64.0) {
+    let in_range = r.scale.is_finite() && r.scale < max / 64.0;
+    if !dd::first_order_valid(d, eps, kappa_s) || !in_range {
         return false;
     }
     let tol = dd::tolerance(d, eps, kappa_s, r.scale);
