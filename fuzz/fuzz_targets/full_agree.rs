@@ -87,19 +87,17 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
         .map(|&l| (l, case.layout_q))
         .chain(LAYOUTS.iter().map(|&l| (case.layout_p, l)));
     for (layout_p, layout_q) in pairs {
-        {
-            let pp = case.l_p.packed::<T>(d, layout_p);
-            let pq = case.l_q.packed::<T>(d, layout_q);
-            let other = full::kl(
-                &mean_p,
-                tril(d, &case.l_p, &pp, layout_p),
-                &mean_q,
-                tril(d, &case.l_q, &pq, layout_q),
-                &mut work,
-            )
-            .expect("well-formed case");
-            assert_same(kl, other, "kl, layouts");
-        }
+        let pp = case.l_p.packed::<T>(d, layout_p);
+        let pq = case.l_q.packed::<T>(d, layout_q);
+        let other = full::kl(
+            &mean_p,
+            tril(d, &case.l_p, &pp, layout_p),
+            &mean_q,
+            tril(d, &case.l_q, &pq, layout_q),
+            &mut work,
+        )
+        .expect("well-formed case");
+        assert_same(kl, other, "kl, layouts");
     }
 
     // Fixed dimension: bit-identical.
