@@ -59,13 +59,19 @@ pub const fn tril_len(d: usize) -> Option<usize> {
 }
 
 /// Start of row `i` in a row-major packed triangle: `i(i+1)/2`.
+///
+/// Wrapping arithmetic: exact for every row of a triangle that fits in
+/// memory, and no overflow panic for any other `i`.
 #[inline(always)]
 pub(crate) const fn row_start(i: usize) -> usize {
-    i * (i + 1) / 2
+    i.wrapping_mul(i.wrapping_add(1)) / 2
 }
 
 impl Layout {
     /// Position of entry `(i, j)`, `j ≤ i < d`, in a packed vector of this layout.
+    ///
+    /// Outside that domain the position is unspecified (the arithmetic
+    /// wraps), but the call never panics.
     ///
     /// ```
     /// use gaussian_kl::Layout;
@@ -78,13 +84,16 @@ impl Layout {
     #[inline(always)]
     pub const fn index(self, d: usize, i: usize, j: usize) -> usize {
         match self {
-            Layout::RowMajor => row_start(i) + j,
-            Layout::ColMajor => j * d - (j * j.saturating_sub(1)) / 2 + (i - j),
+            Layout::RowMajor => row_start(i).wrapping_add(j),
+            Layout::ColMajor => j
+                .wrapping_mul(d)
+                .wrapping_sub(row_start(j.wrapping_sub(1)))
+                .wrapping_add(i.wrapping_sub(j)),
             Layout::DiagFirst => {
                 if i == j {
                     i
                 } else {
-                    d + i * (i - 1) / 2 + j
+                    d.wrapping_add(row_start(i.wrapping_sub(1))).wrapping_add(j)
                 }
             }
         }
