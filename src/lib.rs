@@ -33,9 +33,12 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod batch;
 pub mod error;
 pub mod full;
 pub mod real;
+pub mod simd;
 pub mod tril;
 
 pub use error::Error;

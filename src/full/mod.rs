@@ -21,8 +21,10 @@
 //! `d = 0` is allowed everywhere and gives `KL = 0` (two distributions on the
 //! zero-dimensional space are the same point mass).
 
+pub(crate) mod blocked;
 mod cholesky;
 mod fixed;
+pub(crate) mod lanes;
 pub(crate) mod scalar;
 
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
