@@ -401,7 +401,7 @@ pub fn kl_full_vec<T: SimdReal>(
 ) -> Result<Vec<T>, Error> {
     let (_, np, nq) = check_sides(p, q)?;
     let n = match (np, nq) {
-        (Some(a), Some(b)) if a == 1 => b,
+        (Some(1), Some(b)) => b,
         (Some(a), _) => a,
         _ => 0,
     };
