@@ -1,7 +1,7 @@
 //! Large-`d` SIMD kernel: one pair at a time, rows of `M` vectorized across
 //! columns and register-blocked.
 //!
-//! The right-hand side `[L_p | μ_q − μ_p]` is held dense, `d` rows of `w`
+//! The right-hand side `[μ_q − μ_p | L_p]` is held dense, `d` rows of `w`
 //! columns (`w` = `d + 1` rounded up to whole vectors, zeros above the
 //! diagonal and in the padding). Columns of a triangular solve are
 //! independent, so the kernel walks panels of two vectors' width and, inside
@@ -19,7 +19,7 @@
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
 use crate::simd::{Level, Simd, SimdReal, Zeroable};
-use crate::tril::{Diagonal, PackedTril, row_start};
+use crate::tril::{Diagonal, Layout, PackedTril, row_start};
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
@@ -100,15 +100,21 @@ impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
                 layout: q.layout,
                 diagonal: q.diagonal,
             };
-            // L_q unpacked, its diagonal inverted.
+            // L_q unpacked (row-major packed), its diagonal inverted.
             let mut ld = T::ZERO;
-            for i in 0..d {
-                let r = row_start(i);
-                for j in 0..i {
-                    lq[r + j] = tq.data[tq.layout.index(d, i, j)];
+            if tq.layout == Layout::RowMajor {
+                lq.copy_from_slice(tq.data);
+            } else {
+                for i in 0..d {
+                    for j in 0..=i {
+                        lq[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
+                    }
                 }
-                let raw = tq.data[tq.layout.index(d, i, i)];
-                (inv[i], lq[r + i]) = match tq.diagonal {
+            }
+            for i in 0..d {
+                let ii = row_start(i) + i;
+                let raw = lq[ii];
+                (inv[i], lq[ii]) = match tq.diagonal {
                     Diagonal::Log => {
                         ld -= raw;
                         ((-raw).exp(), raw.exp())
@@ -119,14 +125,19 @@ impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
                     }
                 };
             }
-            // [L_p | μ_q − μ_p], zero-padded.
+            // [μ_q − μ_p | L_p], zero-padded: M's column j is column j + 1.
             for i in 0..d {
                 let row = &mut b[i * w..i * w + w];
-                for j in 0..i {
-                    row[j] = tp.data[tp.layout.index(d, i, j)];
+                row[0] = mq[i] - mp[i];
+                if tp.layout == Layout::RowMajor {
+                    row[1..i + 2].copy_from_slice(&tp.data[row_start(i)..row_start(i) + i + 1]);
+                } else {
+                    for j in 0..=i {
+                        row[j + 1] = tp.data[tp.layout.index(d, i, j)];
+                    }
                 }
-                let raw = tp.data[tp.layout.index(d, i, i)];
-                row[i] = match tp.diagonal {
+                let raw = row[i + 1];
+                row[i + 1] = match tp.diagonal {
                     Diagonal::Log => {
                         ld += raw;
                         raw.exp()
@@ -136,8 +147,7 @@ impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
                         raw
                     }
                 };
-                row[i + 1..].fill(T::ZERO);
-                row[d] = mq[i] - mp[i];
+                row[i + 2..].fill(T::ZERO);
             }
             let sq = solve::<T, S>(s, d, w, b, lq, inv);
             *o = finish(d, sq, T::ZERO, ld);
@@ -155,14 +165,16 @@ fn solve<T: SimdReal, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], 
     let chunks = w / lanes;
     let mut c = 0;
     while c < chunks {
-        let width = if c + 2 <= chunks { 2 } else { 1 };
-        // Rows above the panel's first column are zero in `M`; the last
-        // panel holds `y`, which starts at row 0.
-        let r0 = if (c + width) * lanes > d {
-            0
+        // Two-vector panels halve the broadcasts but compute the panel's
+        // trapezoid: worth it once the panel is narrow next to `d`.
+        let width = if c + 2 <= chunks && d >= 8 * lanes {
+            2
         } else {
-            c * lanes
+            1
         };
+        // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
+        // `c·L − 1`.
+        let r0 = (c * lanes).saturating_sub(1);
         if width == 2 {
             panel::<T, S, 2>(s, d, w, c * lanes, r0, b, lq, inv, &mut sq);
         } else {
