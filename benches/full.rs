@@ -7,9 +7,10 @@
 
 mod support;
 
-use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gaussian_kl::batch::{Gaussians, Kernel, Options};
 use gaussian_kl::simd::SimdReal;
+use std::hint::black_box;
 
 const DIMS: [usize; 9] = [2, 3, 4, 8, 16, 32, 64, 128, 256];
 

@@ -306,3 +306,64 @@ fn kernels_propagate_nan_and_inf_without_panicking() {
         }
     }
 }
+
+/// The `wide` fixed-dimension lockstep kernels against the scalar reference.
+fn check_wide<const D: usize>() {
+    use gaussian_kl::full::{kl_wide_f32x8, kl_wide_f64x4};
+    let t = D * (D + 1) / 2;
+    let (mp, tp) = support::batch::<f32>(D as u64, D, 8);
+    let (mq, tq) = support::batch::<f32>(D as u64 + 50, D, 8);
+    let out = kl_wide_f32x8::<D>(&mp, &tp, &mq, &tq).unwrap();
+    for k in 0..8 {
+        let (r, s) = support::reference(
+            D,
+            &mp[k * D..][..D],
+            &tp[k * t..][..t],
+            &mq[k * D..][..D],
+            &tq[k * t..][..t],
+        );
+        assert!(
+            (out[k] - r).abs() as f64 <= support::tol::<f32>(D, s),
+            "f32x8 D={D} k={k}: {} vs {r}",
+            out[k]
+        );
+    }
+    let (mp, tp) = support::batch::<f64>(D as u64, D, 4);
+    let (mq, tq) = support::batch::<f64>(D as u64 + 50, D, 4);
+    let out = kl_wide_f64x4::<D>(&mp, &tp, &mq, &tq).unwrap();
+    for k in 0..4 {
+        let (r, s) = support::reference(
+            D,
+            &mp[k * D..][..D],
+            &tp[k * t..][..t],
+            &mq[k * D..][..D],
+            &tq[k * t..][..t],
+        );
+        assert!(
+            (out[k] - r).abs() <= support::tol::<f64>(D, s),
+            "f64x4 D={D} k={k}: {} vs {r}",
+            out[k]
+        );
+    }
+    // Shape errors name the slice.
+    assert_eq!(
+        kl_wide_f64x4::<D>(&mp[1..], &tp, &mq, &tq),
+        Err(gaussian_kl::Error::LengthMismatch {
+            what: "means_p",
+            expected: 4 * D,
+            found: 4 * D - 1
+        })
+    );
+}
+
+#[test]
+fn wide_fixed_kernels_match_scalar() {
+    check_wide::<1>();
+    check_wide::<2>();
+    check_wide::<3>();
+    check_wide::<4>();
+    check_wide::<5>();
+    check_wide::<8>();
+    check_wide::<13>();
+    check_wide::<16>();
+}

@@ -17,18 +17,24 @@
 //! | [`kl_cov`] | dense covariance matrices `Σ` (factored here by Cholesky) | caller's workspace |
 //! | [`kl_std_normal`], [`kl_std_normal_dense`] | `q = N(0, I)`, the VAE prior | none |
 //! | [`kl_fixed`], [`kl_packed_fixed`] | compile-time `D`, arrays on the stack | none |
+//! | [`kl_wide_f32x8`], [`kl_wide_f64x4`] | 8 / 4 pairs of compile-time `D` in lockstep (`wide` vectors) | none |
 //!
 //! `d = 0` is allowed everywhere and gives `KL = 0` (two distributions on the
 //! zero-dimensional space are the same point mass).
 
+// The SIMD batch kernels are reached through the `std` batch layer.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod blocked;
 mod cholesky;
 mod fixed;
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod lanes;
 pub(crate) mod scalar;
+mod wide_fixed;
 
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
 pub use fixed::{kl_fixed, kl_packed_fixed};
+pub use wide_fixed::{kl_wide_f32x8, kl_wide_f64x4};
 
 use crate::error::{Error, check_len};
 use crate::real::Real;
