@@ -2,7 +2,7 @@
 //! pulp-based kernels are written in.
 //!
 //! Kernels are generic over a pulp [`Simd`] token and run through
-//! [`Level::dispatch`]: [`Level::detect`] picks the best instruction set the
+//! `Level::dispatch`: [`Level::detect`] picks the best instruction set the
 //! CPU has at run time (AVX-512 with the `avx512` feature, else AVX2+FMA on
 //! x86-64; NEON on aarch64; `simd128` on wasm32; scalar otherwise). Tests and
 //! benches force any level the host supports, including pulp's emulated
