@@ -161,11 +161,14 @@ impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
 
 /// Entry `(i, j)` of a packed factor: a compile-time row-major map, or any layout.
 trait Idx: Copy {
+    /// Whether this is the compile-time row-major map.
+    const ROW_MAJOR: bool = false;
     fn at(self, d: usize, i: usize, j: usize) -> usize;
 }
 #[derive(Clone, Copy)]
 struct RowMajor;
 impl Idx for RowMajor {
+    const ROW_MAJOR: bool = true;
     #[inline(always)]
     fn at(self, _d: usize, i: usize, j: usize) -> usize {
         row_start(i) + j
@@ -189,14 +192,12 @@ fn run_fixed<T: SimdReal, S: Simd, const D: usize>(
     let mut a = [[T::V::<S>::zeroed(); D]; D];
     let mut m = [[T::V::<S>::zeroed(); D]; D];
     let mut y = [T::V::<S>::zeroed(); D];
-    let row_major = p.layout == Layout::RowMajor && q.layout == Layout::RowMajor;
-    if row_major {
-        run_blocks(
-            s, D, p, q, RowMajor, RowMajor, pairs, out, &mut a, &mut m, &mut y,
-        );
+    let bufs = (a.as_flattened_mut(), m.as_flattened_mut(), &mut y[..]);
+    if p.layout == Layout::RowMajor && q.layout == Layout::RowMajor {
+        run_blocks::<T, S, _>(s, D, p, q, RowMajor, RowMajor, pairs, out, bufs);
     } else {
         let (lp, lq) = (p.layout, q.layout);
-        run_blocks(s, D, p, q, lp, lq, pairs, out, &mut a, &mut m, &mut y);
+        run_blocks::<T, S, _>(s, D, p, q, lp, lq, pairs, out, bufs);
     }
 }
 
@@ -211,19 +212,26 @@ fn run_runtime<T: SimdReal, S: Simd>(
     work: &mut [T],
 ) {
     let lanes = T::lanes::<S>();
-    let (a, rest) = work.split_at_mut(d * d * lanes);
-    let (m, rest) = rest.split_at_mut(d * d * lanes);
-    let y = &mut rest[..d * lanes];
-    let a: &mut [T::V<S>] = cast_slice_mut(a);
-    let m: &mut [T::V<S>] = cast_slice_mut(m);
-    let y: &mut [T::V<S>] = cast_slice_mut(y);
+    let bufs = split::<T, S>(work, d, lanes);
     let (lp, lq) = (p.layout, q.layout);
-    run_blocks_flat::<T, S, _>(s, d, p, q, lp, lq, pairs, out, a, m, y);
+    run_blocks::<T, S, _>(s, d, p, q, lp, lq, pairs, out, bufs);
 }
 
+/// A workspace cut into the `(a, m, y)` of one block.
+#[inline(always)]
+fn split<T: SimdReal, S: Simd>(w: &mut [T], d: usize, lanes: usize) -> Bufs<'_, T::V<S>> {
+    let (a, rest) = w.split_at_mut(d * d * lanes);
+    let (m, y) = rest.split_at_mut(d * d * lanes);
+    (cast_slice_mut(a), cast_slice_mut(m), cast_slice_mut(y))
+}
+
+/// `(a, m, y)` of one block.
+type Bufs<'a, V> = (&'a mut [V], &'a mut [V], &'a mut [V]);
+
+/// Runs every block: transpose `lanes` pairs in, compute, write out.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn run_blocks<T: SimdReal, S: Simd, I: Idx, const D: usize>(
+fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
     s: S,
     d: usize,
     p: Side<'_, T>,
@@ -232,107 +240,147 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx, const D: usize>(
     iq: I,
     pairs: Pairs,
     out: &mut [T],
-    a: &mut [[T::V<S>; D]; D],
-    m: &mut [[T::V<S>; D]; D],
-    y: &mut [T::V<S>; D],
-) {
-    run_blocks_flat::<T, S, I>(
-        s,
-        d,
-        p,
-        q,
-        ip,
-        iq,
-        pairs,
-        out,
-        a.as_flattened_mut(),
-        m.as_flattened_mut(),
-        y,
-    );
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn run_blocks_flat<T: SimdReal, S: Simd, I: Idx>(
-    s: S,
-    d: usize,
-    p: Side<'_, T>,
-    q: Side<'_, T>,
-    ip: I,
-    iq: I,
-    pairs: Pairs,
-    out: &mut [T],
-    a: &mut [T::V<S>],
-    m: &mut [T::V<S>],
-    y: &mut [T::V<S>],
+    mut bufs: Bufs<'_, T::V<S>>,
 ) {
     let lanes = T::lanes::<S>();
-    let tri = row_start(d);
     let n = out.len();
+    let mut plain_ld = [T::ZERO; 16];
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
-        // Load: transpose `lanes` pairs into lanes (the last valid pair
-        // repeated into idle lanes of a partial block).
-        let mut plain_ld = [T::ZERO; 16];
-        {
-            let af: &mut [T] = cast_slice_mut(&mut *a);
-            let mf: &mut [T] = cast_slice_mut(&mut *m);
-            let yf: &mut [T] = cast_slice_mut(&mut *y);
-            for l in 0..lanes {
-                let (kp, kq) = pairs.get(start + l.min(valid - 1));
-                let tp = &p.tril[kp * tri..kp * tri + tri];
-                let tq = &q.tril[kq * tri..kq * tri + tri];
-                let mp = &p.means[kp * d..kp * d + d];
-                let mq = &q.means[kq * d..kq * d + d];
-                for i in 0..d {
-                    yf[i * lanes + l] = mq[i] - mp[i];
-                    for j in 0..=i {
-                        af[(i * d + j) * lanes + l] = tq[iq.at(d, i, j)];
-                        mf[(i * d + j) * lanes + l] = tp[ip.at(d, i, j)];
-                    }
-                }
-                if p.diagonal == Diagonal::Plain || q.diagonal == Diagonal::Plain {
-                    plain_ld[l] = plain_log_det_diff(d, af, mf, lanes, l, p.diagonal, q.diagonal);
-                }
-            }
-        }
-        // Diagonals: a[i][i] ← 1 / L_q[i][i], m[i][i] ← L_p[i][i] / L_q[i][i].
-        let mut ld = T::vsplat(s, T::ZERO);
-        for i in 0..d {
-            let ii = i * d + i;
-            let (rp, rq) = (m[ii], a[ii]);
-            match (p.diagonal, q.diagonal) {
-                (Diagonal::Log, Diagonal::Log) => {
-                    ld = T::vadd(s, ld, T::vsub(s, rp, rq));
-                    m[ii] = T::vexp(s, T::vsub(s, rp, rq));
-                    a[ii] = T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), rq));
-                }
-                (dp, dq) => {
-                    let lp = if dp == Diagonal::Log {
-                        T::vexp(s, rp)
-                    } else {
-                        rp
-                    };
-                    let lq = if dq == Diagonal::Log {
-                        T::vexp(s, rq)
-                    } else {
-                        rq
-                    };
-                    m[ii] = T::vdiv(s, lp, lq);
-                    a[ii] = T::vdiv(s, T::vsplat(s, T::ONE), lq);
-                }
-            }
-        }
-        if p.diagonal == Diagonal::Plain || q.diagonal == Diagonal::Plain {
-            let v: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut ld));
-            v.copy_from_slice(&plain_ld[..lanes]);
-        }
-        let kl = block::<T, S>(s, d, a, m, y, ld);
-        let kl: &[T] = cast_slice(core::slice::from_ref(&kl));
-        out[start..start + valid].copy_from_slice(&kl[..valid]);
+        gather::<T, S, I>(d, p, q, ip, iq, pairs, n, start, &mut bufs, &mut plain_ld);
+        compute::<T, S>(
+            s,
+            d,
+            p,
+            q,
+            &mut bufs,
+            &plain_ld,
+            &mut out[start..start + valid],
+        );
         start += valid;
     }
+}
+
+/// Transposes the block of pairs `start..` into lanes (the last valid pair
+/// repeated into idle lanes of a partial block). For plain diagonals, also
+/// stores each lane's `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` in `plain_ld`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather<T: SimdReal, S: Simd, I: Idx>(
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    ip: I,
+    iq: I,
+    pairs: Pairs,
+    n: usize,
+    start: usize,
+    bufs: &mut Bufs<'_, T::V<S>>,
+    plain_ld: &mut [T; 16],
+) {
+    let lanes = T::lanes::<S>();
+    let tri = row_start(d);
+    let valid = (n - start).min(lanes);
+    let af: &mut [T] = cast_slice_mut(&mut *bufs.0);
+    let mf: &mut [T] = cast_slice_mut(&mut *bufs.1);
+    let yf: &mut [T] = cast_slice_mut(&mut *bufs.2);
+    let contiguous = match pairs {
+        Pairs::Zip {
+            base,
+            step_p,
+            step_q,
+        } if step_p == 1 && step_q == 1 && valid == lanes => Some(base + start),
+        _ => None,
+    };
+    if let (Some(k0), true, Diagonal::Log, Diagonal::Log) =
+        (contiguous, I::ROW_MAJOR, p.diagonal, q.diagonal)
+    {
+        // Fast path: `lanes` consecutive pairs, row-major factors — a
+        // plain transpose with indices affine in the lane.
+        let tp = &p.tril[k0 * tri..(k0 + lanes) * tri];
+        let tq = &q.tril[k0 * tri..(k0 + lanes) * tri];
+        let mp = &p.means[k0 * d..(k0 + lanes) * d];
+        let mq = &q.means[k0 * d..(k0 + lanes) * d];
+        for l in 0..lanes {
+            for i in 0..d {
+                yf[i * lanes + l] = mq[l * d + i] - mp[l * d + i];
+                for j in 0..=i {
+                    af[(i * d + j) * lanes + l] = tq[l * tri + row_start(i) + j];
+                    mf[(i * d + j) * lanes + l] = tp[l * tri + row_start(i) + j];
+                }
+            }
+        }
+    } else {
+        for l in 0..lanes {
+            let (kp, kq) = pairs.get(start + l.min(valid - 1));
+            let tp = &p.tril[kp * tri..kp * tri + tri];
+            let tq = &q.tril[kq * tri..kq * tri + tri];
+            let mp = &p.means[kp * d..kp * d + d];
+            let mq = &q.means[kq * d..kq * d + d];
+            for i in 0..d {
+                yf[i * lanes + l] = mq[i] - mp[i];
+                for j in 0..=i {
+                    af[(i * d + j) * lanes + l] = tq[iq.at(d, i, j)];
+                    mf[(i * d + j) * lanes + l] = tp[ip.at(d, i, j)];
+                }
+            }
+            if p.diagonal == Diagonal::Plain || q.diagonal == Diagonal::Plain {
+                plain_ld[l] = plain_log_det_diff(d, af, mf, lanes, l, p.diagonal, q.diagonal);
+            }
+        }
+    }
+}
+
+/// The diagonals, the solve and the sums of one gathered block; writes the
+/// `out.len()` valid lanes.
+#[inline(always)]
+fn compute<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    bufs: &mut Bufs<'_, T::V<S>>,
+    plain_ld: &[T; 16],
+    out: &mut [T],
+) {
+    let lanes = T::lanes::<S>();
+    let (a, m, y) = (&mut *bufs.0, &mut *bufs.1, &mut *bufs.2);
+    let valid = out.len();
+    // Diagonals: a[i][i] ← 1 / L_q[i][i], m[i][i] ← L_p[i][i] / L_q[i][i].
+    let mut ld = T::vsplat(s, T::ZERO);
+    for i in 0..d {
+        let ii = i * d + i;
+        let (rp, rq) = (m[ii], a[ii]);
+        match (p.diagonal, q.diagonal) {
+            (Diagonal::Log, Diagonal::Log) => {
+                ld = T::vadd(s, ld, T::vsub(s, rp, rq));
+                m[ii] = T::vexp(s, T::vsub(s, rp, rq));
+                a[ii] = T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), rq));
+            }
+            (dp, dq) => {
+                let lp = if dp == Diagonal::Log {
+                    T::vexp(s, rp)
+                } else {
+                    rp
+                };
+                let lq = if dq == Diagonal::Log {
+                    T::vexp(s, rq)
+                } else {
+                    rq
+                };
+                m[ii] = T::vdiv(s, lp, lq);
+                a[ii] = T::vdiv(s, T::vsplat(s, T::ONE), lq);
+            }
+        }
+    }
+    if p.diagonal == Diagonal::Plain || q.diagonal == Diagonal::Plain {
+        let v: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut ld));
+        v.copy_from_slice(&plain_ld[..lanes]);
+    }
+    let kl = block::<T, S>(s, d, a, m, y, ld);
+    let kl: &[T] = cast_slice(core::slice::from_ref(&kl));
+    out[..valid].copy_from_slice(&kl[..valid]);
 }
 
 /// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` of lane `l` when a diagonal is plain (scalar
