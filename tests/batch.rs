@@ -1,6 +1,7 @@
 //! The batched layer: equal to looped single calls, broadcasting and
 //! all-pairs equal to their explicit expansions, layouts and diagonal
 //! encodings, every shape error, `d = 0`, and parallel = serial.
+#![cfg(feature = "std")]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Every SIMD path against the scalar reference, at every dispatch level the
 //! host has (levels it lacks are reported on stderr and skipped), and the
 //! vector `exp` against libm.
+#![cfg(feature = "std")]
 
 mod support;
 
