@@ -8,8 +8,12 @@
 //!   emits them), dense, or as covariance matrices.
 //!
 //! ## Feature flags
-//! - `std` (default): the batched layer. Everything else is `no_std` and never
-//!   allocates.
+//! - `std` (default): the batched layer (`batch`). Everything else is
+//!   `no_std` and never allocates.
+//! - `avx512`: AVX-512 kernels, picked at run time where the CPU has them
+//!   (see [`simd::Level`]).
+//! - `rayon`: multi-core batches (`batch::Options::parallel`), bit-identical
+//!   to the serial run.
 //!
 //! ## NaN, infinities and errors
 //! No public function panics. Shapes are checked at the boundary and reported
