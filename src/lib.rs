@@ -8,18 +8,21 @@
 //!   emits them), dense, or as covariance matrices.
 //!   [`full::kl_grad`] and its siblings return the KL and its gradient in one
 //!   fused pass (vector-Jacobian products for custom autodiff operations).
-//! - `batch_grad` (feature `std`): batched gradients with broadcasting.
+//! - `batch` (feature `std`): batched full-rank KL over PyTorch-layout slices
+//!   with SIMD kernels (one pair per lane for small `d`, blocked rows for
+//!   large `d`), broadcasting and all-pairs; `batch_grad`: batched gradients.
 //! - [`diag`]: diagonal Gaussians (seed 004, the MRL paper): KL, the Eq. 10
 //!   score, their `nq × nd` matrices, dot-product (MIPS) representations and
 //!   gradients; `search` (feature `std`): top-k retrieval with a fused SIMD
 //!   scoring kernel.
 //!
 //! ## Feature flags
-//! - `std` (default): the batched layer. Everything else is `no_std` and never
-//!   allocates.
-//! - `avx512`: AVX-512 (pulp `x86-v4`) for the diagonal scoring kernel; AVX2+FMA
-//!   is always compiled in, and the level is chosen at run time.
-//! - `rayon`: `search::DocIndex::par_top_k` across cores (identical results).
+//! - `std` (default): the batched layers (`batch`, `batch_grad`, `search`).
+//!   Everything else is `no_std` and never allocates.
+//! - `avx512`: AVX-512 kernels (pulp's `x86-v4`), picked at run time where the
+//!   CPU has them (see [`simd::Level`]); AVX2+FMA is always compiled in.
+//! - `rayon`: multi-core batches (`batch::Options::parallel`) and
+//!   `search::DocIndex::par_top_k`, bit-identical to the serial run.
 //!
 //! ## NaN, infinities and errors
 //! No public function panics. Shapes are checked at the boundary and reported
@@ -44,6 +47,8 @@
 extern crate std;
 
 #[cfg(feature = "std")]
+pub mod batch;
+#[cfg(feature = "std")]
 pub mod batch_grad;
 pub mod diag;
 pub mod error;
@@ -51,6 +56,7 @@ pub mod full;
 pub mod real;
 #[cfg(feature = "std")]
 pub mod search;
+pub mod simd;
 pub mod tril;
 
 pub use error::Error;

@@ -20,14 +20,21 @@
 //! | [`kl_grad`], [`kl_grad_dense`] | KL and its gradient (packed / dense) | caller's workspace, [`grad_workspace_len`] |
 //! | [`kl_std_normal_grad`], [`kl_std_normal_grad_dense`] | the VAE prior's KL and gradient | none |
 //! | [`kl_grad_fixed`], [`kl_grad_packed_fixed`] | KL and gradient, compile-time `D` | none |
+//! | [`kl_wide_f32x8`], [`kl_wide_f64x4`] | 8 / 4 pairs of compile-time `D` in lockstep (`wide` vectors) | none |
 //!
 //! `d = 0` is allowed everywhere and gives `KL = 0` (two distributions on the
 //! zero-dimensional space are the same point mass).
 
+// The SIMD batch kernels are reached through the `std` batch layer.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) mod blocked;
 mod cholesky;
 mod fixed;
 pub(crate) mod grad;
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) mod lanes;
 pub(crate) mod scalar;
+mod wide_fixed;
 
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
 pub use fixed::{kl_fixed, kl_packed_fixed};
@@ -35,6 +42,7 @@ pub use grad::{
     KlGrad, KlGradFixed, grad_workspace_len, kl_grad, kl_grad_dense, kl_grad_fixed,
     kl_grad_packed_fixed, kl_std_normal_grad, kl_std_normal_grad_dense,
 };
+pub use wide_fixed::{kl_wide_f32x8, kl_wide_f64x4};
 
 use crate::error::{Error, check_len};
 use crate::real::Real;

@@ -1,0 +1,152 @@
+//! Shared by `benches/full.rs` and `examples/bench_table.rs`: random inputs,
+//! the peers (nalgebra, faer) written as a user would write them, and an FMA
+//! peak probe.
+#![allow(dead_code)]
+
+use gaussian_kl::Real;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// `n` random Gaussians of dimension `d`: PyTorch layout, raw log diagonal.
+pub fn batch<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let t = d * (d + 1) / 2;
+    let means = (0..n * d)
+        .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+        .collect();
+    let s = 0.5 / (d as f64).sqrt();
+    let mut tril = Vec::with_capacity(n * t);
+    for _ in 0..n {
+        for i in 0..d {
+            for j in 0..=i {
+                let v = if i == j {
+                    rng.random_range(-0.5..0.5)
+                } else {
+                    rng.random_range(-s..s)
+                };
+                tril.push(T::from_f64(v));
+            }
+        }
+    }
+    (means, tril)
+}
+
+/// Multiply-adds per pair (the forward solves for `M` and `y`), as flops.
+pub fn flops_per_pair(d: usize) -> f64 {
+    let d = d as f64;
+    // M: Σ_i Σ_{j≤i} (i − j) multiply-adds ≈ d³/6; y: d²/2; squares: d²/2 + d.
+    2.0 * (d * (d * d - 1.0) / 6.0 + d * d / 2.0 + d * (d + 1.0) / 2.0 + d)
+}
+
+macro_rules! peers {
+    ($t:ty, $nalgebra:ident, $faer:ident) => {
+        /// nalgebra, per pair: build the two factors, `solve_lower_triangular`
+        /// for `M` and `y`, squared norms.
+        pub fn $nalgebra(d: usize, mp: &[$t], tp: &[$t], mq: &[$t], tq: &[$t], out: &mut [$t]) {
+            use nalgebra::{DMatrix, DVector};
+            let t = d * (d + 1) / 2;
+            for (k, o) in out.iter_mut().enumerate() {
+                let (tp, tq) = (&tp[k * t..][..t], &tq[k * t..][..t]);
+                let build = |raw: &[$t]| {
+                    DMatrix::<$t>::from_fn(d, d, |i, j| {
+                        if j < i {
+                            raw[i * (i + 1) / 2 + j]
+                        } else if i == j {
+                            raw[i * (i + 1) / 2 + i].exp()
+                        } else {
+                            0.0
+                        }
+                    })
+                };
+                let (l1, l2) = (build(tp), build(tq));
+                let diff = DVector::<$t>::from_fn(d, |i, _| mq[k * d + i] - mp[k * d + i]);
+                let m = l2.solve_lower_triangular(&l1).unwrap();
+                let y = l2.solve_lower_triangular(&diff).unwrap();
+                let mut ld = 0.0;
+                for i in 0..d {
+                    ld += tp[i * (i + 1) / 2 + i] - tq[i * (i + 1) / 2 + i];
+                }
+                *o = 0.5 * (y.norm_squared() + m.norm_squared() - 2.0 * ld - d as $t);
+            }
+        }
+
+        /// faer, per pair, single thread: build the factor and the right-hand
+        /// side `[L_p | μ_q − μ_p]`, triangular solve in place, squared norm.
+        pub fn $faer(d: usize, mp: &[$t], tp: &[$t], mq: &[$t], tq: &[$t], out: &mut [$t]) {
+            use faer::{Mat, Par};
+            let t = d * (d + 1) / 2;
+            for (k, o) in out.iter_mut().enumerate() {
+                let (tp, tq) = (&tp[k * t..][..t], &tq[k * t..][..t]);
+                let l2 = Mat::<$t>::from_fn(d, d, |i, j| {
+                    if j < i {
+                        tq[i * (i + 1) / 2 + j]
+                    } else if i == j {
+                        tq[i * (i + 1) / 2 + i].exp()
+                    } else {
+                        0.0
+                    }
+                });
+                let mut rhs = Mat::<$t>::from_fn(d, d + 1, |i, j| {
+                    if j == d {
+                        mq[k * d + i] - mp[k * d + i]
+                    } else if j < i {
+                        tp[i * (i + 1) / 2 + j]
+                    } else if i == j {
+                        tp[i * (i + 1) / 2 + i].exp()
+                    } else {
+                        0.0
+                    }
+                });
+                faer::linalg::triangular_solve::solve_lower_triangular_in_place(
+                    l2.as_ref(),
+                    rhs.as_mut(),
+                    Par::Seq,
+                );
+                let mut ld = 0.0;
+                for i in 0..d {
+                    ld += tp[i * (i + 1) / 2 + i] - tq[i * (i + 1) / 2 + i];
+                }
+                *o = 0.5 * (rhs.squared_norm_l2() - 2.0 * ld - d as $t);
+            }
+        }
+    };
+}
+
+peers!(f32, nalgebra_f32, faer_f32);
+peers!(f64, nalgebra_f64, faer_f64);
+
+/// Peak FMA throughput of one core at the detected level, in GFLOP/s
+/// (12 independent vector accumulators, `f32`).
+pub fn peak_gflops_f32() -> f64 {
+    use pulp::{Simd, WithSimd};
+    struct Probe(usize);
+    impl WithSimd for Probe {
+        type Output = f32;
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, s: S) -> f32 {
+            let x = s.splat_f32s(std::hint::black_box(0.999_999));
+            let y = s.splat_f32s(std::hint::black_box(1e-7));
+            let mut acc = [s.splat_f32s(1.0); 12];
+            for _ in 0..self.0 {
+                for a in acc.iter_mut() {
+                    *a = s.mul_add_e_f32s(*a, x, y);
+                }
+            }
+            let mut t = s.splat_f32s(0.0);
+            for a in acc {
+                t = s.add_f32s(t, a);
+            }
+            s.reduce_sum_f32s(t)
+        }
+    }
+    let lanes = gaussian_kl::simd::Level::detect().lanes::<f32>();
+    let iters = 20_000_000;
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        std::hint::black_box(pulp::Arch::new().dispatch(Probe(iters)));
+        let secs = t0.elapsed().as_secs_f64();
+        best = best.max((iters * 12 * lanes * 2) as f64 / secs / 1e9);
+    }
+    best
+}

@@ -1,0 +1,370 @@
+//! Every SIMD path against the scalar reference, at every dispatch level the
+//! host has (levels it lacks are reported on stderr and skipped), and the
+//! vector `exp` against libm.
+#![cfg(feature = "std")]
+
+mod support;
+
+use gaussian_kl::batch::{Gaussians, Kernel, Options};
+use gaussian_kl::simd::{Level, SimdReal, exp_in_place};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The levels to test: every one the host has; the rest are named on stderr.
+fn levels() -> Vec<Level> {
+    let mut out = Vec::new();
+    for &l in Level::all() {
+        if l.is_available() {
+            out.push(l);
+        } else {
+            eprintln!("SKIPPED: level {l:?} is not available on this host/build");
+        }
+    }
+    out
+}
+
+/// Distance in units in the last place between two finite numbers of the
+/// same sign, or 0/∞ handling for exact specials.
+fn ulps_f32(a: f32, b: f32) -> u64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return 0;
+    }
+    if a.is_sign_negative() != b.is_sign_negative() || !a.is_finite() || !b.is_finite() {
+        return u64::MAX;
+    }
+    (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+}
+
+fn ulps_f64(a: f64, b: f64) -> u64 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return 0;
+    }
+    if a.is_sign_negative() != b.is_sign_negative() || !a.is_finite() || !b.is_finite() {
+        return u64::MAX;
+    }
+    (a.to_bits() as i128 - b.to_bits() as i128).unsigned_abs() as u64
+}
+
+/// Stated budget: the vector `exp` is within 2 ulp of libm everywhere
+/// (libm's `exp`/`expf` are themselves within 1 ulp of the exact value).
+const EXP_MAX_ULP: u64 = 2;
+
+#[test]
+fn vector_exp_f32_matches_libm_within_2_ulp() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut xs: Vec<f32> = (0..200_000)
+        .map(|_| rng.random_range(-105.0f32..90.0))
+        .collect();
+    xs.extend((0..20_000).map(|_| rng.random_range(-1.0f32..1.0)));
+    xs.extend([
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        88.72,
+        88.73,
+        89.0,
+        1e4,
+        -87.3,
+        -87.4,
+        -103.0,
+        -103.97,
+        -104.0,
+        -1e4,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        1e-30,
+    ]);
+    for level in levels() {
+        let mut ys = xs.clone();
+        assert!(exp_in_place(level, &mut ys));
+        let mut worst = (0u64, 0.0f32);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let u = ulps_f32(y, libm::expf(x));
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        eprintln!(
+            "{level:?}: f32 exp max {} ulp (at x = {})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= EXP_MAX_ULP,
+            "{level:?}: {} ulp at x = {}",
+            worst.0,
+            worst.1
+        );
+    }
+}
+
+#[test]
+fn vector_exp_f64_matches_libm_within_2_ulp() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut xs: Vec<f64> = (0..200_000)
+        .map(|_| rng.random_range(-750.0f64..712.0))
+        .collect();
+    xs.extend((0..20_000).map(|_| rng.random_range(-1.0f64..1.0)));
+    xs.extend([
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        709.78,
+        709.79,
+        710.0,
+        1e5,
+        -708.4,
+        -708.5,
+        -744.0,
+        -745.1,
+        -746.0,
+        -1e5,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        1e-300,
+    ]);
+    for level in levels() {
+        let mut ys = xs.clone();
+        assert!(exp_in_place(level, &mut ys));
+        let mut worst = (0u64, 0.0f64);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let u = ulps_f64(y, libm::exp(x));
+            if u > worst.0 {
+                worst = (u, x);
+            }
+        }
+        eprintln!(
+            "{level:?}: f64 exp max {} ulp (at x = {})",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.0 <= EXP_MAX_ULP,
+            "{level:?}: {} ulp at x = {}",
+            worst.0,
+            worst.1
+        );
+    }
+}
+
+/// Runs `kernel` at `level` on `n` random pairs and checks each result
+/// against the scalar reference of the same precision.
+fn check_kernel<T: SimdReal>(level: Level, kernel: Kernel, d: usize, n: usize, seed: u64) {
+    let (mp, tp) = support::batch::<T>(seed, d, n);
+    let (mq, tq) = support::batch::<T>(seed + 1000, d, n);
+    let mut out = vec![T::NAN; n];
+    let opts = Options::new().level(level).unwrap().kernel(kernel);
+    opts.kl_full(
+        &Gaussians::new(d, &mp, &tp),
+        &Gaussians::new(d, &mq, &tq),
+        &mut out,
+    )
+    .unwrap();
+    let t = d * (d + 1) / 2;
+    for k in 0..n {
+        let (r, s) = support::reference(
+            d,
+            &mp[k * d..][..d],
+            &tp[k * t..][..t],
+            &mq[k * d..][..d],
+            &tq[k * t..][..t],
+        );
+        let err = (out[k].to_f64() - r.to_f64()).abs();
+        assert!(
+            err <= support::tol::<T>(d, s),
+            "{level:?} {kernel:?} d={d} n={n} pair {k}: {} vs scalar {} (err {err:e}, tol {:e})",
+            out[k],
+            r,
+            support::tol::<T>(d, s)
+        );
+    }
+}
+
+/// Batch sizes around the lane count: 0, 1, lanes − 1, lanes, lanes + 1 and
+/// a few blocks plus a tail.
+fn sizes<T: SimdReal>(level: Level) -> Vec<usize> {
+    let l = level.lanes::<T>();
+    let mut v = vec![0, 1, l.saturating_sub(1), l, l + 1, 3 * l + 2];
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn lanes_kernel_matches_scalar_small_d_all_levels() {
+    for level in levels() {
+        for d in 1..=16 {
+            for &n in &sizes::<f32>(level) {
+                check_kernel::<f32>(level, Kernel::Lanes, d, n, d as u64);
+            }
+            for &n in &sizes::<f64>(level) {
+                check_kernel::<f64>(level, Kernel::Lanes, d, n, d as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn lanes_kernel_matches_scalar_d_17_to_70() {
+    for level in levels() {
+        for d in 17..=70 {
+            let n = level.lanes::<f32>() + 1;
+            check_kernel::<f32>(level, Kernel::Lanes, d, n, d as u64);
+            check_kernel::<f64>(level, Kernel::Lanes, d, 2, d as u64);
+        }
+    }
+}
+
+#[test]
+fn blocked_kernel_matches_scalar_d_1_to_70_all_levels() {
+    for level in levels() {
+        for d in 1..=70 {
+            check_kernel::<f32>(level, Kernel::Blocked, d, 2, d as u64);
+            check_kernel::<f64>(level, Kernel::Blocked, d, 2, d as u64);
+        }
+    }
+}
+
+#[test]
+fn blocked_kernel_matches_scalar_large_d() {
+    let level = Level::detect();
+    for d in [96, 128, 131] {
+        check_kernel::<f32>(level, Kernel::Blocked, d, 1, d as u64);
+        check_kernel::<f64>(level, Kernel::Blocked, d, 1, d as u64);
+    }
+}
+
+#[test]
+fn default_kernel_matches_scalar_every_d() {
+    for d in 1..=70 {
+        check_kernel::<f32>(Level::detect(), Kernel::Auto, d, 3, 7 * d as u64);
+    }
+}
+
+#[test]
+fn kernels_give_identical_bits_wherever_the_pair_sits() {
+    // A pair's lane (or its position in the batch) must not change its result.
+    for level in levels() {
+        for d in [1, 3, 8, 16, 20] {
+            for kernel in [Kernel::Lanes, Kernel::Blocked] {
+                let n = 2 * level.lanes::<f32>() + 3;
+                let (mp, tp) = support::batch::<f32>(5, d, n);
+                let (mq, tq) = support::batch::<f32>(6, d, n);
+                let opts = Options::new().level(level).unwrap().kernel(kernel);
+                let mut all = vec![0.0; n];
+                opts.kl_full(
+                    &Gaussians::new(d, &mp, &tp),
+                    &Gaussians::new(d, &mq, &tq),
+                    &mut all,
+                )
+                .unwrap();
+                let t = d * (d + 1) / 2;
+                for k in [0, 1, n / 2, n - 1] {
+                    let mut one = [0.0];
+                    let p = Gaussians::new(d, &mp[k * d..][..d], &tp[k * t..][..t]);
+                    let q = Gaussians::new(d, &mq[k * d..][..d], &tq[k * t..][..t]);
+                    opts.kl_full(&p, &q, &mut one).unwrap();
+                    assert_eq!(
+                        one[0].to_bits(),
+                        all[k].to_bits(),
+                        "{level:?} {kernel:?} d={d} k={k}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_propagate_nan_and_inf_without_panicking() {
+    for level in levels() {
+        for kernel in [Kernel::Lanes, Kernel::Blocked] {
+            for d in [2, 5, 18] {
+                let (mut mp, mut tp) = support::batch::<f32>(9, d, 3);
+                let (mq, tq) = support::batch::<f32>(10, d, 3);
+                mp[d] = f32::NAN; // pair 1
+                tp[2 * d * (d + 1) / 2] = f32::INFINITY; // pair 2, log diagonal → ∞
+                let mut out = vec![0.0; 3];
+                let opts = Options::new().level(level).unwrap().kernel(kernel);
+                opts.kl_full(
+                    &Gaussians::new(d, &mp, &tp),
+                    &Gaussians::new(d, &mq, &tq),
+                    &mut out,
+                )
+                .unwrap();
+                assert!(out[0].is_finite(), "{level:?} {kernel:?} d={d}");
+                assert!(out[1].is_nan(), "{level:?} {kernel:?} d={d}: {}", out[1]);
+                assert!(
+                    !out[2].is_finite(),
+                    "{level:?} {kernel:?} d={d}: {}",
+                    out[2]
+                );
+            }
+        }
+    }
+}
+
+/// The `wide` fixed-dimension lockstep kernels against the scalar reference.
+fn check_wide<const D: usize>() {
+    use gaussian_kl::full::{kl_wide_f32x8, kl_wide_f64x4};
+    let t = D * (D + 1) / 2;
+    let (mp, tp) = support::batch::<f32>(D as u64, D, 8);
+    let (mq, tq) = support::batch::<f32>(D as u64 + 50, D, 8);
+    let out = kl_wide_f32x8::<D>(&mp, &tp, &mq, &tq).unwrap();
+    for k in 0..8 {
+        let (r, s) = support::reference(
+            D,
+            &mp[k * D..][..D],
+            &tp[k * t..][..t],
+            &mq[k * D..][..D],
+            &tq[k * t..][..t],
+        );
+        assert!(
+            (out[k] - r).abs() as f64 <= support::tol::<f32>(D, s),
+            "f32x8 D={D} k={k}: {} vs {r}",
+            out[k]
+        );
+    }
+    let (mp, tp) = support::batch::<f64>(D as u64, D, 4);
+    let (mq, tq) = support::batch::<f64>(D as u64 + 50, D, 4);
+    let out = kl_wide_f64x4::<D>(&mp, &tp, &mq, &tq).unwrap();
+    for k in 0..4 {
+        let (r, s) = support::reference(
+            D,
+            &mp[k * D..][..D],
+            &tp[k * t..][..t],
+            &mq[k * D..][..D],
+            &tq[k * t..][..t],
+        );
+        assert!(
+            (out[k] - r).abs() <= support::tol::<f64>(D, s),
+            "f64x4 D={D} k={k}: {} vs {r}",
+            out[k]
+        );
+    }
+    // Shape errors name the slice.
+    assert_eq!(
+        kl_wide_f64x4::<D>(&mp[1..], &tp, &mq, &tq),
+        Err(gaussian_kl::Error::LengthMismatch {
+            what: "means_p",
+            expected: 4 * D,
+            found: 4 * D - 1
+        })
+    );
+}
+
+#[test]
+fn wide_fixed_kernels_match_scalar() {
+    check_wide::<1>();
+    check_wide::<2>();
+    check_wide::<3>();
+    check_wide::<4>();
+    check_wide::<5>();
+    check_wide::<8>();
+    check_wide::<13>();
+    check_wide::<16>();
+}
