@@ -44,8 +44,9 @@ use std::vec::Vec;
 use pulp::Simd;
 
 use crate::diag::kernel::{block_rows, pack_panel, pack_queries, packed_len, score_block};
-use crate::diag::{DiagBatch, Level, SimdReal, log_var_of};
+use crate::diag::{DiagBatch, ScoreReal, log_var_of};
 use crate::error::{Error, check_len};
+use crate::simd::Level;
 
 /// What to rank by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -59,7 +60,7 @@ pub enum Metric {
 }
 
 /// Documents packed for scoring: the compact representation in panels of
-/// [`SimdReal::PANEL`] documents. Built once, searched many times.
+/// [`ScoreReal::PANEL`] documents. Built once, searched many times.
 #[derive(Clone, Debug)]
 pub struct DocIndex<T> {
     k: usize,
@@ -105,7 +106,7 @@ impl<T> Hits<T> {
 /// `(key_a, a)` ranks strictly before `(key_b, b)`: larger key first, NaN last,
 /// ties by smaller index.
 #[inline(always)]
-fn better<T: SimdReal>(ka: T, a: usize, kb: T, b: usize) -> bool {
+fn better<T: ScoreReal>(ka: T, a: usize, kb: T, b: usize) -> bool {
     match (ka.is_nan(), kb.is_nan()) {
         (false, false) => ka > kb || (ka == kb && a < b),
         (false, true) => true,
@@ -122,7 +123,7 @@ struct TopK<T> {
     idx: Vec<usize>,
 }
 
-impl<T: SimdReal> TopK<T> {
+impl<T: ScoreReal> TopK<T> {
     fn new(cap: usize) -> Self {
         Self {
             cap,
@@ -207,7 +208,7 @@ impl<T: SimdReal> TopK<T> {
 
 /// Per-query data the search needs besides the packed vectors: `γ_Q`, for
 /// [`Metric::Kl`] only (`nq · k` logarithms otherwise wasted).
-fn gamma_queries<T: SimdReal>(q: &DiagBatch<'_, T>, metric: Metric) -> Vec<T> {
+fn gamma_queries<T: ScoreReal>(q: &DiagBatch<'_, T>, metric: Metric) -> Vec<T> {
     if metric != Metric::Kl {
         return Vec::new();
     }
@@ -239,7 +240,7 @@ struct HeapSink<T> {
     heaps: Vec<TopK<T>>,
 }
 
-impl<T: SimdReal> Sink<T> for HeapSink<T> {
+impl<T: ScoreReal> Sink<T> for HeapSink<T> {
     #[inline(always)]
     fn threshold(&self, i: usize) -> Option<T> {
         self.heaps[i].threshold()
@@ -269,7 +270,7 @@ struct MatrixSink<'o, T> {
     out: &'o mut [T],
 }
 
-impl<T: SimdReal> Sink<T> for MatrixSink<'_, T> {
+impl<T: ScoreReal> Sink<T> for MatrixSink<'_, T> {
     #[inline(always)]
     fn take(&mut self, i: usize, j0: usize, vals: &[T]) {
         let o = i * self.nd + j0;
@@ -287,7 +288,7 @@ struct ScoreOp<'a, T, K> {
     sink: &'a mut K,
 }
 
-impl<T: SimdReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
+impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
     type Output = ();
 
     #[inline(always)]
@@ -374,7 +375,7 @@ impl<T: SimdReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
     }
 }
 
-impl<T: SimdReal> DocIndex<T> {
+impl<T: ScoreReal> DocIndex<T> {
     /// Packs the documents (validated: lengths, and positive variances for
     /// [`Scale::Var`](crate::diag::Scale::Var)).
     ///
@@ -437,7 +438,7 @@ impl<T: SimdReal> DocIndex<T> {
         panel_range: core::ops::Range<usize>,
         sink: &mut K,
     ) {
-        level.dispatch(ScoreOp {
+        level.dispatch_or_scalar(ScoreOp {
             index: self,
             queries,
             gamma_q,
@@ -448,7 +449,7 @@ impl<T: SimdReal> DocIndex<T> {
     }
 
     /// The best `top` documents for each query, best first (see [`Metric`];
-    /// ties by document index; NaN last). Runs at [`Level::Auto`].
+    /// ties by document index; NaN last). Runs at the best level the CPU has ([`Level::detect`]).
     ///
     /// # Errors
     /// [`Error::DimensionMismatch`] if the queries' `k` differs from the
@@ -459,7 +460,7 @@ impl<T: SimdReal> DocIndex<T> {
         top: usize,
         metric: Metric,
     ) -> Result<Hits<T>, Error> {
-        self.top_k_at(Level::Auto, queries, top, metric)
+        self.top_k_at(Level::detect(), queries, top, metric)
     }
 
     /// [`top_k`](Self::top_k) at a given SIMD [`Level`] (bit-identical results).
@@ -509,7 +510,7 @@ impl<T: SimdReal> DocIndex<T> {
         metric: Metric,
         out: &mut [T],
     ) -> Result<(), Error> {
-        self.scores_at(Level::Auto, queries, metric, out)
+        self.scores_at(Level::detect(), queries, metric, out)
     }
 
     /// [`scores`](Self::scores) at a given SIMD [`Level`].
@@ -544,7 +545,7 @@ impl<T: SimdReal> DocIndex<T> {
 }
 
 #[cfg(feature = "rayon")]
-impl<T: SimdReal> DocIndex<T> {
+impl<T: ScoreReal> DocIndex<T> {
     /// [`top_k`](Self::top_k) across the cores of rayon's pool (feature
     /// `rayon`): many queries are split into blocks of queries, few queries
     /// into ranges of document panels whose heaps are then merged. The hits
@@ -607,7 +608,7 @@ impl<T: SimdReal> DocIndex<T> {
                     heaps: (0..nq).map(|_| TopK::new(per_query)).collect(),
                 };
                 let range = c * chunk..panels.min((c + 1) * chunk);
-                self.run(Level::Auto, queries, &gamma_q, metric, range, &mut sink);
+                self.run(Level::detect(), queries, &gamma_q, metric, range, &mut sink);
                 sink.heaps
             })
             .collect();
@@ -627,7 +628,7 @@ impl<T: SimdReal> DocIndex<T> {
 }
 
 /// Sorts each heap and lays the hits out row-major.
-fn finish<T: SimdReal>(metric: Metric, per_query: usize, heaps: Vec<TopK<T>>) -> Hits<T> {
+fn finish<T: ScoreReal>(metric: Metric, per_query: usize, heaps: Vec<TopK<T>>) -> Hits<T> {
     let nq = heaps.len();
     let mut index = Vec::with_capacity(nq * per_query);
     let mut value = Vec::with_capacity(nq * per_query);

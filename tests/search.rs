@@ -5,12 +5,13 @@
 #![cfg(feature = "std")]
 
 use gaussian_kl::Error;
-use gaussian_kl::diag::{self, DiagBatch, Level, Rep, SimdReal};
+use gaussian_kl::diag::{self, DiagBatch, Rep, ScoreReal};
 use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::simd::Level;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn random_batch<T: SimdReal>(rng: &mut StdRng, n: usize, k: usize) -> (Vec<T>, Vec<T>) {
+fn random_batch<T: ScoreReal>(rng: &mut StdRng, n: usize, k: usize) -> (Vec<T>, Vec<T>) {
     let m = (0..n * k)
         .map(|_| T::from_f64(rng.random_range(-2.0..2.0)))
         .collect();
@@ -23,7 +24,7 @@ fn random_batch<T: SimdReal>(rng: &mut StdRng, n: usize, k: usize) -> (Vec<T>, V
 /// The scalar reference of the kernel: the compact representations from
 /// [`diag::query_rep`] / [`diag::doc_rep`], and the dot product as a chain of
 /// fused multiply-adds starting at `γ_D`, in index order.
-fn fma_reference<T: SimdReal + FmaRef>(
+fn fma_reference<T: ScoreReal + FmaRef>(
     q: DiagBatch<'_, T>,
     d: DiagBatch<'_, T>,
     metric: Metric,
@@ -66,7 +67,7 @@ impl FmaRef for f64 {
     }
 }
 
-fn check_kernel_exact<T: SimdReal + FmaRef>(seed: u64) {
+fn check_kernel_exact<T: ScoreReal + FmaRef>(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     for k in [0, 1, 3, 16, 37] {
         for (nq, nd) in [(1, 1), (3, 31), (9, 33), (13, 70)] {
@@ -79,7 +80,7 @@ fn check_kernel_exact<T: SimdReal + FmaRef>(seed: u64) {
             let index = DocIndex::new(d).unwrap();
             for metric in [Metric::Eq10, Metric::Kl] {
                 let want = fma_reference(q, d, metric);
-                for level in Level::ALL {
+                for level in Level::all().iter().copied() {
                     if !level.is_available() {
                         eprintln!("skipping {level:?}: not available on this machine/build");
                         continue;
@@ -169,7 +170,7 @@ fn scores_match_direct_formulas() {
 
 /// The best `top` of a full sort by (value, index): descending for Eq10,
 /// ascending for KL, NaN last.
-fn full_sort<T: SimdReal>(vals: &[T], metric: Metric, top: usize) -> Vec<(usize, T)> {
+fn full_sort<T: ScoreReal>(vals: &[T], metric: Metric, top: usize) -> Vec<(usize, T)> {
     let mut v: Vec<(usize, T)> = vals.iter().copied().enumerate().collect();
     v.sort_by(|a, b| {
         let (x, y) = (a.1.to_f64(), b.1.to_f64());
@@ -185,7 +186,7 @@ fn full_sort<T: SimdReal>(vals: &[T], metric: Metric, top: usize) -> Vec<(usize,
     v
 }
 
-fn check_top_k<T: SimdReal>(index: &DocIndex<T>, q: DiagBatch<'_, T>, top: usize) {
+fn check_top_k<T: ScoreReal>(index: &DocIndex<T>, q: DiagBatch<'_, T>, top: usize) {
     let nd = index.len();
     for metric in [Metric::Eq10, Metric::Kl] {
         let mut all = vec![T::ZERO; q.n * nd];
@@ -276,7 +277,7 @@ fn top_k_every_level_equals_scalar() {
         let index = DocIndex::new(DiagBatch::var(nd, k, &dm, &dv)).unwrap();
         for metric in [Metric::Eq10, Metric::Kl] {
             let want = index.top_k_at(Level::Scalar, q, 10, metric).unwrap();
-            for level in Level::ALL {
+            for level in Level::all().iter().copied() {
                 if !level.is_available() {
                     eprintln!("skipping {level:?}: not available on this machine/build");
                     continue;

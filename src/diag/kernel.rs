@@ -1,6 +1,6 @@
 //! The fused scoring micro-kernel over packed compact document panels (pulp).
 //!
-//! Documents are packed in panels of [`SimdReal::PANEL`] documents (32 for
+//! Documents are packed in panels of [`ScoreReal::PANEL`] documents (32 for
 //! `f32`, 16 for `f64`: 128 bytes). A panel is `2k + 1` rows of `PANEL`
 //! numbers: `γ_D`, then `−1/σ²_D` for each of the `k` dimensions, then
 //! `2μ_D/σ²_D` for each: the compact representation ([`Rep::Compact`](super::Rep)),
@@ -16,7 +16,7 @@
 //!
 //! Every score is accumulated in one lane, in the same order
 //! (`γ_D`, then `fma` over `p = 0..2k`), with a fused multiply-add on every
-//! level: the result is bit-identical at every dispatch [`Level`], whatever
+//! level: the result is bit-identical at every dispatch [`Level`](crate::simd::Level), whatever
 //! the vector width or the blocking.
 
 use pulp::Simd;
@@ -34,7 +34,7 @@ mod sealed {
 /// The element types of the SIMD scoring kernel: `f32` and `f64` (sealed).
 ///
 /// Its methods are the kernel's building blocks and not meant to be called.
-pub trait SimdReal: Real + sealed::Sealed {
+pub trait ScoreReal: Real + sealed::Sealed {
     /// Documents per packed panel (128 bytes' worth).
     const PANEL: usize;
     #[doc(hidden)]
@@ -62,7 +62,7 @@ pub trait SimdReal: Real + sealed::Sealed {
 macro_rules! impl_simd_real {
     ($t:ty, $panel:expr, $v:ident, $lanes:ident, $splat:ident, $fma:ident, $as:ident, $as_mut:ident,
      $add:ident, $mul:ident, $gt:ident, $lt:ident, $first:ident) => {
-        impl SimdReal for $t {
+        impl ScoreReal for $t {
             const PANEL: usize = $panel;
             type V<S: Simd> = S::$v;
             #[inline(always)]
@@ -136,103 +136,9 @@ impl_simd_real!(
     first_true_m64s
 );
 
-/// A SIMD instruction set to run the scoring kernel on.
-///
-/// [`Level::Auto`] (the default) picks the best the CPU has at run time (with
-/// the `avx512` feature, AVX-512 where available, else AVX2+FMA, else scalar).
-/// The others force one level, to test or to compare them: results are
-/// bit-identical across levels. A level the machine (or the build) lacks
-/// ([`Level::is_available`] is `false`) runs as [`Level::Scalar`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Level {
-    /// The best available at run time.
-    #[default]
-    Auto,
-    /// One lane, portable.
-    Scalar,
-    /// Portable emulation of 128-bit vectors.
-    Emulated128,
-    /// Portable emulation of 256-bit vectors.
-    Emulated256,
-    /// Portable emulation of 512-bit vectors.
-    Emulated512,
-    /// x86-64-v3: AVX2 + FMA, 256-bit vectors.
-    X86V3,
-    /// x86-64-v4: AVX-512, 512-bit vectors (needs the `avx512` feature).
-    X86V4,
-}
-
-impl Level {
-    /// Every level, for tests and benchmarks.
-    pub const ALL: [Level; 7] = [
-        Level::Auto,
-        Level::Scalar,
-        Level::Emulated128,
-        Level::Emulated256,
-        Level::Emulated512,
-        Level::X86V3,
-        Level::X86V4,
-    ];
-
-    /// Whether this build on this machine can run the level.
-    ///
-    /// ```
-    /// use gaussian_kl::diag::Level;
-    /// assert!(Level::Scalar.is_available() && Level::Auto.is_available());
-    /// ```
-    pub fn is_available(self) -> bool {
-        match self {
-            Level::X86V3 => {
-                #[cfg(target_arch = "x86_64")]
-                {
-                    pulp::x86::V3::try_new().is_some()
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                {
-                    false
-                }
-            }
-            Level::X86V4 => {
-                #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-                {
-                    pulp::x86::V4::try_new().is_some()
-                }
-                #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
-                {
-                    false
-                }
-            }
-            _ => true,
-        }
-    }
-
-    /// Runs `op` at this level.
-    #[inline]
-    pub(crate) fn dispatch<Op: pulp::WithSimd>(self, op: Op) -> Op::Output {
-        match self {
-            Level::Auto => pulp::Arch::new().dispatch(op),
-            Level::Emulated128 => pulp::Scalar128b.vectorize(op),
-            Level::Emulated256 => pulp::Scalar256b.vectorize(op),
-            Level::Emulated512 => pulp::Scalar512b.vectorize(op),
-            #[cfg(target_arch = "x86_64")]
-            Level::X86V3 => match pulp::x86::V3::try_new() {
-                Some(simd) => Simd::vectorize(simd, op),
-                None => pulp::Scalar::new().vectorize(op),
-            },
-            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-            Level::X86V4 => match pulp::x86::V4::try_new() {
-                Some(simd) => Simd::vectorize(simd, op),
-                None => pulp::Scalar::new().vectorize(op),
-            },
-            _ => pulp::Scalar::new().vectorize(op),
-        }
-    }
-}
-
 /// Length of the packed panels for `nd` documents in `k` dimensions:
 /// `⌈nd / PANEL⌉ · (2k + 1) · PANEL`, or `None` on overflow.
-pub(crate) fn packed_len<T: SimdReal>(k: usize, nd: usize) -> Option<usize> {
+pub(crate) fn packed_len<T: ScoreReal>(k: usize, nd: usize) -> Option<usize> {
     let panels = nd.div_ceil(T::PANEL);
     panels
         .checked_mul(k.checked_mul(2)?.checked_add(1)?)?
@@ -241,7 +147,7 @@ pub(crate) fn packed_len<T: SimdReal>(k: usize, nd: usize) -> Option<usize> {
 
 /// Packs documents `first..first + count` (`count ≤ PANEL`) of a checked
 /// batch into one panel (`(2k + 1) · PANEL` numbers); missing lanes are 0.
-pub(crate) fn pack_panel<T: SimdReal>(
+pub(crate) fn pack_panel<T: ScoreReal>(
     k: usize,
     scale: Scale,
     mean: &[T],
@@ -266,7 +172,7 @@ pub(crate) fn pack_panel<T: SimdReal>(
 
 /// Rows of the register block (queries per micro-kernel call) for a lane count.
 #[inline(always)]
-pub(crate) fn block_rows<T: SimdReal, S: Simd>() -> usize {
+pub(crate) fn block_rows<T: ScoreReal, S: Simd>() -> usize {
     match T::PANEL / T::lanes::<S>() {
         1 | 2 => 8,
         3 | 4 => 4,
@@ -279,7 +185,7 @@ pub(crate) fn block_rows<T: SimdReal, S: Simd>() -> usize {
 /// `qpack` is `2k × MR`, `panel` is `(2k + 1) × PANEL`, `tile` is `MR × PANEL`;
 /// `NV · lanes == PANEL`.
 #[inline(always)]
-fn micro<S: Simd, T: SimdReal, const MR: usize, const NV: usize>(
+fn micro<S: Simd, T: ScoreReal, const MR: usize, const NV: usize>(
     simd: S,
     qpack: &[T],
     panel: &[T],
@@ -309,7 +215,7 @@ fn micro<S: Simd, T: SimdReal, const MR: usize, const NV: usize>(
 /// Scores `r ≤ block_rows` packed queries (`qpack`: `2k × r`) against one
 /// panel into `tile` (`r × PANEL`).
 #[inline(always)]
-pub(crate) fn score_block<S: Simd, T: SimdReal>(
+pub(crate) fn score_block<S: Simd, T: ScoreReal>(
     simd: S,
     r: usize,
     qpack: &[T],
@@ -336,7 +242,7 @@ pub(crate) fn score_block<S: Simd, T: SimdReal>(
 
 /// Packs queries `first..first + r` into `qpack` (`2k × r`, interleaved) and
 /// returns nothing; `a_p = σ²_Q + μ²_Q` (computed as in [`Rep::Compact`](super::Rep)).
-pub(crate) fn pack_queries<T: SimdReal>(
+pub(crate) fn pack_queries<T: ScoreReal>(
     k: usize,
     scale: Scale,
     mean: &[T],

@@ -45,7 +45,7 @@ pub(crate) mod kernel;
 mod mips;
 mod pairwise;
 
-pub use kernel::{Level, SimdReal};
+pub use kernel::ScoreReal;
 pub use mips::{Rep, doc_rep, kl_from_dot, query_rep};
 pub use pairwise::{pairwise_eq10, pairwise_kl};
 

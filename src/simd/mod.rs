@@ -158,6 +158,37 @@ impl Level {
     }
 }
 
+impl Level {
+    /// Runs `op` at this level, or at [`Level::Scalar`] if the host lacks it
+    /// (for kernels whose results are bit-identical at every level).
+    #[inline]
+    pub(crate) fn dispatch_or_scalar<Op: WithSimd>(self, op: Op) -> Op::Output {
+        let level = if self.is_available() {
+            self
+        } else {
+            Level::Scalar
+        };
+        match level {
+            Level::Scalar128 => Simd::vectorize(pulp::Scalar128b, op),
+            Level::Scalar256 => Simd::vectorize(pulp::Scalar256b, op),
+            Level::Scalar512 => Simd::vectorize(pulp::Scalar512b, op),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => match pulp::x86::V3::try_new() {
+                Some(simd) => Simd::vectorize(simd, op),
+                None => Simd::vectorize(pulp::Scalar::new(), op),
+            },
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            Level::Avx512 => match pulp::x86::V4::try_new() {
+                Some(simd) => Simd::vectorize(simd, op),
+                None => Simd::vectorize(pulp::Scalar::new(), op),
+            },
+            #[cfg(any(target_arch = "aarch64", target_arch = "wasm32"))]
+            Level::Neon | Level::Simd128 => pulp::Arch::new().dispatch(op),
+            _ => Simd::vectorize(pulp::Scalar::new(), op),
+        }
+    }
+}
+
 /// Runs `op` at the level detected once per call (cheap: pulp caches the
 /// CPU feature query).
 #[inline]
