@@ -384,9 +384,16 @@ impl<T: SimdReal> DocIndex<T> {
     pub fn new(docs: DiagBatch<'_, T>) -> Result<Self, Error> {
         docs.check(["document mean", "document spread"])?;
         let (k, n) = (docs.k, docs.n);
-        let len = packed_len::<T>(k, n).ok_or(Error::DimensionTooLarge { d: k })?;
+        let too_large = Error::DimensionTooLarge { d: k };
+        // One panel's length must fit even without documents: the scoring
+        // pass computes it for every index.
+        let plen = k
+            .checked_mul(2)
+            .and_then(|x| x.checked_add(1))
+            .and_then(|x| x.checked_mul(T::PANEL))
+            .ok_or(too_large)?;
+        let len = packed_len::<T>(k, n).ok_or(too_large)?;
         let mut panels = vec![T::ZERO; len];
-        let plen = (2 * k + 1) * T::PANEL;
         if plen > 0 {
             for (pb, panel) in panels.chunks_exact_mut(plen).enumerate() {
                 let first = pb * T::PANEL;

@@ -409,3 +409,22 @@ fn parallel_equals_serial() {
         }
     }
 }
+
+/// Found by fuzzing: an empty index with a huge `k` overflowed the panel
+/// length `(2k + 1) · PANEL` (a panic with overflow checks on).
+#[test]
+fn empty_index_with_huge_dimension_is_an_error() {
+    for k in [usize::MAX / 2, usize::MAX / 16, usize::MAX / 32 + 1] {
+        let r = DocIndex::<f64>::new(DiagBatch::var(0, k, &[], &[]));
+        assert!(matches!(r, Err(Error::DimensionTooLarge { .. })), "k = {k}");
+        let r = DocIndex::<f32>::new(DiagBatch::log_var(0, k, &[], &[]));
+        assert!(matches!(r, Err(Error::DimensionTooLarge { .. })), "k = {k}");
+    }
+    // The largest k whose panel fits still builds an (empty) index.
+    let k = (usize::MAX / 16 - 1) / 2;
+    let index = DocIndex::<f64>::new(DiagBatch::var(0, k, &[], &[])).unwrap();
+    let mut out: [f64; 0] = [];
+    index
+        .scores(DiagBatch::var(0, k, &[], &[]), Metric::Kl, &mut out)
+        .unwrap();
+}

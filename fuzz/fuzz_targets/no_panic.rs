@@ -268,12 +268,9 @@ impl<T: Real> WildBatch<T> {
     }
 
     fn batch(&self) -> DiagBatch<'_, T> {
-        DiagBatch {
-            n: self.n,
-            k: self.k,
-            mean: &self.mean,
-            spread: &self.spread,
-            scale: self.scale,
+        match self.scale {
+            Scale::Var => DiagBatch::var(self.n, self.k, &self.mean, &self.spread),
+            Scale::LogVar => DiagBatch::log_var(self.n, self.k, &self.mean, &self.spread),
         }
     }
 
