@@ -246,8 +246,12 @@ struct WildBatch<T> {
 }
 
 impl<T: Real> WildBatch<T> {
-    fn generate(u: &mut Unstructured<'_>, k: Option<usize>) -> Result<Self> {
-        let n = if u.ratio(3, 4)? {
+    /// With `k = 0` the slices are empty whatever `n` is: `n` is kept
+    /// `≤ 2¹⁶` (the `O(n)` loops and allocations of an honest request for
+    /// 2⁴⁰ zero-dimensional Gaussians are not bugs), or, with `huge_empty`,
+    /// may also be `≥ usize::MAX / 2`, which the search must reject.
+    fn generate(u: &mut Unstructured<'_>, k: Option<usize>, huge_empty: bool) -> Result<Self> {
+        let mut n = if u.ratio(3, 4)? {
             u.int_in_range(0..=40)?
         } else {
             wild_dim(u)?
@@ -256,6 +260,9 @@ impl<T: Real> WildBatch<T> {
             Some(k) if u.ratio(7, 8)? => k,
             _ => wild_dim(u)?,
         };
+        if k == 0 && n > 1 << 16 && !(huge_empty && n >= usize::MAX / 2) {
+            n %= 1 << 16;
+        }
         let want = n.checked_mul(k);
         let (nm, ns) = (wild_len(u, want, DIAG_CAP)?, wild_len(u, want, DIAG_CAP)?);
         Ok(WildBatch {
@@ -312,8 +319,8 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             }
         }
         11 => {
-            let q = WildBatch::<T>::generate(u, None)?;
-            let d = WildBatch::<T>::generate(u, Some(q.k))?;
+            let q = WildBatch::<T>::generate(u, None, false)?;
+            let d = WildBatch::<T>::generate(u, Some(q.k), false)?;
             let want = q.n.checked_mul(d.n);
             let mut out = near::<T>(u, want, CAP)?;
             let r = if u.arbitrary()? {
@@ -328,7 +335,7 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
         }
         12 => {
             let rep = *u.choose(&REPS)?;
-            let b = WildBatch::<T>::generate(u, None)?;
+            let b = WildBatch::<T>::generate(u, None, false)?;
             let _ = (rep.is_full(), rep.is_seed(), rep.len(wild_dim(u)?));
             let want = b.n.checked_mul(rep.len(b.k));
             let mut out = near::<T>(u, want, CAP)?;
@@ -349,8 +356,8 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             } else {
                 Objective::Eq10
             };
-            let q = WildBatch::<T>::generate(u, None)?;
-            let d = WildBatch::<T>::generate(u, Some(q.k))?;
+            let q = WildBatch::<T>::generate(u, None, false)?;
+            let d = WildBatch::<T>::generate(u, Some(q.k), false)?;
             let len_q = wild_len(u, Some(q.mean.len()), DIAG_CAP)?;
             let len_d = wild_len(u, Some(d.mean.len()), DIAG_CAP)?;
             let (mut gqm, mut gqs) = (wild_vec::<T>(u, len_q)?, wild_vec::<T>(u, len_q)?);
@@ -394,7 +401,7 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
         }
         _ => {
             // search: DocIndex and Hits.
-            let d = WildBatch::<T>::generate(u, None)?;
+            let d = WildBatch::<T>::generate(u, None, true)?;
             let index = DocIndex::new(d.batch());
             if !ok(&index) {
                 return Ok(());
@@ -405,7 +412,7 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
                 (index.len(), index.dim(), index.is_empty()),
                 (d.n, d.k, d.n == 0)
             );
-            let q = WildBatch::<T>::generate(u, Some(d.k))?;
+            let q = WildBatch::<T>::generate(u, Some(d.k), true)?;
             let metric = if u.arbitrary()? {
                 Metric::Kl
             } else {
