@@ -425,6 +425,12 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             } else {
                 u.int_in_range(0..=40)?
             };
+            // An honest request for billions of hits (k = 0: any nq, nd ≤ 2¹⁶)
+            // allocates them; only absurd counts must be rejected.
+            let hits = q.n.saturating_mul(top.min(d.n));
+            if hits > 1 << 22 && q.n < usize::MAX / 2 {
+                return Ok(());
+            }
             let r = match u.int_in_range(0..=4u8)? {
                 0 => index.top_k(q.batch(), top, metric),
                 1 => index.top_k_at(level, q.batch(), top, metric),
