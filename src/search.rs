@@ -385,9 +385,19 @@ impl<T: ScoreReal> DocIndex<T> {
     pub fn new(docs: DiagBatch<'_, T>) -> Result<Self, Error> {
         docs.check(["document mean", "document spread"])?;
         let (k, n) = (docs.k, docs.n);
-        let len = packed_len::<T>(k, n).ok_or(Error::DimensionTooLarge { d: k })?;
+        let too_large = Error::DimensionTooLarge { d: k };
+        // One panel's length must fit even without documents: the scoring
+        // pass computes it for every index.
+        let plen = k
+            .checked_mul(2)
+            .and_then(|x| x.checked_add(1))
+            .and_then(|x| x.checked_mul(T::PANEL))
+            .ok_or(too_large)?;
+        let len = packed_len::<T>(k, n).ok_or(too_large)?;
+        if !fits::<T>(len) {
+            return Err(too_large);
+        }
         let mut panels = vec![T::ZERO; len];
-        let plen = (2 * k + 1) * T::PANEL;
         if plen > 0 {
             for (pb, panel) in panels.chunks_exact_mut(plen).enumerate() {
                 let first = pb * T::PANEL;
@@ -425,6 +435,21 @@ impl<T: ScoreReal> DocIndex<T> {
         Ok(())
     }
 
+    /// Checks the queries of a top-k search and returns the hits per query.
+    /// `Error::DimensionTooLarge` when one heap per query or the
+    /// `nq · per_query` hits could not be allocated (`n` is unbounded for
+    /// `k = 0`, where the slices are empty).
+    fn check_top(&self, q: &DiagBatch<'_, T>, top: usize) -> Result<usize, Error> {
+        self.check_queries(q)?;
+        let per_query = top.min(self.n);
+        let too_large = Error::DimensionTooLarge { d: q.k };
+        let total = q.n.checked_mul(per_query).ok_or(too_large)?;
+        if per_query > 0 && !(fits::<TopK<T>>(q.n) && fits::<(T, usize)>(total)) {
+            return Err(too_large);
+        }
+        Ok(per_query)
+    }
+
     fn panels(&self) -> usize {
         self.n.div_ceil(T::PANEL)
     }
@@ -453,7 +478,8 @@ impl<T: ScoreReal> DocIndex<T> {
     ///
     /// # Errors
     /// [`Error::DimensionMismatch`] if the queries' `k` differs from the
-    /// index's; [`Error::LengthMismatch`]; [`Error::NonPositiveVariance`].
+    /// index's; [`Error::LengthMismatch`]; [`Error::NonPositiveVariance`];
+    /// [`Error::DimensionTooLarge`] if the hits could not be allocated.
     pub fn top_k(
         &self,
         queries: DiagBatch<'_, T>,
@@ -474,27 +500,23 @@ impl<T: ScoreReal> DocIndex<T> {
         top: usize,
         metric: Metric,
     ) -> Result<Hits<T>, Error> {
-        self.check_queries(&queries)?;
-        let per_query = top.min(self.n);
-        queries
-            .n
-            .checked_mul(per_query)
-            .ok_or(Error::DimensionTooLarge { d: queries.k })?;
+        let per_query = self.check_top(&queries, top)?;
+        if per_query == 0 {
+            return Ok(finish(metric, 0, Vec::new()));
+        }
         let gamma_q = gamma_queries(&queries, metric);
         let mut sink = HeapSink {
             metric,
             heaps: (0..queries.n).map(|_| TopK::new(per_query)).collect(),
         };
-        if per_query > 0 {
-            self.run(
-                level,
-                queries,
-                &gamma_q,
-                metric,
-                0..self.panels(),
-                &mut sink,
-            );
-        }
+        self.run(
+            level,
+            queries,
+            &gamma_q,
+            metric,
+            0..self.panels(),
+            &mut sink,
+        );
         Ok(finish(metric, per_query, sink.heaps))
     }
 
@@ -530,6 +552,9 @@ impl<T: ScoreReal> DocIndex<T> {
             .checked_mul(self.n)
             .ok_or(Error::DimensionTooLarge { d: self.n })?;
         check_len("out", len, out.len())?;
+        if len == 0 {
+            return Ok(());
+        }
         let gamma_q = gamma_queries(&queries, metric);
         let mut sink = MatrixSink { nd: self.n, out };
         self.run(
@@ -560,10 +585,9 @@ impl<T: ScoreReal> DocIndex<T> {
         metric: Metric,
     ) -> Result<Hits<T>, Error> {
         use rayon::prelude::*;
-        self.check_queries(&queries)?;
+        let per_query = self.check_top(&queries, top)?;
         let threads = rayon::current_num_threads().max(1);
         let (nq, k) = (queries.n, self.k);
-        let per_query = top.min(self.n);
         if per_query == 0 || threads == 1 {
             return self.top_k(queries, top, metric);
         }
@@ -625,6 +649,13 @@ impl<T: ScoreReal> DocIndex<T> {
         }
         Ok(finish(metric, per_query, heaps))
     }
+}
+
+/// Whether `count` values of `V` fit one allocation (`isize::MAX` bytes).
+fn fits<V>(count: usize) -> bool {
+    count
+        .checked_mul(core::mem::size_of::<V>())
+        .is_some_and(|bytes| bytes <= isize::MAX as usize)
 }
 
 /// Sorts each heap and lays the hits out row-major.

@@ -410,3 +410,49 @@ fn parallel_equals_serial() {
         }
     }
 }
+
+/// Found by fuzzing: an empty index with a huge `k` overflowed the panel
+/// length `(2k + 1) · PANEL` (a panic with overflow checks on).
+#[test]
+fn empty_index_with_huge_dimension_is_an_error() {
+    for k in [usize::MAX / 2, usize::MAX / 16, usize::MAX / 32 + 1] {
+        let r = DocIndex::<f64>::new(DiagBatch::var(0, k, &[], &[]));
+        assert!(matches!(r, Err(Error::DimensionTooLarge { .. })), "k = {k}");
+        let r = DocIndex::<f32>::new(DiagBatch::log_var(0, k, &[], &[]));
+        assert!(matches!(r, Err(Error::DimensionTooLarge { .. })), "k = {k}");
+    }
+    // The largest k whose panel fits still builds an (empty) index.
+    let k = (usize::MAX / 16 - 1) / 2;
+    let index = DocIndex::<f64>::new(DiagBatch::var(0, k, &[], &[])).unwrap();
+    let mut out: [f64; 0] = [];
+    index
+        .scores(DiagBatch::var(0, k, &[], &[]), Metric::Kl, &mut out)
+        .unwrap();
+}
+
+/// Found by fuzzing: with `k = 0` the slices are empty whatever `n` is, and
+/// an absurd `n` overflowed an allocation (capacity overflow) instead of
+/// returning an error.
+#[test]
+fn zero_dimension_with_absurd_counts() {
+    let r = DocIndex::<f64>::new(DiagBatch::var(usize::MAX / 4, 0, &[], &[]));
+    assert!(matches!(r, Err(Error::DimensionTooLarge { .. })));
+    let index = DocIndex::<f64>::new(DiagBatch::var(3, 0, &[], &[])).unwrap();
+    let huge = DiagBatch::var(usize::MAX / 8, 0, &[], &[]);
+    for metric in [Metric::Eq10, Metric::Kl] {
+        let r = index.top_k(huge, 1, metric);
+        assert!(matches!(r, Err(Error::DimensionTooLarge { .. })));
+        // No hit asked for: nothing to allocate, an empty result.
+        let hits = index.top_k(huge, 0, metric).unwrap();
+        assert!(hits.is_empty() && hits.per_query == 0 && hits.row(0).0.is_empty());
+    }
+    let empty = DocIndex::<f64>::new(DiagBatch::var(0, 0, &[], &[])).unwrap();
+    let mut out: [f64; 0] = [];
+    empty.scores(huge, Metric::Kl, &mut out).unwrap();
+    // k = 0: every KL is 0.
+    let hits = index
+        .top_k(DiagBatch::var(2, 0, &[], &[]), 2, Metric::Kl)
+        .unwrap();
+    assert_eq!(hits.index, [0, 1, 0, 1]);
+    assert_eq!(hits.value, [0.0; 4]);
+}

@@ -84,8 +84,43 @@ pub struct FullCase {
 }
 
 /// `k/128 · 2^e`: exact in f32 and f64 for `|k| ≤ 128`, `|e|` small.
-fn scaled(u: &mut Unstructured<'_>, e: i32) -> Result<f64> {
+pub fn scaled(u: &mut Unstructured<'_>, e: i32) -> Result<f64> {
     Ok(f64::from(u.arbitrary::<i8>()?) / 128.0 * 2f64.powi(e))
+}
+
+impl Factor {
+    /// Draws a `d × d` factor: off-diagonal entries `k/128 · 2^e`, `e ∈ −8..=2`
+    /// for the whole factor; a log diagonal in `[−4, 4]` or a plain diagonal
+    /// in `(0, 8]` (exact in f32 and f64).
+    pub fn generate(u: &mut Unstructured<'_>, d: usize) -> Result<Factor> {
+        let diagonal = if u.arbitrary()? {
+            Diagonal::Log
+        } else {
+            Diagonal::Plain
+        };
+        Self::generate_with(u, d, diagonal)
+    }
+
+    /// [`Factor::generate`] with a given diagonal encoding.
+    pub fn generate_with(u: &mut Unstructured<'_>, d: usize, diagonal: Diagonal) -> Result<Factor> {
+        let e_off = u.int_in_range(-8..=2i32)?;
+        let mut raw = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..i {
+                raw[i * d + j] = scaled(u, e_off)?;
+            }
+            raw[i * d + i] = match diagonal {
+                Diagonal::Log => scaled(u, 2)?,
+                Diagonal::Plain => (f64::from(u.arbitrary::<u8>()?) + 1.0) / 32.0,
+            };
+        }
+        Ok(Factor { raw, diagonal })
+    }
+}
+
+/// `d` numbers `k/128 · 2^e` (exact in f32 and f64).
+pub fn generate_mean(u: &mut Unstructured<'_>, d: usize, e: i32) -> Result<Vec<f64>> {
+    (0..d).map(|_| scaled(u, e)).collect()
 }
 
 impl FullCase {
@@ -93,7 +128,12 @@ impl FullCase {
     /// `e ∈ −8..=2` chosen per factor; a log diagonal in `[−4, 4]` or a
     /// plain diagonal in `(0, 8]`; means `k/128 · 2^e`, `e ∈ −4..=4`.
     pub fn generate(u: &mut Unstructured<'_>) -> Result<FullCase> {
-        let d = u.int_in_range(1..=64usize)?;
+        Self::generate_max(u, 64)
+    }
+
+    /// [`FullCase::generate`] with `d ∈ 1..=max_d` (`max_d ≥ 1`).
+    pub fn generate_max(u: &mut Unstructured<'_>, max_d: usize) -> Result<FullCase> {
+        let d = u.int_in_range(1..=max_d.max(1))?;
         // One byte per number: refuse to pad a large `d` with zeros, so that
         // the fuzzer reaches large dimensions only with as many bytes.
         if u.len() < d * (d + 1) + 2 * d {
@@ -101,33 +141,11 @@ impl FullCase {
         }
         let layout_p = *u.choose(&LAYOUTS)?;
         let layout_q = *u.choose(&LAYOUTS)?;
-        let factor = |u: &mut Unstructured<'_>| -> Result<Factor> {
-            let diagonal = if u.arbitrary()? {
-                Diagonal::Log
-            } else {
-                Diagonal::Plain
-            };
-            let e_off = u.int_in_range(-8..=2i32)?;
-            let mut raw = vec![0.0; d * d];
-            for i in 0..d {
-                for j in 0..i {
-                    raw[i * d + j] = scaled(u, e_off)?;
-                }
-                raw[i * d + i] = match diagonal {
-                    Diagonal::Log => scaled(u, 2)?,
-                    Diagonal::Plain => (f64::from(u.arbitrary::<u8>()?) + 1.0) / 32.0,
-                };
-            }
-            Ok(Factor { raw, diagonal })
-        };
-        let l_p = factor(u)?;
-        let l_q = factor(u)?;
+        let l_p = Factor::generate(u, d)?;
+        let l_q = Factor::generate(u, d)?;
         let e_mean = u.int_in_range(-4..=4i32)?;
-        let mean = |u: &mut Unstructured<'_>| -> Result<Vec<f64>> {
-            (0..d).map(|_| scaled(u, e_mean)).collect()
-        };
-        let mean_p = mean(u)?;
-        let mean_q = mean(u)?;
+        let mean_p = generate_mean(u, d, e_mean)?;
+        let mean_q = generate_mean(u, d, e_mean)?;
         Ok(FullCase {
             d,
             mean_p,

@@ -1,0 +1,647 @@
+//! Full-rank gradient agreement (f64): the fused gradient kernels agree with
+//! each other bit for bit, with the forward kernels, and with central finite
+//! differences of the double-double reference.
+//!
+//! Input: `FullCase::generate_max(u, 32)` (`d ∈ 1..=32`, every layout per
+//! factor, log or plain diagonals, finite values exact in f64), an upstream
+//! weight `m/128 · 4`, a direction, and a small batch (below).
+//!
+//! Checks:
+//! - bit-identical: the KL of `full::kl_grad` and `full::kl`; `kl_grad` with
+//!   upstream `g` and `g ·` (its gradient with upstream 1), entry by entry;
+//!   `full::kl_grad_packed_fixed::<f64, D>` (every `D` in 1..=32) and
+//!   `kl_grad`, KL and gradients; `kl_grad` in every other layout of each
+//!   factor, the gradient read through the layout's index map; with plain
+//!   diagonals, `kl_grad_dense` (strict upper triangle NaN: ignored; its
+//!   gradient zero there) and `kl_grad_fixed`; `kl_std_normal_grad` and
+//!   `kl_std_normal` (and the dense pair for a plain diagonal);
+//!   `batch_grad::kl_grad_packed` with any mix of broadcast sides and a
+//!   shared or per-pair upstream, and a loop over `kl_grad` (a broadcast
+//!   side's gradient summed from 0 in batch order);
+//!   `batch_grad::kl_std_normal_grad_packed` and a loop over
+//!   `kl_std_normal_grad`.
+//! - finite differences: along a direction `v ∈ {−1, 0, 1}^n` over all
+//!   parameters (`μ_p`, raw `L_p`, `μ_q`, raw `L_q`), the steps `h = 2⁻³⁰`
+//!   and `h/2` are exact in f64 and the double-double reference makes the
+//!   difference quotients `D_h`, `D_{h/2}` free of rounding (≈ 1e-32 · S / h);
+//!   their Richardson extrapolation `R = (4 D_{h/2} − D_h)/3` errs by
+//!   `O(h⁴)`, far below `|D_h − D_{h/2}| ≈ h² |f'''| / 8`, which is added as
+//!   slack. The kernel's `ĝ · v` must satisfy
+//!   `|ĝ · v − R| ≤ 16 (d+2) eps κ_S(L_q)² Σ|vᵢ| magᵢ + 2|D_h − D_{h/2}|`,
+//!   with `magᵢ` the magnitude of the terms that make up gradient entry `i`,
+//!   computed with absolute values: `ỹ = |L_q⁻¹||μ_q − μ_p|`,
+//!   `M̃ = |L_q⁻¹||L_p|`, `z̃ = |L_q⁻ᵀ|ỹ`, `W̃ = |L_q⁻ᵀ|M̃`; `mag(μ) = z̃`,
+//!   `mag(L_p)ᵢⱼ = W̃ᵢⱼ + [i=j]/L_pᵢᵢ`, `mag(L_q)ᵢⱼ = z̃ᵢỹⱼ + (W̃M̃ᵀ)ᵢⱼ +
+//!   [i=j]/L_qᵢᵢ`, times `Lᵢᵢ` for a log diagonal entry (the chain rule).
+//!   Each of the two triangular solves behind `z` and `W` amplifies its
+//!   backward error by at most `κ_S(L_q)` beyond these magnitudes; sums of
+//!   up to `d + 2` terms add `(d + 2) eps`; 16 covers second-order terms.
+//!   Checked where the case is well-conditioned: `(d+1) eps κ_S ≤ 10⁻⁶`.
+//!   The same for `kl_std_normal_grad` (`L_q = I`, `κ_S = 1`).
+#![no_main]
+
+use arbitrary::{Result, Unstructured};
+use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
+use gaussian_kl::full::{self, KlGrad};
+use gaussian_kl::{Diagonal, Layout, PackedTril};
+use gaussian_kl_fuzz::dd::{self, Dd};
+use gaussian_kl_fuzz::{
+    Factor, FullCase, LAYOUTS, assert_same, generate_mean, scaled, with_const_d,
+};
+use libfuzzer_sys::fuzz_target;
+
+const EPS: f64 = f64::EPSILON;
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let Ok(case) = FullCase::generate_max(&mut u, 32) else {
+        return;
+    };
+    let upstream = scaled(&mut u, 2).unwrap_or(1.0);
+    check_pair(&case, upstream, &mut u);
+    check_std_normal(&case, upstream, &mut u);
+    let _ = check_batch(&mut u, case.d);
+});
+
+/// The four gradients of one pair, packed in their factors' layouts.
+#[derive(Clone, Debug)]
+struct Grads {
+    mp: Vec<f64>,
+    lp: Vec<f64>,
+    mq: Vec<f64>,
+    lq: Vec<f64>,
+}
+
+impl Grads {
+    fn nan(d: usize) -> Grads {
+        let t = d * (d + 1) / 2;
+        Grads {
+            mp: vec![f64::NAN; d],
+            lp: vec![f64::NAN; t],
+            mq: vec![f64::NAN; d],
+            lq: vec![f64::NAN; t],
+        }
+    }
+
+    fn out(&mut self) -> KlGrad<'_, f64> {
+        KlGrad::new(&mut self.mp, &mut self.lp, &mut self.mq, &mut self.lq)
+    }
+}
+
+fn tril<'a>(d: usize, f: &Factor, data: &'a [f64], layout: Layout) -> PackedTril<'a, f64> {
+    PackedTril {
+        d,
+        data,
+        layout,
+        diagonal: f.diagonal,
+    }
+}
+
+fn kl_grad(case: &FullCase, layout_p: Layout, layout_q: Layout, g: f64) -> (f64, Grads) {
+    let d = case.d;
+    let pp = case.l_p.packed::<f64>(d, layout_p);
+    let pq = case.l_q.packed::<f64>(d, layout_q);
+    let mut grads = Grads::nan(d);
+    let mut work = vec![f64::NAN; full::grad_workspace_len(d)];
+    let kl = full::kl_grad(
+        &case.mean_p,
+        tril(d, &case.l_p, &pp, layout_p),
+        &case.mean_q,
+        tril(d, &case.l_q, &pq, layout_q),
+        g,
+        grads.out(),
+        &mut work,
+    )
+    .expect("well-formed case");
+    (kl, grads)
+}
+
+fn fixed_packed<const D: usize>(
+    case: &FullCase,
+    lp: PackedTril<'_, f64>,
+    lq: PackedTril<'_, f64>,
+    g: f64,
+    out: KlGrad<'_, f64>,
+) -> f64 {
+    let mp: &[f64; D] = case.mean_p.as_slice().try_into().expect("d = D");
+    let mq: &[f64; D] = case.mean_q.as_slice().try_into().expect("d = D");
+    full::kl_grad_packed_fixed::<f64, D>(mp, lp, mq, lq, g, out).expect("well-formed case")
+}
+
+/// `kl_grad_fixed` on dense factors: the KL and the four gradients flattened.
+fn fixed_dense<const D: usize>(
+    case: &FullCase,
+    dp: &[f64],
+    dq: &[f64],
+    g: f64,
+) -> (f64, [Vec<f64>; 4]) {
+    let arr = |v: &[f64]| -> [[f64; D]; D] {
+        core::array::from_fn(|i| core::array::from_fn(|j| v[i * D + j]))
+    };
+    let mp: &[f64; D] = case.mean_p.as_slice().try_into().expect("d = D");
+    let mq: &[f64; D] = case.mean_q.as_slice().try_into().expect("d = D");
+    let (kl, gr) =
+        full::kl_grad_fixed::<f64, D>(mp, &arr(dp), mq, &arr(dq), g).expect("well-formed case");
+    (
+        kl,
+        [
+            gr.mean_p.to_vec(),
+            gr.l_p.as_flattened().to_vec(),
+            gr.mean_q.to_vec(),
+            gr.l_q.as_flattened().to_vec(),
+        ],
+    )
+}
+
+#[track_caller]
+fn same_all(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (x, y) in a.iter().zip(b) {
+        assert_same(*x, *y, what);
+    }
+}
+
+fn check_pair(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
+    let d = case.d;
+    let (lay_p, lay_q) = (case.layout_p, case.layout_q);
+    let (kl, g1) = kl_grad(case, lay_p, lay_q, 1.0);
+
+    // The forward kernel.
+    let pp = case.l_p.packed::<f64>(d, lay_p);
+    let pq = case.l_q.packed::<f64>(d, lay_q);
+    let (lp, lq) = (
+        tril(d, &case.l_p, &pp, lay_p),
+        tril(d, &case.l_q, &pq, lay_q),
+    );
+    let mut work = vec![f64::NAN; full::workspace_len(d)];
+    let fwd = full::kl(&case.mean_p, lp, &case.mean_q, lq, &mut work).expect("well-formed");
+    assert_same(kl, fwd, "kl_grad KL vs full::kl");
+
+    // Upstream scaling: exactly g · (gradient with upstream 1).
+    let (kl_g, gg) = kl_grad(case, lay_p, lay_q, g);
+    assert_same(kl_g, kl, "KL does not depend on upstream");
+    for (a, b) in [
+        (&gg.mp, &g1.mp),
+        (&gg.lp, &g1.lp),
+        (&gg.mq, &g1.mq),
+        (&gg.lq, &g1.lq),
+    ] {
+        let scaled: Vec<f64> = b.iter().map(|&x| g * x).collect();
+        same_all(a, &scaled, "upstream · gradient");
+    }
+
+    // Fixed dimension, packed.
+    let mut gf = Grads::nan(d);
+    let kl_f = with_const_d!(d, D => fixed_packed::<D>(case, lp, lq, g, gf.out())).expect("1..=64");
+    assert_same(kl_f, kl, "kl_grad_packed_fixed KL");
+    same_all(&gf.mp, &gg.mp, "kl_grad_packed_fixed mean_p");
+    same_all(&gf.lp, &gg.lp, "kl_grad_packed_fixed l_p");
+    same_all(&gf.mq, &gg.mq, "kl_grad_packed_fixed mean_q");
+    same_all(&gf.lq, &gg.lq, "kl_grad_packed_fixed l_q");
+
+    // Every other layout: the same numbers through the index map.
+    for (lo_p, lo_q) in LAYOUTS
+        .iter()
+        .map(|&l| (l, lay_q))
+        .chain(LAYOUTS.iter().map(|&l| (lay_p, l)))
+    {
+        let (kl_l, gl) = kl_grad(case, lo_p, lo_q, g);
+        assert_same(kl_l, kl, "kl_grad KL, layouts");
+        same_all(&gl.mp, &gg.mp, "layouts mean_p");
+        same_all(&gl.mq, &gg.mq, "layouts mean_q");
+        for i in 0..d {
+            for j in 0..=i {
+                let (a, b) = (lo_p.index(d, i, j), lay_p.index(d, i, j));
+                assert_same(gl.lp[a], gg.lp[b], "layouts l_p");
+                let (a, b) = (lo_q.index(d, i, j), lay_q.index(d, i, j));
+                assert_same(gl.lq[a], gg.lq[b], "layouts l_q");
+            }
+        }
+    }
+
+    // Dense forms (plain diagonals).
+    if case.l_p.diagonal == Diagonal::Plain && case.l_q.diagonal == Diagonal::Plain {
+        let dp = case.l_p.dense_plain::<f64>(d, f64::NAN);
+        let dq = case.l_q.dense_plain::<f64>(d, f64::NAN);
+        let (mut a, mut b, mut c, mut e) = (
+            vec![f64::NAN; d],
+            vec![f64::NAN; d * d],
+            vec![f64::NAN; d],
+            vec![f64::NAN; d * d],
+        );
+        let mut work = vec![f64::NAN; full::grad_workspace_len(d)];
+        let out = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
+        let kl_d = full::kl_grad_dense(&case.mean_p, &dp, &case.mean_q, &dq, g, out, &mut work)
+            .expect("well-formed case");
+        assert_same(kl_d, kl, "kl_grad_dense KL");
+        same_all(&a, &gg.mp, "kl_grad_dense mean_p");
+        same_all(&c, &gg.mq, "kl_grad_dense mean_q");
+        for i in 0..d {
+            for j in 0..d {
+                let (wp, wq) = if j <= i {
+                    (gg.lp[lay_p.index(d, i, j)], gg.lq[lay_q.index(d, i, j)])
+                } else {
+                    (0.0, 0.0)
+                };
+                assert_same(b[i * d + j], wp, "kl_grad_dense l_p");
+                assert_same(e[i * d + j], wq, "kl_grad_dense l_q");
+            }
+        }
+        let (kl_fd, fx) =
+            with_const_d!(d, D => fixed_dense::<D>(case, &dp, &dq, g)).expect("1..=64");
+        assert_same(kl_fd, kl, "kl_grad_fixed KL");
+        same_all(&fx[0], &a, "kl_grad_fixed mean_p");
+        same_all(&fx[1], &b, "kl_grad_fixed l_p");
+        same_all(&fx[2], &c, "kl_grad_fixed mean_q");
+        same_all(&fx[3], &e, "kl_grad_fixed l_q");
+    }
+
+    // Finite differences of the double-double reference.
+    let (_, kappa) = case.reference();
+    if (d + 1) as f64 * EPS * kappa > 1e-6 {
+        return;
+    }
+    let Ok(dir) = direction(u, 2 * d + d * (d + 1)) else {
+        return;
+    };
+    let mags = magnitudes(case);
+    fd_check(case, &g1, &dir, &mags, kappa, false);
+}
+
+/// A direction `v ∈ {−1, 0, 1}^n`.
+fn direction(u: &mut Unstructured<'_>, n: usize) -> Result<Vec<f64>> {
+    (0..n)
+        .map(|_| Ok(f64::from(u.int_in_range(-1..=1i8)?)))
+        .collect()
+}
+
+/// `|L⁻¹|` (dense row-major) of a plain lower-triangular `L`.
+fn abs_inverse(d: usize, l: &[f64]) -> Vec<f64> {
+    dd::inverse_lower(d, l).iter().map(|x| x.abs()).collect()
+}
+
+/// The term magnitudes of every gradient entry (module docs), in the order
+/// `μ_p, L_p (row-major packed), μ_q, L_q (row-major packed)`.
+fn magnitudes(case: &FullCase) -> Vec<f64> {
+    let d = case.d;
+    let plain = |f: &Factor| f.dense_plain::<f64>(d, 0.0);
+    let (lp, lq) = (plain(&case.l_p), plain(&case.l_q));
+    let inv = abs_inverse(d, &lq);
+    // ỹ = |L_q⁻¹| |b|, M̃ = |L_q⁻¹| |L_p|, z̃ = |L_q⁻ᵀ| ỹ, W̃ = |L_q⁻ᵀ| M̃.
+    let b: Vec<f64> = (0..d)
+        .map(|i| (case.mean_q[i] - case.mean_p[i]).abs())
+        .collect();
+    let y: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|k| inv[i * d + k] * b[k]).sum())
+        .collect();
+    let mut m = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            m[i * d + j] = (0..d).map(|k| inv[i * d + k] * lp[k * d + j].abs()).sum();
+        }
+    }
+    let z: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|k| inv[k * d + i] * y[k]).sum())
+        .collect();
+    let mut w = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            w[i * d + j] = (0..d).map(|k| inv[k * d + i] * m[k * d + j]).sum();
+        }
+    }
+    let mut out = Vec::with_capacity(2 * d + d * (d + 1));
+    out.extend_from_slice(&z);
+    let log = |f: &Factor, l: &[f64], i: usize, x: f64| match f.diagonal {
+        Diagonal::Log => x * l[i * d + i],
+        Diagonal::Plain => x,
+    };
+    for i in 0..d {
+        for j in 0..=i {
+            let v = w[i * d + j];
+            out.push(if i == j {
+                log(&case.l_p, &lp, i, v + 1.0 / lp[i * d + i])
+            } else {
+                v
+            });
+        }
+    }
+    out.extend_from_slice(&z);
+    for i in 0..d {
+        for j in 0..=i {
+            let wm: f64 = (0..d).map(|k| w[i * d + k] * m[j * d + k]).sum();
+            let v = z[i] * y[j] + wm;
+            out.push(if i == j {
+                log(&case.l_q, &lq, i, v + 1.0 / lq[i * d + i])
+            } else {
+                v
+            });
+        }
+    }
+    out
+}
+
+/// The case moved by `t · v` (exact: `t = ±2⁻³⁰` or `±2⁻³¹`, every input a
+/// multiple of `2⁻¹⁵` of magnitude ≤ 16), as dense raw factors.
+fn moved(case: &FullCase, v: &[f64], t: f64) -> [Vec<f64>; 4] {
+    let d = case.d;
+    let mut it = v.iter();
+    let mut next = |x: f64| x + t * it.next().copied().unwrap_or(0.0);
+    let mp: Vec<f64> = case.mean_p.iter().map(|&x| next(x)).collect();
+    let mut lp = case.l_p.raw.clone();
+    for i in 0..d {
+        for j in 0..=i {
+            lp[i * d + j] = next(lp[i * d + j]);
+        }
+    }
+    let mq: Vec<f64> = case.mean_q.iter().map(|&x| next(x)).collect();
+    let mut lq = case.l_q.raw.clone();
+    for i in 0..d {
+        for j in 0..=i {
+            lq[i * d + j] = next(lq[i * d + j]);
+        }
+    }
+    [mp, lp, mq, lq]
+}
+
+fn dd_diag(f: &Factor) -> dd::Diag {
+    match f.diagonal {
+        Diagonal::Log => dd::Diag::Log,
+        Diagonal::Plain => dd::Diag::Plain,
+    }
+}
+
+/// Checks `ĝ · v` (gradient with upstream 1, packed in the case's layouts)
+/// against the Richardson-extrapolated central difference. `std_normal`:
+/// `q = N(0, I)` and `v` covers `μ_p, L_p` only.
+fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], mags: &[f64], kappa: f64, std_normal: bool) {
+    let d = case.d;
+    let eye: Vec<f64> = (0..d * d)
+        .map(|x| if x / d == x % d { 1.0 } else { 0.0 })
+        .collect();
+    let f = |t: f64| -> Dd {
+        let [mp, lp, mq, lq] = moved(case, v, t);
+        let r = if std_normal {
+            dd::kl(
+                d,
+                &mp,
+                &lp,
+                dd_diag(&case.l_p),
+                &vec![0.0; d],
+                &eye,
+                dd::Diag::Plain,
+            )
+        } else {
+            dd::kl(
+                d,
+                &mp,
+                &lp,
+                dd_diag(&case.l_p),
+                &mq,
+                &lq,
+                dd_diag(&case.l_q),
+            )
+        };
+        r.kl
+    };
+    let h = 2f64.powi(-30);
+    let quotient = |h: f64| ((f(h) - f(-h)) / Dd::new(2.0 * h)).to_f64();
+    let (d1, d2) = (quotient(h), quotient(h / 2.0));
+    let rich = (4.0 * d2 - d1) / 3.0;
+    // ĝ · v in the row-major packed order of `moved` and `magnitudes`.
+    let mut dot = 0.0;
+    let mut weight = 0.0;
+    let mut k = 0;
+    let mut add = |gi: f64, k: &mut usize| {
+        dot += gi * v[*k];
+        weight += v[*k].abs() * mags[*k];
+        *k += 1;
+    };
+    for i in 0..d {
+        add(g1.mp[i], &mut k);
+    }
+    for i in 0..d {
+        for j in 0..=i {
+            add(g1.lp[case.layout_p.index(d, i, j)], &mut k);
+        }
+    }
+    if !std_normal {
+        for i in 0..d {
+            add(g1.mq[i], &mut k);
+        }
+        for i in 0..d {
+            for j in 0..=i {
+                add(g1.lq[case.layout_q.index(d, i, j)], &mut k);
+            }
+        }
+    }
+    let tol = 16.0 * (d + 2) as f64 * EPS * kappa * kappa * weight + 2.0 * (d1 - d2).abs();
+    let err = (dot - rich).abs();
+    assert!(
+        err <= tol,
+        "gradient vs finite differences (std_normal: {std_normal}): d = {d}, ĝ·v = {dot:e}, \
+         FD = {rich:e} (D_h {d1:e}, D_h/2 {d2:e}), |error| {err:e} > {tol:e}, κ_S = {kappa:e}"
+    );
+}
+
+fn check_std_normal(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
+    let d = case.d;
+    let pp = case.l_p.packed::<f64>(d, case.layout_p);
+    let lp = tril(d, &case.l_p, &pp, case.layout_p);
+    let mut grads = Grads::nan(d);
+    let kl = full::kl_std_normal_grad(&case.mean_p, lp, 1.0, &mut grads.mp, &mut grads.lp)
+        .expect("well-formed case");
+    assert_same(
+        kl,
+        full::kl_std_normal(&case.mean_p, lp).unwrap(),
+        "kl_std_normal_grad KL",
+    );
+    let (mut gm, mut gl) = (vec![f64::NAN; d], vec![f64::NAN; pp.len()]);
+    let kl_g = full::kl_std_normal_grad(&case.mean_p, lp, g, &mut gm, &mut gl).unwrap();
+    assert_same(kl_g, kl, "kl_std_normal_grad KL, upstream");
+    same_all(
+        &gm,
+        &grads.mp.iter().map(|&x| g * x).collect::<Vec<_>>(),
+        "upstream μ",
+    );
+    same_all(
+        &gl,
+        &grads.lp.iter().map(|&x| g * x).collect::<Vec<_>>(),
+        "upstream L",
+    );
+    if case.l_p.diagonal == Diagonal::Plain {
+        let dense = case.l_p.dense_plain::<f64>(d, f64::NAN);
+        let (mut dm, mut dl) = (vec![f64::NAN; d], vec![f64::NAN; d * d]);
+        let kl_d =
+            full::kl_std_normal_grad_dense(&case.mean_p, &dense, g, &mut dm, &mut dl).unwrap();
+        let fwd = full::kl_std_normal_dense(&case.mean_p, &dense).unwrap();
+        assert_same(kl_d, fwd, "kl_std_normal_grad_dense KL vs forward");
+        assert_same(kl_d, kl, "kl_std_normal_grad_dense KL vs packed");
+        same_all(&dm, &gm, "kl_std_normal_grad_dense μ");
+        for i in 0..d {
+            for j in 0..d {
+                let want = if j <= i {
+                    gl[case.layout_p.index(d, i, j)]
+                } else {
+                    0.0
+                };
+                assert_same(dl[i * d + j], want, "kl_std_normal_grad_dense L");
+            }
+        }
+    }
+    // Finite differences (q = N(0, I): κ_S = 1).
+    let Ok(dir) = direction(u, d + d * (d + 1) / 2) else {
+        return;
+    };
+    let lpd = case.l_p.dense_plain::<f64>(d, 0.0);
+    let mut mags: Vec<f64> = case.mean_p.iter().map(|x| x.abs()).collect();
+    for i in 0..d {
+        for j in 0..=i {
+            let l = lpd[i * d + j];
+            mags.push(if i != j {
+                l.abs()
+            } else if case.l_p.diagonal == Diagonal::Log {
+                l * l + 1.0
+            } else {
+                l + 1.0 / l
+            });
+        }
+    }
+    fd_check(case, &grads, &dir, &mags, 1.0, true);
+}
+
+/// A batch side: `count` Gaussians (packed in `layout`).
+struct Side {
+    means: Vec<f64>,
+    factors: Vec<f64>,
+    layout: Layout,
+    diagonal: Diagonal,
+}
+
+impl Side {
+    fn generate(u: &mut Unstructured<'_>, d: usize, count: usize) -> Result<Side> {
+        let layout = *u.choose(&LAYOUTS)?;
+        let diagonal = if u.arbitrary()? {
+            Diagonal::Log
+        } else {
+            Diagonal::Plain
+        };
+        let e = u.int_in_range(-4..=4i32)?;
+        let (mut means, mut factors) = (Vec::new(), Vec::new());
+        for _ in 0..count {
+            means.extend(generate_mean(u, d, e)?);
+            factors.extend(Factor::generate_with(u, d, diagonal)?.packed::<f64>(d, layout));
+        }
+        Ok(Side {
+            means,
+            factors,
+            layout,
+            diagonal,
+        })
+    }
+
+    fn batch(&self) -> GaussianBatch<'_, f64> {
+        GaussianBatch::new(&self.means, &self.factors)
+            .layout(self.layout)
+            .diagonal(self.diagonal)
+    }
+
+    fn row(&self, d: usize, b: usize) -> (&[f64], PackedTril<'_, f64>) {
+        let t = d * (d + 1) / 2;
+        let count = self.means.len() / d;
+        let b = if count == 1 { 0 } else { b };
+        let f = PackedTril::new(d, &self.factors[b * t..(b + 1) * t])
+            .layout(self.layout)
+            .diagonal(self.diagonal);
+        (&self.means[b * d..(b + 1) * d], f)
+    }
+}
+
+fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
+    let n = u.int_in_range(0..=4usize)?;
+    let (shared_p, shared_q, shared_up) = (u.arbitrary()?, u.arbitrary()?, u.arbitrary()?);
+    let count = |shared: bool| if shared { 1 } else { n };
+    let p = Side::generate(u, d, count(shared_p))?;
+    let q = Side::generate(u, d, count(shared_q))?;
+    let up: Vec<f64> = (0..count(shared_up))
+        .map(|_| scaled(u, 2))
+        .collect::<Result<_>>()?;
+    let t = d * (d + 1) / 2;
+    let mut kl = vec![f64::NAN; n];
+    let mut g_mp = vec![f64::NAN; p.means.len()];
+    let mut g_lp = vec![f64::NAN; p.factors.len()];
+    let mut g_mq = vec![f64::NAN; q.means.len()];
+    let mut g_lq = vec![f64::NAN; q.factors.len()];
+    let mut work = vec![f64::NAN; batch_grad::workspace_len(d)];
+    let grad = BatchGrad {
+        means_p: &mut g_mp,
+        factors_p: &mut g_lp,
+        means_q: &mut g_mq,
+        factors_q: &mut g_lq,
+    };
+    let r = batch_grad::kl_grad_packed(d, p.batch(), q.batch(), &up, &mut kl, grad, &mut work);
+    // With n = 1 the shared and per-pair forms coincide; n = 0 with a shared
+    // side is a length mismatch for the other: both are the batch's rules.
+    let Ok(()) = r else {
+        assert!(n == 0, "batch failed: {r:?}");
+        return Ok(());
+    };
+    // The loop.
+    let mut acc = [
+        vec![0.0; p.means.len()],
+        vec![0.0; p.factors.len()],
+        vec![0.0; q.means.len()],
+        vec![0.0; q.factors.len()],
+    ];
+    let bp = shared_p && n != 1;
+    let bq = shared_q && n != 1;
+    for b in 0..n {
+        let (mp, lp) = p.row(d, b);
+        let (mq, lq) = q.row(d, b);
+        let g = up[if up.len() == 1 { 0 } else { b }];
+        let mut one = Grads::nan(d);
+        let mut w = vec![f64::NAN; full::grad_workspace_len(d)];
+        let v = full::kl_grad(mp, lp, mq, lq, g, one.out(), &mut w).expect("well-formed");
+        assert_same(kl[b], v, "batch KL");
+        let parts: [(&[f64], bool, usize, usize); 4] = [
+            (&one.mp, bp, 0, d),
+            (&one.lp, bp, 1, t),
+            (&one.mq, bq, 2, d),
+            (&one.lq, bq, 3, t),
+        ];
+        for (vals, shared, slot, len) in parts {
+            if shared {
+                for (a, &x) in acc[slot].iter_mut().zip(vals) {
+                    *a += x;
+                }
+            } else {
+                acc[slot][b * len..(b + 1) * len].copy_from_slice(vals);
+            }
+        }
+    }
+    same_all(&g_mp, &acc[0], "batch grad means_p");
+    same_all(&g_lp, &acc[1], "batch grad factors_p");
+    same_all(&g_mq, &acc[2], "batch grad means_q");
+    same_all(&g_lq, &acc[3], "batch grad factors_q");
+
+    // The prior path.
+    let p_full = if shared_p { None } else { Some(&p) };
+    if let Some(p) = p_full {
+        let mut kl = vec![f64::NAN; n];
+        let (mut gm, mut gl) = (
+            vec![f64::NAN; p.means.len()],
+            vec![f64::NAN; p.factors.len()],
+        );
+        batch_grad::kl_std_normal_grad_packed(d, p.batch(), &up, &mut kl, &mut gm, &mut gl)
+            .expect("well-formed batch");
+        for b in 0..n {
+            let (mp, lp) = p.row(d, b);
+            let g = up[if up.len() == 1 { 0 } else { b }];
+            let (mut m1, mut l1) = (vec![f64::NAN; d], vec![f64::NAN; t]);
+            let v = full::kl_std_normal_grad(mp, lp, g, &mut m1, &mut l1).unwrap();
+            assert_same(kl[b], v, "prior batch KL");
+            same_all(&gm[b * d..(b + 1) * d], &m1, "prior batch μ");
+            same_all(&gl[b * t..(b + 1) * t], &l1, "prior batch L");
+        }
+    }
+    Ok(())
+}
