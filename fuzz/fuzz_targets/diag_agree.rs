@@ -45,7 +45,8 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
-use gaussian_kl::diag::{self, DiagBatch, Level, Rep, Scale, SimdReal};
+use gaussian_kl::diag::{self, DiagBatch, Rep, Scale, ScoreReal};
+use gaussian_kl::simd::Level;
 use gaussian_kl::search::{DocIndex, Metric};
 use gaussian_kl::{Diagonal, Layout, PackedTril, full};
 use gaussian_kl_fuzz::{assert_same, scaled};
@@ -162,7 +163,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let top = pick_top(&mut u, case.2.n).unwrap_or(1);
     // One level per case (the emulated ones are slow): all of them over a run.
-    let level = *u.choose(&Level::ALL).unwrap_or(&Level::Scalar);
+    let level = *u.choose(Level::all()).unwrap_or(&Level::Scalar);
     check::<f32>(&case, top, level);
     check::<f64>(&case, top, level);
 });
@@ -198,7 +199,7 @@ fn assert_near(got: f64, want: f64, tol: f64, what: &str) {
     );
 }
 
-fn check<T: SimdReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
+fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
     let (k, q, d) = (case.0, &case.1, &case.2);
     let (nq, nd) = (q.n, d.n);
     let eps = T::EPSILON.to_f64();
@@ -375,7 +376,7 @@ fn check<T: SimdReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
 }
 
 /// `full::kl` (and `full::kl_dense`) on `L = diag(σ)` against the reference.
-fn check_full_rank<T: SimdReal>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
+fn check_full_rank<T: ScoreReal>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
     let (nq, nd) = (q.n, d.n);
     let eps = T::EPSILON.to_f64();
     // Packed row-major diagonal factor: plain σ = √σ², or log σ = ½ log σ².

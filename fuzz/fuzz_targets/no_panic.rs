@@ -15,7 +15,8 @@
 use arbitrary::{Result, Unstructured};
 use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 use gaussian_kl::diag::grad::{self as dgrad, GradOut, Objective, Upstream};
-use gaussian_kl::diag::{self, DiagBatch, Level, Rep, Scale, SimdReal};
+use gaussian_kl::diag::{self, DiagBatch, Rep, Scale, ScoreReal};
+use gaussian_kl::simd::Level;
 use gaussian_kl::full::KlGrad;
 use gaussian_kl::search::{DocIndex, Metric};
 use gaussian_kl::tril::tril_len;
@@ -94,7 +95,7 @@ fn fixed_dense<T: Real, const D: usize>(u: &mut Unstructured<'_>) -> Result<bool
     Ok(true)
 }
 
-fn one_call<T: SimdReal>(u: &mut Unstructured<'_>) -> Result<()> {
+fn one_call<T: ScoreReal>(u: &mut Unstructured<'_>) -> Result<()> {
     let op = u.int_in_range(0..=23u8)?;
     if op >= 10 {
         return if op < 16 {
@@ -290,7 +291,7 @@ impl<T: Real> WildBatch<T> {
 const REPS: [Rep; 4] = [Rep::Seed, Rep::SeedFull, Rep::Compact, Rep::CompactFull];
 
 /// `diag::*`, `diag::grad::*` and `search::*`.
-fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
+fn diag_call<T: ScoreReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
     match op {
         10 => {
             // The single-pair functions.
@@ -418,7 +419,7 @@ fn diag_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             } else {
                 Metric::Eq10
             };
-            let level = *u.choose(&Level::ALL)?;
+            let level = *u.choose(Level::all())?;
             let _ = level.is_available();
             let top = if u.ratio(1, 4)? {
                 wild_dim(u)?
