@@ -190,32 +190,9 @@ pub(crate) fn kl_grad_unpacked<T: Real>(
         l1d[i] = m[row_start(i) + i];
     }
 
-    // Forward: L_q y = μ_q − μ_p and L_q M = L_p, as `scalar::kl_unpacked`.
-    let mut y_sq = T::ZERO;
-    for i in 0..d {
-        let row = &l2[row_start(i)..row_start(i) + i + 1];
-        let mut s = mean_q[i] - mean_p[i];
-        for k in 0..i {
-            s -= row[k] * y[k];
-        }
-        let v = s / row[i];
-        y[i] = v;
-        y_sq += v * v;
-    }
-    let mut m_sq = T::ZERO;
-    for i in 0..d {
-        let ri = row_start(i);
-        for j in 0..=i {
-            let mut s = m[ri + j];
-            for k in j..i {
-                s -= l2[ri + k] * m[row_start(k) + j];
-            }
-            let v = s / l2[ri + i];
-            m[ri + j] = v;
-            m_sq += v * v;
-        }
-    }
-    let kl = finish(d, y_sq, m_sq, log_det_diff);
+    // Forward: L_q y = μ_q − μ_p and L_q M = L_p, by the reference kernel
+    // itself (it leaves y and M in place), so the KL is bit-identical to `kl`.
+    let kl = super::scalar::kl_unpacked(d, mean_p, mean_q, l2, m, y, log_det_diff);
 
     // Backward: L_qᵀ [z | W] = [y | M] by right-looking back substitution,
     // in place (row i of W and z[i] are final once rows > i are done), each
