@@ -12,8 +12,7 @@ start=$SECONDS
 FUZZ_SECONDS=${FUZZ_SECONDS:-24}
 
 echo "== accuracy and special values"
-cargo test --release --test accuracy -- --nocapture
-cargo test --test robustness
+cargo test --release --all-features --test accuracy -- --nocapture
 
 echo "== fuzz targets"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
