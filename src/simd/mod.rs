@@ -158,6 +158,7 @@ impl Level {
     }
 }
 
+#[cfg(feature = "std")]
 impl Level {
     /// Runs `op` at this level, or at [`Level::Scalar`] if the host lacks it
     /// (for kernels whose results are bit-identical at every level).
