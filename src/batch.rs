@@ -190,6 +190,11 @@ impl Options {
         Self::default()
     }
 
+    /// The SIMD level and kernel (for the gradient layer).
+    pub(crate) fn level_and_kernel(&self) -> (Level, Kernel) {
+        (self.level, self.kernel)
+    }
+
     /// Forces a SIMD level; `None` if the host lacks it.
     pub fn level(self, level: Level) -> Option<Self> {
         level.is_available().then_some(Options { level, ..self })

@@ -1,23 +1,42 @@
 //! Batched full-rank KL gradients over contiguous slices (PyTorch's memory
-//! layout: `n × d` means, `n × d(d+1)/2` packed factors), with broadcasting.
+//! layout: `n × d` means, `n × d(d+1)/2` packed factors), with broadcasting
+//! and all pairs.
 //!
-//! Each pair is computed by the single-pair kernel
-//! [`full::kl_grad`](crate::full::kl_grad) in a loop, so a batch gives
-//! bit-for-bit the results of looping over it yourself; the batch layer adds
-//! shape checks, broadcasting and the accumulation of a shared argument's
-//! gradient. It never allocates: the caller passes the workspace.
+//! | function | pairs | `kl.len()` |
+//! |---|---|---|
+//! | [`kl_grad_packed`] | `p[b]` vs `q[b]`; a side of one Gaussian broadcasts | `n` |
+//! | [`kl_grad_all_pairs`] | every `p[i]` vs every `q[j]`, row-major | `n_p · n_q` |
+//! | [`kl_std_normal_grad_packed`] | `p[b]` vs `N(0, I)` | `n` |
 //!
-//! ## Broadcasting
-//! The batch size `n` is `kl.len()`. Each side (`p`, `q`) holds either `n`
-//! Gaussians or one, shared by every pair. The gradient of a shared side is
-//! the sum over the batch of the per-pair gradients (each weighted by its
-//! upstream), which is what an autodiff framework expects for a broadcast
-//! argument. `upstream` likewise holds `n` weights or one.
+//! ## Kernels
+//! The pair functions run the lockstep SIMD kernel: one pair per SIMD lane
+//! (16 `f32` with AVX-512, 8 with AVX2), the fused forward + backward pass
+//! of [`full::kl_grad`](crate::full::kl_grad) in every lane at once. Its
+//! results agree with a loop over `full::kl_grad` to rounding (it fuses
+//! multiply-adds and multiplies by `1 / L_qᵢᵢ`), and do not depend on the
+//! batch size or on a pair's position in it. [`Options`] (shared with
+//! [`batch`](crate::batch)) picks the level, or [`Kernel::Scalar`]: a loop
+//! over `full::kl_grad`, bit-identical to looping yourself. The other
+//! kernels of `Kernel` all select the lockstep one, and the gradient layer
+//! runs on one thread (`Options::parallel` does not apply). Nothing here
+//! allocates: the caller passes the workspace.
+//!
+//! ## Broadcasting and accumulation
+//! Each side (`p`, `q`) holds either `n` Gaussians or one, shared by every
+//! pair. The gradient of a Gaussian that takes part in several pairs (a
+//! broadcast side, or any Gaussian of [`kl_grad_all_pairs`]) is the sum of
+//! its pairs' gradients, each weighted by its upstream, added in pair order:
+//! what an autodiff framework expects for a broadcast argument. `upstream`
+//! likewise holds one weight per pair, or one for all.
 
+use crate::batch::{Kernel, Options};
 use crate::error::{Error, check_len};
 use crate::full::grad::{GradWork, kl_grad_split};
+use crate::full::lanes::{Pairs, Side};
+use crate::full::lanes_grad::{self, GradOut};
 use crate::full::{KlGrad, grad_workspace_len};
 use crate::real::Real;
+use crate::simd::SimdReal;
 use crate::tril::{Diagonal, Layout, PackedTril, tril_len};
 
 /// A batch of Gaussians with packed factors: `means` is `count × d`,
@@ -55,11 +74,19 @@ impl<'a, T> GaussianBatch<'a, T> {
     pub const fn diagonal(self, diagonal: Diagonal) -> Self {
         GaussianBatch { diagonal, ..self }
     }
+
+    fn side(&self) -> Side<'a, T> {
+        Side {
+            means: self.means,
+            tril: self.factors,
+            layout: self.layout,
+            diagonal: self.diagonal,
+        }
+    }
 }
 
-/// The gradient outputs of [`kl_grad_packed`]: each slice has the shape of
-/// the corresponding input (`n` rows, or one row for a broadcast side) and
-/// is overwritten.
+/// The gradient outputs of the pair functions: each slice has the shape of
+/// the corresponding input (one row per Gaussian) and is overwritten.
 #[derive(Debug)]
 pub struct BatchGrad<'a, T> {
     /// `∂/∂μ_p`, shaped as `p.means`.
@@ -72,15 +99,24 @@ pub struct BatchGrad<'a, T> {
     pub factors_q: &'a mut [T],
 }
 
-/// Workspace length (in scalars) that [`kl_grad_packed`] needs for
-/// dimension `d`: the single-pair workspace plus room to accumulate the
-/// gradients of up to two broadcast sides. Saturates at `usize::MAX`.
+/// Workspace length (in scalars) that [`kl_grad_packed`] and
+/// [`kl_grad_all_pairs`] need for dimension `d`, whatever the options: the
+/// larger of the scalar kernel's (the single-pair workspace and one pair's
+/// gradients) and the lockstep kernel's (`0` for `d ≤ 16`, a block of
+/// pairs above). Saturates at `usize::MAX`.
 ///
 /// ```
 /// use gaussian_kl::{batch_grad, full};
 /// assert_eq!(batch_grad::workspace_len(3), full::grad_workspace_len(3) + 2 * (3 + 6));
 /// ```
 pub const fn workspace_len(d: usize) -> usize {
+    let lanes = lanes_grad::work_len(d);
+    let scalar = scalar_work_len(d);
+    if lanes > scalar { lanes } else { scalar }
+}
+
+/// The scalar loop's workspace: one pair's, then its four gradients.
+const fn scalar_work_len(d: usize) -> usize {
     let per_side = match tril_len(d) {
         Some(t) => t.saturating_add(d),
         None => usize::MAX,
@@ -109,8 +145,54 @@ fn side_count<T>(
     Ok(broadcast)
 }
 
+/// The number of Gaussians in a side of [`kl_grad_all_pairs`] (`d ≥ 1`).
+fn count<T>(
+    d: usize,
+    t: usize,
+    side: &GaussianBatch<'_, T>,
+    names: [&'static str; 2],
+) -> Result<usize, Error> {
+    let n = side.means.len() / d;
+    let too_large = Error::DimensionTooLarge { d };
+    check_len(
+        names[0],
+        n.checked_mul(d).ok_or(too_large)?,
+        side.means.len(),
+    )?;
+    check_len(
+        names[1],
+        n.checked_mul(t).ok_or(too_large)?,
+        side.factors.len(),
+    )?;
+    Ok(n)
+}
+
+/// Checks the plain diagonal entries of a side (`index` = Gaussian · d + row).
+fn check_diagonal<T: Real>(
+    d: usize,
+    t: usize,
+    side: &GaussianBatch<'_, T>,
+    what: &'static str,
+) -> Result<(), Error> {
+    if side.diagonal == Diagonal::Log || d == 0 {
+        return Ok(());
+    }
+    for (g, f) in side.factors.chunks_exact(t).enumerate() {
+        for i in 0..d {
+            if f[side.layout.index(d, i, i)] <= T::ZERO {
+                return Err(Error::NonPositiveDiagonal {
+                    what,
+                    index: g * d + i,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `KL(p_b‖q_b)` and `upstream_b · ∇KL(p_b‖q_b)` for every pair `b` of a
-/// batch, with broadcasting (see the [module docs](self)).
+/// batch, with broadcasting (see the [module docs](self)), by the lockstep
+/// SIMD kernel at the best level the host has.
 ///
 /// - `kl` (length `n`, the batch size) receives the KL values, unweighted.
 /// - `upstream` holds `n` weights `∂loss/∂KL_b`, or one weight for all.
@@ -121,9 +203,9 @@ fn side_count<T>(
 /// # Errors
 /// [`Error::LengthMismatch`] naming the offending slice (`p.means`,
 /// `p.factors`, `q.means`, `q.factors`, `upstream`, `grad.means_p`, …);
-/// [`Error::WorkspaceTooSmall`]; [`Error::NonPositiveDiagonal`] (`l_p` or
-/// `l_q`) for a plain diagonal entry `≤ 0`, in which case the outputs of
-/// earlier pairs are written and the rest unspecified.
+/// [`Error::WorkspaceTooSmall`]; [`Error::NonPositiveDiagonal`]
+/// (`p.factors` or `q.factors`, `index` = Gaussian · `d` + row) for a plain
+/// diagonal entry `≤ 0`. On error the outputs are left untouched.
 ///
 /// ```
 /// use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
@@ -149,7 +231,7 @@ fn side_count<T>(
 /// assert!((g_mq[0] - s0).abs() < 1e-15);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_grad_packed<T: Real>(
+pub fn kl_grad_packed<T: SimdReal>(
     d: usize,
     p: GaussianBatch<'_, T>,
     q: GaussianBatch<'_, T>,
@@ -158,87 +240,237 @@ pub fn kl_grad_packed<T: Real>(
     grad: BatchGrad<'_, T>,
     work: &mut [T],
 ) -> Result<(), Error> {
-    let n = kl.len();
-    let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
-    let bp = side_count(d, t, n, &p, ["p.means", "p.factors"])?;
-    let bq = side_count(d, t, n, &q, ["q.means", "q.factors"])?;
-    let shared_upstream = upstream.len() != n && upstream.len() == 1;
-    if !shared_upstream {
-        check_len("upstream", n, upstream.len())?;
+    Options::new().kl_grad_packed(d, p, q, upstream, kl, grad, work)
+}
+
+/// `KL(p_i‖q_j)` and `upstream_ij · ∇KL(p_i‖q_j)` for every pair of `n_p`
+/// Gaussians `p` and `n_q` Gaussians `q`, by the lockstep SIMD kernel at the
+/// best level the host has: the gradient of a training loss built on the
+/// `n_p × n_q` KL matrix.
+///
+/// - `kl` (length `n_p · n_q`) receives the matrix, row-major:
+///   `kl[i · n_q + j] = KL(p_i‖q_j)`.
+/// - `upstream` holds `n_p · n_q` weights `∂loss/∂KL_ij` (same order), or one.
+/// - `grad.means_p` and `grad.factors_p` receive `Σ_j upstream_ij ∇_{p_i}KL`,
+///   `grad.means_q` and `grad.factors_q` receive `Σ_i upstream_ij ∇_{q_j}KL`,
+///   each shaped as its input.
+/// - `work` must hold at least [`workspace_len`]`(d)` scalars.
+///
+/// With `d = 0` the counts cannot be read from the (empty) slices: `kl` is
+/// filled with `0` whatever its length.
+///
+/// # Errors
+/// As [`kl_grad_packed`], with `kl` required to be `n_p · n_q` long.
+///
+/// ```
+/// use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
+/// // Two 1-d Gaussians N(0, 1), N(1, 1) (raw log diagonal 0) against themselves.
+/// let (means, raw) = ([0.0f64, 1.0], [0.0f64, 0.0]);
+/// let g = GaussianBatch::new(&means, &raw);
+/// let mut kl = [0.0; 4];
+/// let (mut g_mp, mut g_lp, mut g_mq, mut g_lq) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
+/// let mut work = vec![0.0; batch_grad::workspace_len(1)];
+/// let out = BatchGrad { means_p: &mut g_mp, factors_p: &mut g_lp, means_q: &mut g_mq, factors_q: &mut g_lq };
+/// batch_grad::kl_grad_all_pairs(1, g, g, &[1.0], &mut kl, out, &mut work)?;
+/// assert_eq!(kl, [0.0, 0.5, 0.5, 0.0]);
+/// // ∂/∂μ_p0 = Σ_j (μ_p0 − μ_qj) = (0 − 0) + (0 − 1).
+/// assert_eq!(g_mp, [-1.0, 1.0]);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn kl_grad_all_pairs<T: SimdReal>(
+    d: usize,
+    p: GaussianBatch<'_, T>,
+    q: GaussianBatch<'_, T>,
+    upstream: &[T],
+    kl: &mut [T],
+    grad: BatchGrad<'_, T>,
+    work: &mut [T],
+) -> Result<(), Error> {
+    Options::new().kl_grad_all_pairs(d, p, q, upstream, kl, grad, work)
+}
+
+impl Options {
+    /// [`kl_grad_packed`] with these options (level; [`Kernel::Scalar`] for
+    /// the scalar loop).
+    ///
+    /// # Errors
+    /// As [`kl_grad_packed`].
+    #[allow(clippy::too_many_arguments)] // the batch, its outputs, its workspace
+    pub fn kl_grad_packed<T: SimdReal>(
+        &self,
+        d: usize,
+        p: GaussianBatch<'_, T>,
+        q: GaussianBatch<'_, T>,
+        upstream: &[T],
+        kl: &mut [T],
+        grad: BatchGrad<'_, T>,
+        work: &mut [T],
+    ) -> Result<(), Error> {
+        let n = kl.len();
+        let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
+        let bp = side_count(d, t, n, &p, ["p.means", "p.factors"])?;
+        let bq = side_count(d, t, n, &q, ["q.means", "q.factors"])?;
+        let pairs = Pairs::Zip {
+            base: 0,
+            step_p: usize::from(!bp),
+            step_q: usize::from(!bq),
+        };
+        self.grad_pairs(d, t, p, q, pairs, upstream, kl, grad, work)
     }
+
+    /// [`kl_grad_all_pairs`] with these options (level; [`Kernel::Scalar`]
+    /// for the scalar loop).
+    ///
+    /// # Errors
+    /// As [`kl_grad_all_pairs`].
+    #[allow(clippy::too_many_arguments)] // the batch, its outputs, its workspace
+    pub fn kl_grad_all_pairs<T: SimdReal>(
+        &self,
+        d: usize,
+        p: GaussianBatch<'_, T>,
+        q: GaussianBatch<'_, T>,
+        upstream: &[T],
+        kl: &mut [T],
+        grad: BatchGrad<'_, T>,
+        work: &mut [T],
+    ) -> Result<(), Error> {
+        let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
+        if d == 0 {
+            check_len("p.means", 0, p.means.len())?;
+            check_len("p.factors", 0, p.factors.len())?;
+            check_len("q.means", 0, q.means.len())?;
+            check_len("q.factors", 0, q.factors.len())?;
+            check_grad_lens(&p, &q, &grad)?;
+            kl.fill(T::ZERO);
+            return Ok(());
+        }
+        let np = count(d, t, &p, ["p.means", "p.factors"])?;
+        let nq = count(d, t, &q, ["q.means", "q.factors"])?;
+        let n = np.checked_mul(nq).ok_or(Error::DimensionTooLarge { d })?;
+        check_len("kl", n, kl.len())?;
+        self.grad_pairs(
+            d,
+            t,
+            p,
+            q,
+            Pairs::All { base: 0, n_q: nq },
+            upstream,
+            kl,
+            grad,
+            work,
+        )
+    }
+
+    /// The common part: the remaining checks, then the kernel.
+    #[allow(clippy::too_many_arguments)] // internal: the pieces of one call
+    fn grad_pairs<T: SimdReal>(
+        &self,
+        d: usize,
+        t: usize,
+        p: GaussianBatch<'_, T>,
+        q: GaussianBatch<'_, T>,
+        pairs: Pairs,
+        upstream: &[T],
+        kl: &mut [T],
+        grad: BatchGrad<'_, T>,
+        work: &mut [T],
+    ) -> Result<(), Error> {
+        let n = kl.len();
+        if upstream.len() != 1 {
+            check_len("upstream", n, upstream.len())?;
+        }
+        check_grad_lens(&p, &q, &grad)?;
+        let need = workspace_len(d);
+        if work.len() < need {
+            return Err(Error::WorkspaceTooSmall {
+                expected: need,
+                found: work.len(),
+            });
+        }
+        check_diagonal(d, t, &p, "p.factors")?;
+        check_diagonal(d, t, &q, "q.factors")?;
+        let BatchGrad {
+            means_p,
+            factors_p,
+            means_q,
+            factors_q,
+        } = grad;
+        for g in [
+            &mut *means_p,
+            &mut *factors_p,
+            &mut *means_q,
+            &mut *factors_q,
+        ] {
+            g.fill(T::ZERO);
+        }
+        if d == 0 {
+            kl.fill(T::ZERO);
+            return Ok(());
+        }
+        let mut out = GradOut {
+            kl,
+            upstream,
+            means_p,
+            factors_p,
+            means_q,
+            factors_q,
+        };
+        let (level, kernel) = self.level_and_kernel();
+        let (ps, qs) = (p.side(), q.side());
+        if kernel != Kernel::Scalar
+            && lanes_grad::kl_grad_lanes(level, d, ps, qs, pairs, out.reborrow(), work)
+        {
+            return Ok(());
+        }
+        scalar_loop(d, t, p, q, pairs, out, work)
+    }
+}
+
+/// The four gradient slices have the shapes of their inputs.
+fn check_grad_lens<T>(
+    p: &GaussianBatch<'_, T>,
+    q: &GaussianBatch<'_, T>,
+    grad: &BatchGrad<'_, T>,
+) -> Result<(), Error> {
     check_len("grad.means_p", p.means.len(), grad.means_p.len())?;
     check_len("grad.factors_p", p.factors.len(), grad.factors_p.len())?;
     check_len("grad.means_q", q.means.len(), grad.means_q.len())?;
-    check_len("grad.factors_q", q.factors.len(), grad.factors_q.len())?;
-    let need = workspace_len(d);
-    if work.len() < need {
-        return Err(Error::WorkspaceTooSmall {
-            expected: need,
-            found: work.len(),
-        });
-    }
-    let (pair_work, scratch) = work[..need].split_at_mut(grad_workspace_len(d));
+    check_len("grad.factors_q", q.factors.len(), grad.factors_q.len())
+}
+
+/// One [`full::kl_grad`](crate::full::kl_grad) per pair, each pair's
+/// gradients added into its Gaussians' rows (zeroed by the caller).
+fn scalar_loop<T: Real>(
+    d: usize,
+    t: usize,
+    p: GaussianBatch<'_, T>,
+    q: GaussianBatch<'_, T>,
+    pairs: Pairs,
+    out: GradOut<'_, T>,
+    work: &mut [T],
+) -> Result<(), Error> {
+    let (pair_work, scratch) = work[..scalar_work_len(d)].split_at_mut(grad_workspace_len(d));
     let (s_mp, rest) = scratch.split_at_mut(d);
     let (s_lp, rest) = rest.split_at_mut(t);
     let (s_mq, s_lq) = rest.split_at_mut(d);
     let mut wk = GradWork::split(d, pair_work)?;
-
-    let BatchGrad {
-        means_p: g_mp,
-        factors_p: g_lp,
-        means_q: g_mq,
-        factors_q: g_lq,
-    } = grad;
-    if bp {
-        g_mp.fill(T::ZERO);
-        g_lp.fill(T::ZERO);
-    }
-    if bq {
-        g_mq.fill(T::ZERO);
-        g_lq.fill(T::ZERO);
-    }
-    let row = |b: usize, shared: bool| if shared { 0 } else { b };
-    for (b, kl_b) in kl.iter_mut().enumerate() {
-        let (ip, iq) = (row(b, bp), row(b, bq));
-        let mut out = KlGrad {
-            mean_p: if bp {
-                &mut *s_mp
-            } else {
-                &mut g_mp[ip * d..(ip + 1) * d]
-            },
-            l_p: if bp {
-                &mut *s_lp
-            } else {
-                &mut g_lp[ip * t..(ip + 1) * t]
-            },
-            mean_q: if bq {
-                &mut *s_mq
-            } else {
-                &mut g_mq[iq * d..(iq + 1) * d]
-            },
-            l_q: if bq {
-                &mut *s_lq
-            } else {
-                &mut g_lq[iq * t..(iq + 1) * t]
-            },
-        };
+    let shared = out.upstream.len() == 1;
+    for (b, kl_b) in out.kl.iter_mut().enumerate() {
+        let (ip, iq) = pairs.get(b);
+        let mut g = KlGrad::new(&mut *s_mp, &mut *s_lp, &mut *s_mq, &mut *s_lq);
         *kl_b = kl_grad_split(
             &p.means[ip * d..(ip + 1) * d],
             factor(&p, d, t, ip),
             &q.means[iq * d..(iq + 1) * d],
             factor(&q, d, t, iq),
-            upstream[row(b, shared_upstream)],
-            &mut out,
+            out.upstream[if shared { 0 } else { b }],
+            &mut g,
             &mut wk,
         )?;
-        if bp {
-            accumulate(g_mp, s_mp);
-            accumulate(g_lp, s_lp);
-        }
-        if bq {
-            accumulate(g_mq, s_mq);
-            accumulate(g_lq, s_lq);
-        }
+        accumulate(&mut out.means_p[ip * d..(ip + 1) * d], s_mp);
+        accumulate(&mut out.factors_p[ip * t..(ip + 1) * t], s_lp);
+        accumulate(&mut out.means_q[iq * d..(iq + 1) * d], s_mq);
+        accumulate(&mut out.factors_q[iq * t..(iq + 1) * t], s_lq);
     }
     Ok(())
 }

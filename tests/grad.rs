@@ -906,6 +906,7 @@ fn single_pair_kernels_do_not_allocate() {
 #[cfg(feature = "std")]
 mod batch {
     use super::*;
+    use gaussian_kl::batch::{Kernel, Options};
     use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 
     /// `n` random Gaussians of dimension `d` in `form`, flattened.
@@ -928,9 +929,10 @@ mod batch {
             .diagonal(diag)
     }
 
-    /// Batched = looped, bit for bit, with and without broadcasting of `p`,
-    /// `q` and the upstream weight; a broadcast side's gradient is the sum,
-    /// in batch order, of the per-pair gradients.
+    /// Batched (the scalar kernel) = looped, bit for bit, with and without
+    /// broadcasting of `p`, `q` and the upstream weight; a broadcast side's
+    /// gradient is the sum, in batch order, of the per-pair gradients. (The
+    /// SIMD kernel against the same loop: `tests/batch_grad.rs`.)
     #[test]
     fn batch_equals_loop_with_broadcasting() {
         let mut rng = StdRng::seed_from_u64(21);
@@ -951,21 +953,23 @@ mod batch {
                         let (mut g1, mut g2) = (vec![9.0; mp.len()], vec![9.0; lp.len()]);
                         let (mut g3, mut g4) = (vec![9.0; mq.len()], vec![9.0; lq.len()]);
                         let mut work = vec![0.0; batch_grad::workspace_len(d)];
-                        batch_grad::kl_grad_packed(
-                            d,
-                            gb(form, &mp, &lp),
-                            gb(form, &mq, &lq),
-                            &upstream,
-                            &mut kl,
-                            BatchGrad {
-                                means_p: &mut g1,
-                                factors_p: &mut g2,
-                                means_q: &mut g3,
-                                factors_q: &mut g4,
-                            },
-                            &mut work,
-                        )
-                        .unwrap();
+                        Options::new()
+                            .kernel(Kernel::Scalar)
+                            .kl_grad_packed(
+                                d,
+                                gb(form, &mp, &lp),
+                                gb(form, &mq, &lq),
+                                &upstream,
+                                &mut kl,
+                                BatchGrad {
+                                    means_p: &mut g1,
+                                    factors_p: &mut g2,
+                                    means_q: &mut g3,
+                                    factors_q: &mut g4,
+                                },
+                                &mut work,
+                            )
+                            .unwrap();
                         // The loop.
                         let (mut r1, mut r2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
                         let (mut r3, mut r4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
@@ -1101,44 +1105,73 @@ mod batch {
         );
     }
 
+    /// Every batched kernel (the SIMD one at every available level, on the
+    /// stack for `d ≤ 16` and in the workspace above; the scalar loop), zip
+    /// and all pairs, and the prior path: no allocation.
     #[test]
     fn batch_does_not_allocate() {
         let mut rng = StdRng::seed_from_u64(23);
-        let (d, n) = (6, 8);
+        let n = 8;
         let form = Form::Packed(Layout::ColMajor, Diagonal::Log);
-        let (mp, lp) = batch_of(&mut rng, d, n, form);
-        let (mq, lq) = batch_of(&mut rng, d, 1, form);
-        let mut kl = vec![0.0; n];
-        let (mut g1, mut g2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
-        let (mut g3, mut g4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
-        let mut work = vec![0.0; batch_grad::workspace_len(d)];
-        let upstream = vec![0.5; n];
-        let before = allocations();
-        batch_grad::kl_grad_packed(
-            d,
-            gb(form, &mp, &lp),
-            gb(form, &mq, &lq),
-            &upstream,
-            &mut kl,
-            BatchGrad {
-                means_p: &mut g1,
-                factors_p: &mut g2,
-                means_q: &mut g3,
-                factors_q: &mut g4,
-            },
-            &mut work,
-        )
-        .unwrap();
-        batch_grad::kl_std_normal_grad_packed(
-            d,
-            gb(form, &mp, &lp),
-            &[1.0],
-            &mut kl,
-            &mut g1,
-            &mut g2,
-        )
-        .unwrap();
-        assert_eq!(allocations() - before, 0);
+        let mut options: Vec<Options> = gaussian_kl::simd::Level::all()
+            .iter()
+            .filter_map(|&l| Options::new().level(l))
+            .collect();
+        options.push(Options::new().kernel(Kernel::Scalar));
+        for d in [6, 20] {
+            let (mp, lp) = batch_of(&mut rng, d, n, form);
+            let (mq, lq) = batch_of(&mut rng, d, 3, form);
+            let mut kl = vec![0.0; 3 * n];
+            let (mut g1, mut g2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
+            let (mut g3, mut g4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
+            let mut work = vec![0.0; batch_grad::workspace_len(d)];
+            let upstream = vec![0.5; 3 * n];
+            for opts in &options {
+                let before = allocations();
+                opts.kl_grad_packed(
+                    d,
+                    gb(form, &mp, &lp),
+                    gb(form, &mq[..d], &lq[..tri(d)]),
+                    &upstream[..n],
+                    &mut kl[..n],
+                    BatchGrad {
+                        means_p: &mut g1,
+                        factors_p: &mut g2,
+                        means_q: &mut g3[..d],
+                        factors_q: &mut g4[..tri(d)],
+                    },
+                    &mut work,
+                )
+                .unwrap();
+                opts.kl_grad_all_pairs(
+                    d,
+                    gb(form, &mp, &lp),
+                    gb(form, &mq, &lq),
+                    &upstream,
+                    &mut kl,
+                    BatchGrad {
+                        means_p: &mut g1,
+                        factors_p: &mut g2,
+                        means_q: &mut g3,
+                        factors_q: &mut g4,
+                    },
+                    &mut work,
+                )
+                .unwrap();
+                assert_eq!(allocations() - before, 0, "d={d} {opts:?}");
+            }
+            let before = allocations();
+            batch_grad::kl_std_normal_grad_packed(
+                d,
+                gb(form, &mp, &lp),
+                &[1.0],
+                &mut kl[..n],
+                &mut g1,
+                &mut g2,
+            )
+            .unwrap();
+            assert_eq!(allocations() - before, 0);
+        }
     }
 }
 

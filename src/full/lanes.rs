@@ -160,13 +160,13 @@ impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
 }
 
 /// Entry `(i, j)` of a packed factor: a compile-time row-major map, or any layout.
-trait Idx: Copy {
+pub(crate) trait Idx: Copy {
     /// Whether this is the compile-time row-major map.
     const ROW_MAJOR: bool = false;
     fn at(self, d: usize, i: usize, j: usize) -> usize;
 }
 #[derive(Clone, Copy)]
-struct RowMajor;
+pub(crate) struct RowMajor;
 impl Idx for RowMajor {
     const ROW_MAJOR: bool = true;
     #[inline(always)]
@@ -226,7 +226,7 @@ fn split<T: SimdReal, S: Simd>(w: &mut [T], d: usize, lanes: usize) -> Bufs<'_, 
 }
 
 /// `(a, m, y)` of one block.
-type Bufs<'a, V> = (&'a mut [V], &'a mut [V], &'a mut [V]);
+pub(crate) type Bufs<'a, V> = (&'a mut [V], &'a mut [V], &'a mut [V]);
 
 /// Runs every block: transpose `lanes` pairs in, compute, write out.
 #[allow(clippy::too_many_arguments)]
@@ -267,7 +267,7 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
 /// stores each lane's `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` in `plain_ld`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gather<T: SimdReal, S: Simd, I: Idx>(
+pub(crate) fn gather<T: SimdReal, S: Simd, I: Idx>(
     d: usize,
     p: Side<'_, T>,
     q: Side<'_, T>,
@@ -419,7 +419,7 @@ fn plain_log_det_diff<T: Real>(
 /// `m`: `L_p` (strict lower triangle) with `L_pᵢᵢ / L_qᵢᵢ` on the diagonal,
 /// overwritten by `M`; `y`: `μ_q − μ_p`, overwritten by `y`.
 #[inline(always)]
-fn block<T: SimdReal, S: Simd>(
+pub(crate) fn block<T: SimdReal, S: Simd>(
     s: S,
     d: usize,
     a: &[T::V<S>],

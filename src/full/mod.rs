@@ -33,6 +33,8 @@ mod fixed;
 pub(crate) mod grad;
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod lanes;
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) mod lanes_grad;
 pub(crate) mod scalar;
 mod wide_fixed;
 

@@ -1,0 +1,387 @@
+//! Lockstep SIMD gradient kernel: one pair per lane.
+//!
+//! The fused forward + backward pass of
+//! [`kl_grad_unpacked`](super::grad::kl_grad_unpacked) run on a block of `L`
+//! pairs at once (`L` = lanes of the dispatched level), lane `l` holding
+//! pair `l` of the block. The block is gathered exactly as the forward
+//! lockstep kernel gathers it ([`lanes::gather`]), its forward pass is that
+//! kernel's ([`lanes::block`]), and the backward pass is the back
+//! substitution `L_qᵀ [z | W] = [y | M]` of the scalar kernel, fused with
+//! the rows of `∂/∂L_q`. The gradients are then scattered back to each
+//! pair's rows and *added* there, so that a Gaussian shared by several pairs
+//! (broadcasting, all pairs) receives the sum of its pairs' gradients, in
+//! pair order.
+//!
+//! Differences from the scalar kernel, all within rounding: fused
+//! multiply-adds, multiplication by `1 / L_qᵢᵢ` instead of division, and
+//! `M`'s diagonal as `exp(raw_p − raw_q)` for log diagonals.
+//!
+//! For `d ≤ 16` the block lives on the stack with `d` a compile-time
+//! constant; larger `d` use a caller's workspace ([`work_len`]).
+
+use super::lanes::{self, Bufs, Idx, MAX_FIXED_D, Pairs, RowMajor, Side};
+use crate::simd::{Level, Simd, SimdReal, Zeroable};
+use crate::tril::{Diagonal, Layout, row_start};
+use pulp::WithSimd;
+use pulp::bytemuck::{cast_slice, cast_slice_mut};
+
+/// The outputs of a batch: `kl[k]` for every pair `k < kl.len()`, and the
+/// gradients, *added* into the rows of their Gaussians (the caller zeroes
+/// them first). `upstream` holds one weight per pair, or one for all.
+pub(crate) struct GradOut<'a, T> {
+    pub(crate) kl: &'a mut [T],
+    pub(crate) upstream: &'a [T],
+    pub(crate) means_p: &'a mut [T],
+    pub(crate) factors_p: &'a mut [T],
+    pub(crate) means_q: &'a mut [T],
+    pub(crate) factors_q: &'a mut [T],
+}
+
+impl<T> GradOut<'_, T> {
+    /// Re-borrows the outputs.
+    pub(crate) fn reborrow(&mut self) -> GradOut<'_, T> {
+        GradOut {
+            kl: self.kl,
+            upstream: self.upstream,
+            means_p: self.means_p,
+            factors_p: self.factors_p,
+            means_q: self.means_q,
+            factors_q: self.factors_q,
+        }
+    }
+}
+
+/// Vectors per block beyond the forward kernel's `(a, m, y)`: `w` (`d²`),
+/// `z`, the two plain diagonals (`d` each).
+const fn extra_vectors(d: usize) -> usize {
+    d.saturating_mul(d).saturating_add(d.saturating_mul(3))
+}
+
+/// Workspace length (in scalars) for `d > 16` at any level up to 16 lanes of
+/// `T` (512-bit `f32`); `0` for `d ≤ 16`. Saturates at `usize::MAX`.
+pub(crate) const fn work_len(d: usize) -> usize {
+    if d <= MAX_FIXED_D {
+        0
+    } else {
+        d.saturating_mul(d)
+            .saturating_mul(2)
+            .saturating_add(d)
+            .saturating_add(extra_vectors(d))
+            .saturating_mul(16)
+    }
+}
+
+/// Computes every pair's KL and gradients. The caller has checked every
+/// shape and (for plain diagonals) positivity, and zeroed the gradient
+/// outputs; `work` holds at least [`work_len`]`(d)` scalars. Returns `false`
+/// (touching nothing) if the host lacks `level`.
+pub(crate) fn kl_grad_lanes<T: SimdReal>(
+    level: Level,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    pairs: Pairs,
+    out: GradOut<'_, T>,
+    work: &mut [T],
+) -> bool {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match d {
+                $($n => return level.dispatch(FixedOp::<T, $n> { p, q, pairs, out }).is_some(),)*
+                _ => {}
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    level
+        .dispatch(RuntimeOp {
+            d,
+            p,
+            q,
+            pairs,
+            out,
+            work,
+        })
+        .is_some()
+}
+
+struct FixedOp<'a, T, const D: usize> {
+    p: Side<'a, T>,
+    q: Side<'a, T>,
+    pairs: Pairs,
+    out: GradOut<'a, T>,
+}
+
+impl<T: SimdReal, const D: usize> WithSimd for FixedOp<'_, T, D> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let z = T::V::<S>::zeroed();
+        let (mut a, mut m, mut w) = ([[z; D]; D], [[z; D]; D], [[z; D]; D]);
+        let (mut y, mut zv, mut lpd, mut lqd) = ([z; D], [z; D], [z; D], [z; D]);
+        let mut bufs = Block {
+            fwd: (a.as_flattened_mut(), m.as_flattened_mut(), &mut y[..]),
+            w: w.as_flattened_mut(),
+            z: &mut zv,
+            lpd: &mut lpd,
+            lqd: &mut lqd,
+        };
+        run::<T, S>(s, D, self.p, self.q, self.pairs, self.out, &mut bufs);
+    }
+}
+
+struct RuntimeOp<'a, T> {
+    d: usize,
+    p: Side<'a, T>,
+    q: Side<'a, T>,
+    pairs: Pairs,
+    out: GradOut<'a, T>,
+    work: &'a mut [T],
+}
+
+impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let (d, lanes) = (self.d, T::lanes::<S>());
+        let (a, rest) = self.work.split_at_mut(d * d * lanes);
+        let (m, rest) = rest.split_at_mut(d * d * lanes);
+        let (w, rest) = rest.split_at_mut(d * d * lanes);
+        let (y, rest) = rest.split_at_mut(d * lanes);
+        let (zv, rest) = rest.split_at_mut(d * lanes);
+        let (lpd, rest) = rest.split_at_mut(d * lanes);
+        let lqd = &mut rest[..d * lanes];
+        let mut bufs = Block {
+            fwd: (cast_slice_mut(a), cast_slice_mut(m), cast_slice_mut(y)),
+            w: cast_slice_mut(w),
+            z: cast_slice_mut(zv),
+            lpd: cast_slice_mut(lpd),
+            lqd: cast_slice_mut(lqd),
+        };
+        run::<T, S>(s, d, self.p, self.q, self.pairs, self.out, &mut bufs);
+    }
+}
+
+/// One block's vectors.
+struct Block<'a, V> {
+    /// `(a, m, y)` of the forward kernel: `L_q`, `L_p` then `M`, `y`.
+    fwd: Bufs<'a, V>,
+    /// `W`, then `upstream · ∂/∂L_p`.
+    w: &'a mut [V],
+    /// `z`, then `upstream · z` (`= ∂/∂μ_q = −∂/∂μ_p`).
+    z: &'a mut [V],
+    /// `L_pᵢᵢ`.
+    lpd: &'a mut [V],
+    /// `L_qᵢᵢ`.
+    lqd: &'a mut [V],
+}
+
+#[inline(always)]
+fn run<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    pairs: Pairs,
+    out: GradOut<'_, T>,
+    bufs: &mut Block<'_, T::V<S>>,
+) {
+    if p.layout == Layout::RowMajor && q.layout == Layout::RowMajor {
+        run_blocks::<T, S, _>(s, d, p, q, RowMajor, RowMajor, pairs, out, bufs);
+    } else {
+        let (lp, lq) = (p.layout, q.layout);
+        run_blocks::<T, S, _>(s, d, p, q, lp, lq, pairs, out, bufs);
+    }
+}
+
+/// Every block: gather, forward, backward, scatter.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
+    s: S,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    ip: I,
+    iq: I,
+    pairs: Pairs,
+    out: GradOut<'_, T>,
+    bufs: &mut Block<'_, T::V<S>>,
+) {
+    let lanes = T::lanes::<S>();
+    let GradOut {
+        kl,
+        upstream,
+        means_p,
+        factors_p,
+        means_q,
+        factors_q,
+    } = out;
+    let n = kl.len();
+    let t = row_start(d);
+    let mut plain_ld = [T::ZERO; 16];
+    let mut start = 0;
+    while start < n {
+        let valid = (n - start).min(lanes);
+        lanes::gather::<T, S, I>(
+            d,
+            p,
+            q,
+            ip,
+            iq,
+            pairs,
+            n,
+            start,
+            &mut bufs.fwd,
+            &mut plain_ld,
+        );
+        let mut g = T::vsplat(s, upstream[0]);
+        if upstream.len() != 1 {
+            let gl: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut g));
+            for (l, v) in gl.iter_mut().enumerate() {
+                *v = upstream[start + l.min(valid - 1)];
+            }
+        }
+        let kl_v = block::<T, S>(s, d, p.diagonal, q.diagonal, bufs, &plain_ld, g);
+        let kl_l: &[T] = cast_slice(core::slice::from_ref(&kl_v));
+        kl[start..start + valid].copy_from_slice(&kl_l[..valid]);
+
+        // Scatter: lane `l`'s gradients are added into its pair's rows.
+        let wf: &[T] = cast_slice(&*bufs.w);
+        let mf: &[T] = cast_slice(&*bufs.fwd.1);
+        let zf: &[T] = cast_slice(&*bufs.z);
+        for l in 0..valid {
+            let (kp, kq) = pairs.get(start + l);
+            let (gmp, gmq) = (&mut means_p[kp * d..][..d], &mut means_q[kq * d..][..d]);
+            let (glp, glq) = (&mut factors_p[kp * t..][..t], &mut factors_q[kq * t..][..t]);
+            for i in 0..d {
+                let gz = zf[i * lanes + l];
+                gmp[i] -= gz;
+                gmq[i] += gz;
+                for j in 0..=i {
+                    let at = (i * d + j) * lanes + l;
+                    glp[ip.at(d, i, j)] += wf[at];
+                    glq[iq.at(d, i, j)] += mf[at];
+                }
+            }
+        }
+        start += valid;
+    }
+}
+
+/// The forward and backward passes of one gathered block, `g` the lanes'
+/// upstream weights; returns the lanes' KL and leaves `upstream · ∂/∂L_p`
+/// in `w`, `upstream · ∂/∂L_q` in `m` and `upstream · z` in `z`.
+#[inline(always)]
+fn block<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    dp: Diagonal,
+    dq: Diagonal,
+    bufs: &mut Block<'_, T::V<S>>,
+    plain_ld: &[T; 16],
+    g: T::V<S>,
+) -> T::V<S> {
+    let lanes = T::lanes::<S>();
+    let Block {
+        fwd: (a, m, y),
+        w,
+        z,
+        lpd,
+        lqd,
+    } = bufs;
+    let (a, m, y, w, z, lpd, lqd) = (
+        &mut **a, &mut **m, &mut **y, &mut **w, &mut **z, &mut **lpd, &mut **lqd,
+    );
+    let one = T::vsplat(s, T::ONE);
+    let zero = T::vsplat(s, T::ZERO);
+
+    // Diagonals, as the forward lockstep kernel prepares them, keeping the
+    // plain values for the backward pass: a[i][i] ← 1 / L_qᵢᵢ,
+    // m[i][i] ← L_pᵢᵢ / L_qᵢᵢ.
+    let mut ld = zero;
+    for i in 0..d {
+        let ii = i * d + i;
+        let (rp, rq) = (m[ii], a[ii]);
+        let lp = if dp == Diagonal::Log {
+            T::vexp(s, rp)
+        } else {
+            rp
+        };
+        let lq = if dq == Diagonal::Log {
+            T::vexp(s, rq)
+        } else {
+            rq
+        };
+        lpd[i] = lp;
+        lqd[i] = lq;
+        if dp == Diagonal::Log && dq == Diagonal::Log {
+            ld = T::vadd(s, ld, T::vsub(s, rp, rq));
+            m[ii] = T::vexp(s, T::vsub(s, rp, rq));
+            a[ii] = T::vexp(s, T::vsub(s, zero, rq));
+        } else {
+            m[ii] = T::vdiv(s, lp, lq);
+            a[ii] = T::vdiv(s, one, lq);
+        }
+    }
+    if dp == Diagonal::Plain || dq == Diagonal::Plain {
+        let v: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut ld));
+        v.copy_from_slice(&plain_ld[..lanes]);
+    }
+
+    // Forward: y and M in place, the KL.
+    let kl = lanes::block::<T, S>(s, d, a, m, y, ld);
+
+    // Backward: L_qᵀ [z | W] = [y | M] by right-looking back substitution;
+    // row i of W and z[i] are final once rows > i are eliminated.
+    w[..d * d].copy_from_slice(&m[..d * d]);
+    z[..d].copy_from_slice(&y[..d]);
+    for i in (0..d).rev() {
+        let inv = a[i * d + i];
+        let zi = T::vmul(s, z[i], inv);
+        for j in 0..=i {
+            w[i * d + j] = T::vmul(s, w[i * d + j], inv);
+        }
+        // s_ij = zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k], the (i, j) entry of
+        // z yᵀ + W Mᵀ.
+        let dot = |m: &[T::V<S>], j: usize| {
+            let mut acc = T::vmul(s, zi, y[j]);
+            for k in 0..=j {
+                acc = T::vmul_add(s, w[i * d + k], m[j * d + k], acc);
+            }
+            acc
+        };
+        // ∂/∂L_q, row i, into m's row i: the diagonal first (it reads M's
+        // row i); then j < i (they read rows j < i, still M).
+        let sii = dot(m, i);
+        m[i * d + i] = if dq == Diagonal::Log {
+            T::vmul(s, g, T::vneg_mul_add(s, sii, lqd[i], one))
+        } else {
+            T::vmul(s, g, T::vsub(s, inv, sii))
+        };
+        for j in 0..i {
+            let sij = dot(m, j);
+            m[i * d + j] = T::vmul(s, T::vsub(s, zero, g), sij);
+        }
+        // Eliminate row i from rows k < i.
+        for k in 0..i {
+            let c = a[i * d + k];
+            z[k] = T::vneg_mul_add(s, c, zi, z[k]);
+            for j in 0..=k {
+                w[k * d + j] = T::vneg_mul_add(s, c, w[i * d + j], w[k * d + j]);
+            }
+        }
+        // ∂/∂L_p, row i, into W's row i (no longer read).
+        for j in 0..i {
+            w[i * d + j] = T::vmul(s, g, w[i * d + j]);
+        }
+        let wii = w[i * d + i];
+        w[i * d + i] = if dp == Diagonal::Log {
+            T::vmul(s, g, T::vsub(s, T::vmul(s, wii, lpd[i]), one))
+        } else {
+            T::vmul(s, g, T::vsub(s, wii, T::vdiv(s, one, lpd[i])))
+        };
+        z[i] = T::vmul(s, g, zi);
+    }
+    kl
+}
