@@ -3,11 +3,19 @@
 //! to spill to DRAM. The target is a fused pass costing at most 3× the
 //! forward one. Also the N(0, I) prior path.
 //!
+//! The batched layer likewise (group `batch_grad_<type>_d<d>`): the SIMD
+//! forward kernel (`batch::kl_full`) against the SIMD gradient kernel
+//! (`batch_grad::kl_grad_packed`) and the scalar gradient loop
+//! (`Kernel::Scalar`), in f32 and f64.
+//!
 //! `cargo bench --bench grad -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gaussian_kl::PackedTril;
+use gaussian_kl::batch::{self, Gaussians, Kernel, Options};
+use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 use gaussian_kl::full::{self, KlGrad};
+use gaussian_kl::simd::SimdReal;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -132,5 +140,68 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The batched kernels in `T`: SIMD forward, SIMD forward + backward, the
+/// scalar forward + backward loop.
+fn bench_batch<T: SimdReal>(c: &mut Criterion, name: &str) {
+    let mut rng = StdRng::seed_from_u64(2);
+    let size = core::mem::size_of::<T>();
+    for d in [3usize, 16, 64] {
+        let t = d * (d + 1) / 2;
+        for (place, n) in batch_sizes(d) {
+            // `batch_sizes` counts f64: the same bytes hold 8 / size times more pairs.
+            let n = (n * 8 / size).max(1);
+            let conv = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect::<Vec<T>>();
+            let (mp, lp) = gaussians(&mut rng, d, n);
+            let (mq, lq) = gaussians(&mut rng, d, n);
+            let (mp, lp, mq, lq) = (conv(mp), conv(lp), conv(mq), conv(lq));
+            let (mut g1, mut g2) = (vec![T::ZERO; n * d], vec![T::ZERO; n * t]);
+            let (mut g3, mut g4) = (vec![T::ZERO; n * d], vec![T::ZERO; n * t]);
+            let mut out = vec![T::ZERO; n];
+            let mut work = vec![T::ZERO; batch_grad::workspace_len(d)];
+            let mut group = c.benchmark_group(format!("batch_grad_{name}_d{d}"));
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_function(BenchmarkId::new("simd_forward", place), |b| {
+                let (p, q) = (Gaussians::new(d, &mp, &lp), Gaussians::new(d, &mq, &lq));
+                b.iter(|| {
+                    batch::kl_full(&p, &q, &mut out).unwrap();
+                    black_box(&mut out);
+                })
+            });
+            for (label, opts) in [
+                ("simd_forward+backward", Options::new()),
+                ("scalar_forward+backward", Options::new().kernel(Kernel::Scalar)),
+            ] {
+                group.bench_function(BenchmarkId::new(label, place), |b| {
+                    b.iter(|| {
+                        let grad = BatchGrad {
+                            means_p: &mut g1,
+                            factors_p: &mut g2,
+                            means_q: &mut g3,
+                            factors_q: &mut g4,
+                        };
+                        opts.kl_grad_packed(
+                            d,
+                            GaussianBatch::new(&mp, &lp),
+                            GaussianBatch::new(&mq, &lq),
+                            &[T::ONE],
+                            &mut out,
+                            grad,
+                            &mut work,
+                        )
+                        .unwrap();
+                        black_box((&mut out, &mut g2, &mut g4));
+                    })
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+fn bench_batch_all(c: &mut Criterion) {
+    bench_batch::<f32>(c, "f32");
+    bench_batch::<f64>(c, "f64");
+}
+
+criterion_group!(benches, bench, bench_batch_all);
 criterion_main!(benches);

@@ -46,8 +46,8 @@
 
 use arbitrary::{Result, Unstructured};
 use gaussian_kl::diag::{self, DiagBatch, Rep, Scale, ScoreReal};
-use gaussian_kl::simd::Level;
 use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Layout, PackedTril, full};
 use gaussian_kl_fuzz::{assert_same, scaled};
 use libfuzzer_sys::fuzz_target;

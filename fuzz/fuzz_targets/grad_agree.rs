@@ -15,9 +15,10 @@
 //!   diagonals, `kl_grad_dense` (strict upper triangle NaN: ignored; its
 //!   gradient zero there) and `kl_grad_fixed`; `kl_std_normal_grad` and
 //!   `kl_std_normal` (and the dense pair for a plain diagonal);
-//!   `batch_grad::kl_grad_packed` with any mix of broadcast sides and a
-//!   shared or per-pair upstream, and a loop over `kl_grad` (a broadcast
-//!   side's gradient summed from 0 in batch order);
+//!   `batch_grad::kl_grad_packed` and `kl_grad_all_pairs` with the scalar
+//!   kernel (`Kernel::Scalar`), any mix of broadcast sides and a shared or
+//!   per-pair upstream, and a loop over `kl_grad` (a Gaussian's gradient
+//!   summed from 0 in pair order);
 //!   `batch_grad::kl_std_normal_grad_packed` and a loop over
 //!   `kl_std_normal_grad`.
 //! - finite differences: along a direction `v ∈ {−1, 0, 1}^n` over all
@@ -38,15 +39,25 @@
 //!   up to `d + 2` terms add `(d + 2) eps`; 16 covers second-order terms.
 //!   Checked where the case is well-conditioned: `(d+1) eps κ_S ≤ 10⁻⁶`.
 //!   The same for `kl_std_normal_grad` (`L_q = I`, `κ_S = 1`).
+//! - the SIMD gradient kernel (`batch_grad`, lockstep, at every level the
+//!   host has), zip and all pairs, against the scalar kernel: each KL within
+//!   `2 ·` the forward bound of `full_agree` of the double-double reference
+//!   (the lockstep forward pass is the forward kernel's), each gradient entry
+//!   within `2 · 16 (d+2) eps κ_S² Σ_b |u_b| mag_b` of the scalar one (both
+//!   kernels within the bound above of the truth), summed over the pairs `b`
+//!   that add into the entry; checked where every pair is well-conditioned
+//!   as above.
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
+use gaussian_kl::batch::{Kernel, Options};
 use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 use gaussian_kl::full::{self, KlGrad};
+use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Layout, PackedTril};
 use gaussian_kl_fuzz::dd::{self, Dd};
 use gaussian_kl_fuzz::{
-    Factor, FullCase, LAYOUTS, assert_same, generate_mean, scaled, with_const_d,
+    Factor, FullCase, LAYOUTS, assert_close, assert_same, generate_mean, scaled, with_const_d,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -545,6 +556,32 @@ impl Side {
             .diagonal(self.diagonal)
     }
 
+    /// Gaussian `i` of this side and `j` of `q` as a full case.
+    fn case_with(&self, q: &Side, d: usize, i: usize, j: usize) -> FullCase {
+        let t = d * (d + 1) / 2;
+        let factor = |s: &Side, k: usize| {
+            let mut raw = vec![0.0; d * d];
+            for r in 0..d {
+                for c in 0..=r {
+                    raw[r * d + c] = s.factors[k * t + s.layout.index(d, r, c)];
+                }
+            }
+            Factor {
+                raw,
+                diagonal: s.diagonal,
+            }
+        };
+        FullCase {
+            d,
+            mean_p: self.means[i * d..(i + 1) * d].to_vec(),
+            mean_q: q.means[j * d..(j + 1) * d].to_vec(),
+            l_p: factor(self, i),
+            l_q: factor(q, j),
+            layout_p: self.layout,
+            layout_q: q.layout,
+        }
+    }
+
     fn row(&self, d: usize, b: usize) -> (&[f64], PackedTril<'_, f64>) {
         let t = d * (d + 1) / 2;
         let count = self.means.len() / d;
@@ -565,63 +602,104 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     let up: Vec<f64> = (0..count(shared_up))
         .map(|_| scaled(u, 2))
         .collect::<Result<_>>()?;
-    let t = d * (d + 1) / 2;
-    let mut kl = vec![f64::NAN; n];
-    let mut g_mp = vec![f64::NAN; p.means.len()];
-    let mut g_lp = vec![f64::NAN; p.factors.len()];
-    let mut g_mq = vec![f64::NAN; q.means.len()];
-    let mut g_lq = vec![f64::NAN; q.factors.len()];
-    let mut work = vec![f64::NAN; batch_grad::workspace_len(d)];
-    let grad = BatchGrad {
-        means_p: &mut g_mp,
-        factors_p: &mut g_lp,
-        means_q: &mut g_mq,
-        factors_q: &mut g_lq,
+    let all_pairs = u.arbitrary::<bool>()?;
+    let (np, nq) = (p.means.len() / d, q.means.len() / d);
+    // The pairs, in output order.
+    let pairs: Vec<(usize, usize)> = if all_pairs {
+        (0..np).flat_map(|i| (0..nq).map(move |j| (i, j))).collect()
+    } else {
+        (0..n).map(|b| (b.min(np - 1), b.min(nq - 1))).collect()
     };
-    let r = batch_grad::kl_grad_packed(d, p.batch(), q.batch(), &up, &mut kl, grad, &mut work);
-    // With n = 1 the shared and per-pair forms coincide; n = 0 with a shared
-    // side is a length mismatch for the other: both are the batch's rules.
-    let Ok(()) = r else {
-        assert!(n == 0, "batch failed: {r:?}");
+    let prior_up = up.clone();
+    let up = if all_pairs && !shared_up {
+        (0..pairs.len())
+            .map(|_| scaled(u, 2))
+            .collect::<Result<_>>()?
+    } else {
+        up
+    };
+    let scalar = Options::new().kernel(Kernel::Scalar);
+    let Some(want) = run_batch(scalar, all_pairs, d, &p, &q, &up, pairs.len()) else {
+        // With n = 1 the shared and per-pair forms coincide; n = 0 with a
+        // shared side is a length mismatch for the other: the batch's rules.
+        assert!(n == 0 && !all_pairs, "batch failed");
         return Ok(());
     };
     // The loop.
+    let t = d * (d + 1) / 2;
     let mut acc = [
         vec![0.0; p.means.len()],
         vec![0.0; p.factors.len()],
         vec![0.0; q.means.len()],
         vec![0.0; q.factors.len()],
     ];
-    let bp = shared_p && n != 1;
-    let bq = shared_q && n != 1;
-    for b in 0..n {
-        let (mp, lp) = p.row(d, b);
-        let (mq, lq) = q.row(d, b);
+    let mut bound = acc.clone();
+    let mut well_conditioned = true;
+    for (b, &(ip, iq)) in pairs.iter().enumerate() {
+        let (mp, lp) = p.row(d, ip);
+        let (mq, lq) = q.row(d, iq);
         let g = up[if up.len() == 1 { 0 } else { b }];
         let mut one = Grads::nan(d);
         let mut w = vec![f64::NAN; full::grad_workspace_len(d)];
         let v = full::kl_grad(mp, lp, mq, lq, g, one.out(), &mut w).expect("well-formed");
-        assert_same(kl[b], v, "batch KL");
-        let parts: [(&[f64], bool, usize, usize); 4] = [
-            (&one.mp, bp, 0, d),
-            (&one.lp, bp, 1, t),
-            (&one.mq, bq, 2, d),
-            (&one.lq, bq, 3, t),
+        assert_same(want.0[b], v, "batch KL");
+        // The SIMD kernel's bounds (module docs), in the factors' layouts.
+        let case = p.case_with(&q, d, ip, iq);
+        let (_, kappa) = case.reference();
+        well_conditioned &= (d + 1) as f64 * EPS * kappa <= 1e-6;
+        let mags = magnitudes(&case);
+        let c = 2.0 * 16.0 * (d + 2) as f64 * EPS * kappa * kappa * g.abs();
+        let parts: [(&[f64], usize, usize, usize, Layout); 4] = [
+            (&one.mp, 0, ip, d, p.layout),
+            (&one.lp, 1, ip, t, p.layout),
+            (&one.mq, 2, iq, d, q.layout),
+            (&one.lq, 3, iq, t, q.layout),
         ];
-        for (vals, shared, slot, len) in parts {
-            if shared {
-                for (a, &x) in acc[slot].iter_mut().zip(vals) {
-                    *a += x;
-                }
-            } else {
-                acc[slot][b * len..(b + 1) * len].copy_from_slice(vals);
+        for (vals, slot, row, len, layout) in parts {
+            for (a, &x) in acc[slot][row * len..(row + 1) * len].iter_mut().zip(vals) {
+                *a += x;
+            }
+            // `mags` holds μ_p, L_p, μ_q, L_q, factors row-major packed.
+            let off = [0, d, d + t, 2 * d + t][slot];
+            for i in 0..len {
+                let m = if len == d {
+                    mags[off + i]
+                } else {
+                    let (r, col) = unpack_index(layout, d, i);
+                    mags[off + r * (r + 1) / 2 + col]
+                };
+                bound[slot][row * len + i] += c * m;
             }
         }
     }
-    same_all(&g_mp, &acc[0], "batch grad means_p");
-    same_all(&g_lp, &acc[1], "batch grad factors_p");
-    same_all(&g_mq, &acc[2], "batch grad means_q");
-    same_all(&g_lq, &acc[3], "batch grad factors_q");
+    let names = ["means_p", "factors_p", "means_q", "factors_q"];
+    for k in 0..4 {
+        same_all(&want.1[k], &acc[k], names[k]);
+    }
+
+    // The SIMD kernel at every level.
+    let levels = Level::all().iter().filter_map(|&l| Options::new().level(l));
+    for opts in levels {
+        let got = run_batch(opts, all_pairs, d, &p, &q, &up, pairs.len()).expect("as scalar");
+        if !well_conditioned {
+            continue;
+        }
+        for (b, &(ip, iq)) in pairs.iter().enumerate() {
+            let case = p.case_with(&q, d, ip, iq);
+            let (r, kappa) = case.reference();
+            assert_close(got.0[b], &r, d, 2.0 * kappa, "SIMD batch KL");
+        }
+        for k in 0..4 {
+            for (i, (x, y)) in got.1[k].iter().zip(&want.1[k]).enumerate() {
+                let tol = bound[k][i];
+                assert!(
+                    (x - y).abs() <= tol,
+                    "SIMD batch {} [{i}]: {x:e} vs scalar {y:e}, tol {tol:e}",
+                    names[k]
+                );
+            }
+        }
+    }
 
     // The prior path.
     let p_full = if shared_p { None } else { Some(&p) };
@@ -631,6 +709,7 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
             vec![f64::NAN; p.means.len()],
             vec![f64::NAN; p.factors.len()],
         );
+        let up = prior_up;
         batch_grad::kl_std_normal_grad_packed(d, p.batch(), &up, &mut kl, &mut gm, &mut gl)
             .expect("well-formed batch");
         for b in 0..n {
@@ -644,4 +723,51 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `(i, j)` of the entry at `at` of a packed factor in `layout`.
+fn unpack_index(layout: Layout, d: usize, at: usize) -> (usize, usize) {
+    for i in 0..d {
+        for j in 0..=i {
+            if layout.index(d, i, j) == at {
+                return (i, j);
+            }
+        }
+    }
+    unreachable!("index in range")
+}
+
+/// One batched call: the KL values and the four gradients, or `None` on an
+/// error.
+#[allow(clippy::type_complexity)]
+fn run_batch(
+    opts: Options,
+    all_pairs: bool,
+    d: usize,
+    p: &Side,
+    q: &Side,
+    up: &[f64],
+    n: usize,
+) -> Option<(Vec<f64>, [Vec<f64>; 4])> {
+    let mut kl = vec![f64::NAN; n];
+    let mut g = [
+        vec![f64::NAN; p.means.len()],
+        vec![f64::NAN; p.factors.len()],
+        vec![f64::NAN; q.means.len()],
+        vec![f64::NAN; q.factors.len()],
+    ];
+    let mut work = vec![f64::NAN; batch_grad::workspace_len(d)];
+    let [g1, g2, g3, g4] = &mut g;
+    let grad = BatchGrad {
+        means_p: g1,
+        factors_p: g2,
+        means_q: g3,
+        factors_q: g4,
+    };
+    let r = if all_pairs {
+        opts.kl_grad_all_pairs(d, p.batch(), q.batch(), up, &mut kl, grad, &mut work)
+    } else {
+        opts.kl_grad_packed(d, p.batch(), q.batch(), up, &mut kl, grad, &mut work)
+    };
+    r.ok().map(|()| (kl, g))
 }

@@ -13,12 +13,13 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
+use gaussian_kl::batch::{self, Gaussians, Kernel, Options};
 use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 use gaussian_kl::diag::grad::{self as dgrad, GradOut, Objective, Upstream};
 use gaussian_kl::diag::{self, DiagBatch, Rep, Scale, ScoreReal};
-use gaussian_kl::simd::Level;
 use gaussian_kl::full::KlGrad;
 use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::simd::{Level, SimdReal};
 use gaussian_kl::tril::tril_len;
 use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
 use gaussian_kl_fuzz::{LAYOUTS, wild_dim, wild_len, wild_vec, with_const_d};
@@ -95,13 +96,13 @@ fn fixed_dense<T: Real, const D: usize>(u: &mut Unstructured<'_>) -> Result<bool
     Ok(true)
 }
 
-fn one_call<T: ScoreReal>(u: &mut Unstructured<'_>) -> Result<()> {
-    let op = u.int_in_range(0..=23u8)?;
+fn one_call<T: ScoreReal + SimdReal>(u: &mut Unstructured<'_>) -> Result<()> {
+    let op = u.int_in_range(0..=24u8)?;
     if op >= 10 {
-        return if op < 16 {
-            diag_call::<T>(u, op)
-        } else {
-            grad_call::<T>(u, op)
+        return match op {
+            10..16 => diag_call::<T>(u, op),
+            24 => batch_call::<T>(u),
+            _ => grad_call::<T>(u, op),
         };
     }
     let d = wild_dim(u)?;
@@ -520,7 +521,7 @@ fn grad_bufs<T: Real>(
 }
 
 /// `full::kl_grad*`, `full::kl_std_normal_grad*` and `batch_grad::*`.
-fn grad_call<T: Real>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
+fn grad_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
     let d = wild_dim(u)?;
     let tri = tril_len(d);
     let sq = d.checked_mul(d);
@@ -606,7 +607,8 @@ fn grad_call<T: Real>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             }
         }
         22 => {
-            // batch_grad::kl_grad_packed: n = kl.len(); each side n or 1 rows.
+            // batch_grad::kl_grad_packed (n = kl.len(); each side n or 1
+            // rows) and kl_grad_all_pairs, at any level or the scalar kernel.
             let n = if u.ratio(7, 8)? {
                 u.int_in_range(0..=6)?
             } else {
@@ -650,11 +652,27 @@ fn grad_call<T: Real>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
                 means_q: c,
                 factors_q: e,
             };
-            let r = batch_grad::kl_grad_packed(d, p, q, &up, &mut kl, grad, &mut work);
-            if ok(&r) {
-                assert!(lens == [mp_len, lp_len, mq_len, lq_len]);
-                assert!(nw >= batch_grad::workspace_len(d));
-                assert!(up.len() == n || up.len() == 1);
+            let level = *u.choose(Level::all())?;
+            let opts = match Options::new().level(level) {
+                Some(o) if u.arbitrary()? => o,
+                _ => Options::new().kernel(Kernel::Scalar),
+            };
+            if u.arbitrary()? {
+                let r = opts.kl_grad_all_pairs(d, p, q, &up, &mut kl, grad, &mut work);
+                if ok(&r) && d > 0 {
+                    assert!(lens == [mp_len, lp_len, mq_len, lq_len]);
+                    assert!(nw >= batch_grad::workspace_len(d));
+                    let (np, nq) = (mp_len / d, mq_len / d);
+                    assert!(Some(n) == np.checked_mul(nq));
+                    assert!(up.len() == n || up.len() == 1);
+                }
+            } else {
+                let r = opts.kl_grad_packed(d, p, q, &up, &mut kl, grad, &mut work);
+                if ok(&r) {
+                    assert!(lens == [mp_len, lp_len, mq_len, lq_len]);
+                    assert!(nw >= batch_grad::workspace_len(d));
+                    assert!(up.len() == n || up.len() == 1);
+                }
             }
         }
         _ => {
@@ -679,6 +697,72 @@ fn grad_call<T: Real>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             if ok(&r) {
                 assert!(Some(m_len) == d.checked_mul(n) && gm_len == m_len && gl_len == l_len);
                 assert!(up.len() == n || up.len() == 1);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `batch::*`: zip (with broadcasting) and all pairs, `_vec` forms, any
+/// level and kernel, serial or on rayon's pool.
+fn batch_call<T: SimdReal>(u: &mut Unstructured<'_>) -> Result<()> {
+    let d = if u.ratio(7, 8)? {
+        u.int_in_range(0..=20)?
+    } else {
+        wild_dim(u)?
+    };
+    let tri = tril_len(d);
+    let side = |u: &mut Unstructured<'_>| -> Result<(Vec<T>, Vec<T>, Layout, Diagonal)> {
+        let n = if u.ratio(7, 8)? {
+            u.int_in_range(0..=20usize)?
+        } else {
+            wild_dim(u)?.min(CAP)
+        };
+        let m = near::<T>(u, d.checked_mul(n), CAP)?;
+        let l = near::<T>(u, tri.and_then(|t| t.checked_mul(n)), CAP)?;
+        Ok((m, l, *u.choose(&LAYOUTS)?, diagonal(u)?))
+    };
+    let (mp, lp, lay_p, dg_p) = side(u)?;
+    let (mq, lq, lay_q, dg_q) = side(u)?;
+    let d_q = if u.ratio(15, 16)? { d } else { wild_dim(u)? };
+    let p = Gaussians::new(d, &mp, &lp).layout(lay_p).diagonal(dg_p);
+    let q = Gaussians::new(d_q, &mq, &lq).layout(lay_q).diagonal(dg_q);
+    let kernel = *u.choose(&[Kernel::Auto, Kernel::Scalar, Kernel::Lanes, Kernel::Blocked])?;
+    let level = *u.choose(Level::all())?;
+    let opts = Options::new()
+        .level(level)
+        .unwrap_or_default()
+        .kernel(kernel);
+    let opts = opts.parallel(u.ratio(1, 8)?);
+    let mut out = near::<T>(u, Some(mp.len().max(mq.len()) / d.max(1)), CAP)?;
+    let (count_p, count_q) = (p.count(), q.count());
+    match u.int_in_range(0..=3u8)? {
+        0 => {
+            if ok(&opts.kl_full(&p, &q, &mut out)) {
+                assert!(count_p.is_ok() && count_q.is_ok() && d == d_q);
+            }
+        }
+        1 => {
+            if ok(&opts.kl_full_all_pairs(&p, &q, &mut out)) && d > 0 {
+                let (np, nq) = (count_p.unwrap().unwrap(), count_q.unwrap().unwrap());
+                assert!(Some(out.len()) == np.checked_mul(nq));
+            }
+        }
+        2 => {
+            let _ = ok(&batch::kl_full_vec(&p, &q));
+        }
+        _ => {
+            // Keep the matrix small: the counts alone are up to CAP each.
+            let small = match (&count_p, &count_q) {
+                (Ok(Some(a)), Ok(Some(b))) => a.saturating_mul(*b) <= 1 << 14,
+                _ => true,
+            };
+            if !small {
+                return Ok(());
+            }
+            if let (Ok(v), true) = (batch::kl_full_all_pairs_vec(&p, &q), d > 0) {
+                let (np, nq) = (count_p.unwrap().unwrap(), count_q.unwrap().unwrap());
+                assert!(v.len() == np * nq);
             }
         }
     }
