@@ -169,7 +169,10 @@ fn bench_batch<T: SimdReal>(c: &mut Criterion, name: &str) {
             });
             for (label, opts) in [
                 ("simd_forward+backward", Options::new()),
-                ("scalar_forward+backward", Options::new().kernel(Kernel::Scalar)),
+                (
+                    "scalar_forward+backward",
+                    Options::new().kernel(Kernel::Scalar),
+                ),
             ] {
                 group.bench_function(BenchmarkId::new(label, place), |b| {
                     b.iter(|| {

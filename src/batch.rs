@@ -222,6 +222,16 @@ impl Options {
         q: &Gaussians<'_, T>,
         out: &mut [T],
     ) -> Result<(), Error> {
+        self.zip(p, q, out, None)
+    }
+
+    fn zip<T: SimdReal>(
+        &self,
+        p: &Gaussians<'_, T>,
+        q: &Gaussians<'_, T>,
+        out: &mut [T],
+        work: Option<&mut [T]>,
+    ) -> Result<(), Error> {
         let (d, np, nq) = check_sides(p, q)?;
         let (np, nq) = (np.unwrap_or(out.len()), nq.unwrap_or(out.len()));
         let n = if np == nq || nq == 1 {
@@ -247,8 +257,42 @@ impl Options {
             step_p: usize::from(np != 1),
             step_q: usize::from(nq != 1),
         };
-        self.run(d, p, q, pairs, out);
+        self.run(d, p, q, pairs, out, work);
         Ok(())
+    }
+
+    /// [`Options::kl_full`] in a caller's workspace: never allocates. `work`
+    /// must hold at least [`workspace_len`]`(d)` scalars. Runs on the calling
+    /// thread whatever [`Options::parallel`] says (each thread would need a
+    /// workspace of its own).
+    ///
+    /// # Errors
+    /// As [`kl_full`]; [`Error::WorkspaceTooSmall`].
+    pub fn kl_full_with_work<T: SimdReal>(
+        &self,
+        p: &Gaussians<'_, T>,
+        q: &Gaussians<'_, T>,
+        out: &mut [T],
+        work: &mut [T],
+    ) -> Result<(), Error> {
+        check_work(p.d, work)?;
+        self.zip(p, q, out, Some(work))
+    }
+
+    /// [`Options::kl_full_all_pairs`] in a caller's workspace, as
+    /// [`Options::kl_full_with_work`].
+    ///
+    /// # Errors
+    /// As [`kl_full_all_pairs`]; [`Error::WorkspaceTooSmall`].
+    pub fn kl_full_all_pairs_with_work<T: SimdReal>(
+        &self,
+        p: &Gaussians<'_, T>,
+        q: &Gaussians<'_, T>,
+        out: &mut [T],
+        work: &mut [T],
+    ) -> Result<(), Error> {
+        check_work(p.d, work)?;
+        self.all_pairs(p, q, out, Some(work))
     }
 
     /// [`kl_full_all_pairs`] with these options.
@@ -260,6 +304,16 @@ impl Options {
         p: &Gaussians<'_, T>,
         q: &Gaussians<'_, T>,
         out: &mut [T],
+    ) -> Result<(), Error> {
+        self.all_pairs(p, q, out, None)
+    }
+
+    fn all_pairs<T: SimdReal>(
+        &self,
+        p: &Gaussians<'_, T>,
+        q: &Gaussians<'_, T>,
+        out: &mut [T],
+        work: Option<&mut [T]>,
     ) -> Result<(), Error> {
         let (d, np, nq) = check_sides(p, q)?;
         if d == 0 {
@@ -274,7 +328,7 @@ impl Options {
         if n == 0 {
             return Ok(());
         }
-        self.run(d, p, q, lanes::Pairs::All { base: 0, n_q: nq }, out);
+        self.run(d, p, q, lanes::Pairs::All { base: 0, n_q: nq }, out, work);
         Ok(())
     }
 
@@ -285,7 +339,11 @@ impl Options {
         q: &Gaussians<'_, T>,
         pairs: lanes::Pairs,
         out: &mut [T],
+        work: Option<&mut [T]>,
     ) {
+        if let Some(work) = work {
+            return self.run_serial_in(d, p, q, pairs, out, work);
+        }
         #[cfg(feature = "rayon")]
         if self.parallel && out.len() > PAR_CHUNK {
             use rayon::prelude::*;
@@ -297,6 +355,8 @@ impl Options {
         self.run_serial(d, p, q, pairs, out);
     }
 
+    /// One workspace for this call (none for the lockstep kernel at
+    /// `d ≤ 16`), then [`Options::run_serial_in`].
     fn run_serial<T: SimdReal>(
         &self,
         d: usize,
@@ -305,26 +365,85 @@ impl Options {
         pairs: lanes::Pairs,
         out: &mut [T],
     ) {
-        let kernel = match self.kernel {
+        let need = match self.resolve(d) {
+            Kernel::Lanes => lanes::work_len(d),
+            Kernel::Blocked => blocked::work_len(d),
+            _ => scalar_work_len(d),
+        };
+        let mut work = vec![T::ZERO; need];
+        self.run_serial_in(d, p, q, pairs, out, &mut work);
+    }
+
+    /// The kernel that `Auto` stands for at `d`.
+    fn resolve(&self, d: usize) -> Kernel {
+        match self.kernel {
             Kernel::Auto if d <= lanes::MAX_FIXED_D => Kernel::Lanes,
             Kernel::Auto => Kernel::Blocked,
             k => k,
-        };
-        let ok = match kernel {
-            Kernel::Lanes => {
-                let mut work = vec![T::ZERO; lanes::work_len(d)];
-                lanes::kl_lanes(self.level, d, p.side(), q.side(), pairs, out, &mut work)
-            }
-            Kernel::Blocked => {
-                let mut work = vec![T::ZERO; blocked::work_len(d)];
-                blocked::kl_blocked(self.level, d, p.side(), q.side(), pairs, out, &mut work)
-            }
-            _ => false,
-        };
-        if !ok {
-            scalar_loop(d, p, q, pairs, out);
         }
     }
+
+    fn run_serial_in<T: SimdReal>(
+        &self,
+        d: usize,
+        p: &Gaussians<'_, T>,
+        q: &Gaussians<'_, T>,
+        pairs: lanes::Pairs,
+        out: &mut [T],
+        work: &mut [T],
+    ) {
+        let (ps, qs) = (p.side(), q.side());
+        let ok = match self.resolve(d) {
+            Kernel::Lanes => lanes::kl_lanes(self.level, d, ps, qs, pairs, out, work),
+            Kernel::Blocked => blocked::kl_blocked(self.level, d, ps, qs, pairs, out, work),
+            _ => false,
+        };
+        if ok {
+            return;
+        }
+        // The level is unavailable (or the scalar kernel was asked for).
+        if work.len() >= scalar_work_len(d) {
+            scalar_loop(d, p, q, pairs, out, work);
+        } else {
+            scalar_loop(d, p, q, pairs, out, &mut vec![T::ZERO; scalar_work_len(d)]);
+        }
+    }
+}
+
+/// The scalar loop's workspace.
+const fn scalar_work_len(d: usize) -> usize {
+    crate::full::workspace_len(d)
+}
+
+/// Workspace length (in scalars) that [`Options::kl_full_with_work`] and
+/// [`Options::kl_full_all_pairs_with_work`] need for dimension `d`, whatever
+/// the kernel and level: `O(d²)`. Saturates at `usize::MAX`.
+///
+/// ```
+/// use gaussian_kl::batch::{self, Gaussians, Options};
+/// let (m, t) = ([0.5f32, 0.0], [0.0f32; 3]);
+/// let mut work = vec![0.0f32; batch::workspace_len(2)];
+/// let mut out = [0.0f32];
+/// let g = Gaussians::new(2, &m, &t);
+/// Options::new().kl_full_with_work(&g, &Gaussians::new(2, &[0.0; 2], &t), &mut out, &mut work)?;
+/// assert!((out[0] - 0.125).abs() < 1e-7);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub const fn workspace_len(d: usize) -> usize {
+    let (a, b, c) = (lanes::work_len(d), blocked::work_len(d), scalar_work_len(d));
+    let ab = if a > b { a } else { b };
+    if ab > c { ab } else { c }
+}
+
+fn check_work<T>(d: usize, work: &[T]) -> Result<(), Error> {
+    let need = workspace_len(d);
+    if work.len() < need {
+        return Err(Error::WorkspaceTooSmall {
+            expected: need,
+            found: work.len(),
+        });
+    }
+    Ok(())
 }
 
 /// The scalar reference, one checked call per pair (shapes already checked,
@@ -335,9 +454,9 @@ fn scalar_loop<T: Real>(
     q: &Gaussians<'_, T>,
     pairs: lanes::Pairs,
     out: &mut [T],
+    work: &mut [T],
 ) {
     let t = d * (d + 1) / 2;
-    let mut work = vec![T::ZERO; crate::full::workspace_len(d)];
     for (k, o) in out.iter_mut().enumerate() {
         let (kp, kq) = pairs.get(k);
         let lp = PackedTril {
@@ -354,7 +473,7 @@ fn scalar_loop<T: Real>(
         };
         let mp = &p.means[kp * d..kp * d + d];
         let mq = &q.means[kq * d..kq * d + d];
-        *o = crate::full::kl(mp, lp, mq, lq, &mut work).unwrap_or(T::NAN);
+        *o = crate::full::kl(mp, lp, mq, lq, work).unwrap_or(T::NAN);
     }
 }
 

@@ -28,9 +28,12 @@ const R: usize = 4;
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
 
-/// Workspace length (in scalars) for dimension `d` at any level.
+/// Workspace length (in scalars) for dimension `d` at any level. Saturates
+/// at `usize::MAX`.
 pub(crate) const fn work_len(d: usize) -> usize {
-    d * (d + MAX_LANES) + row_start(d) + d
+    d.saturating_mul(d.saturating_add(MAX_LANES))
+        .saturating_add(d.saturating_mul(d))
+        .saturating_add(d)
 }
 
 /// Computes `out[k]` for every `k < out.len()`; shapes (and plain-diagonal

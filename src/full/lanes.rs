@@ -86,7 +86,10 @@ pub(crate) const fn work_len(d: usize) -> usize {
     if d <= MAX_FIXED_D {
         0
     } else {
-        (2 * d * d + d) * 16
+        d.saturating_mul(d)
+            .saturating_mul(2)
+            .saturating_add(d)
+            .saturating_mul(16)
     }
 }
 
