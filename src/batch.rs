@@ -252,6 +252,10 @@ impl Options {
         }
         p.check_diag("p.tril", np)?;
         q.check_diag("q.tril", nq)?;
+        if n == 0 {
+            // Nothing to compute: no workspace either (`d` may be absurd).
+            return Ok(());
+        }
         let pairs = lanes::Pairs::Zip {
             base: 0,
             step_p: usize::from(np != 1),

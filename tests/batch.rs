@@ -403,3 +403,21 @@ fn parallel_equals_serial_bitwise() {
         assert_eq!(a, b, "all pairs d={d}");
     }
 }
+
+/// Found by the `no_panic` fuzz target: an empty batch with an absurd `d`
+/// (nothing to compute, every slice empty) allocated an `O(d²)` workspace
+/// before looking at the batch size, and aborted the process. Every kernel
+/// now returns at once.
+#[test]
+fn empty_batch_with_absurd_dimension_returns_at_once() {
+    let d = 1 << 17; // a 2³⁴-scalar workspace, were one allocated
+    let e: [f64; 0] = [];
+    let g = Gaussians::new(d, &e, &e);
+    for kernel in [Kernel::Auto, Kernel::Lanes, Kernel::Blocked, Kernel::Scalar] {
+        let opts = Options::new().kernel(kernel);
+        assert_eq!(opts.kl_full(&g, &g, &mut []), Ok(()));
+        assert_eq!(opts.kl_full_all_pairs(&g, &g, &mut []), Ok(()));
+    }
+    assert_eq!(batch::kl_full_vec(&g, &g), Ok(vec![]));
+    assert_eq!(batch::kl_full_all_pairs_vec(&g, &g), Ok(vec![]));
+}
