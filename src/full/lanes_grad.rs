@@ -6,8 +6,8 @@
 //! pair `l` of the block. The block is gathered exactly as the forward
 //! lockstep kernel gathers it ([`lanes::gather`]), its forward pass is that
 //! kernel's ([`lanes::block`]), and the backward pass is the back
-//! substitution `L_qᵀ [z | W] = [y | M]` of the scalar kernel, fused with
-//! the rows of `∂/∂L_q`. The gradients are then scattered back to each
+//! substitution `L_qᵀ [z | W] = [y | M]` of the scalar kernel, in its
+//! left-looking (dot-product) order, fused with the rows of `∂/∂L_q`. The gradients are then scattered back to each
 //! pair's rows and *added* there, so that a Gaussian shared by several pairs
 //! (broadcasting, all pairs) receives the sum of its pairs' gradients, in
 //! pair order.
@@ -332,15 +332,25 @@ fn block<T: SimdReal, S: Simd>(
     // Forward: y and M in place, the KL.
     let kl = lanes::block::<T, S>(s, d, a, m, y, ld);
 
-    // Backward: L_qᵀ [z | W] = [y | M] by right-looking back substitution;
-    // row i of W and z[i] are final once rows > i are eliminated.
-    w[..d * d].copy_from_slice(&m[..d * d]);
-    z[..d].copy_from_slice(&y[..d]);
+    // Backward: L_qᵀ [z | W] = [y | M] by left-looking back substitution,
+    // from the last row up: row i of W (j ≤ i) and z[i] from the finished
+    // rows below, `(M[i][j] − Σ_{k>i} L_q[k][i] W[k][j]) / L_qᵢᵢ`, with one
+    // store per entry. Each finished row is followed at once by its row of
+    // ∂/∂L_q, which reads M's rows ≤ i and then overwrites M's row i.
     for i in (0..d).rev() {
         let inv = a[i * d + i];
-        let zi = T::vmul(s, z[i], inv);
+        let mut acc = y[i];
+        for k in i + 1..d {
+            acc = T::vneg_mul_add(s, a[k * d + i], z[k], acc);
+        }
+        let zi = T::vmul(s, acc, inv);
+        z[i] = zi;
         for j in 0..=i {
-            w[i * d + j] = T::vmul(s, w[i * d + j], inv);
+            let mut acc = m[i * d + j];
+            for k in i + 1..d {
+                acc = T::vneg_mul_add(s, a[k * d + i], w[k * d + j], acc);
+            }
+            w[i * d + j] = T::vmul(s, acc, inv);
         }
         // s_ij = zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k], the (i, j) entry of
         // z yᵀ + W Mᵀ.
@@ -351,27 +361,22 @@ fn block<T: SimdReal, S: Simd>(
             }
             acc
         };
-        // ∂/∂L_q, row i, into m's row i: the diagonal first (it reads M's
-        // row i); then j < i (they read rows j < i, still M).
+        // ∂/∂L_q, row i, into M's row i: the diagonal first (it reads M's
+        // row i), then j < i (they read rows j < i, still M).
         let sii = dot(m, i);
         m[i * d + i] = if dq == Diagonal::Log {
             T::vmul(s, g, T::vneg_mul_add(s, sii, lqd[i], one))
         } else {
             T::vmul(s, g, T::vsub(s, inv, sii))
         };
+        let minus_g = T::vsub(s, zero, g);
         for j in 0..i {
             let sij = dot(m, j);
-            m[i * d + j] = T::vmul(s, T::vsub(s, zero, g), sij);
+            m[i * d + j] = T::vmul(s, minus_g, sij);
         }
-        // Eliminate row i from rows k < i.
-        for k in 0..i {
-            let c = a[i * d + k];
-            z[k] = T::vneg_mul_add(s, c, zi, z[k]);
-            for j in 0..=k {
-                w[k * d + j] = T::vneg_mul_add(s, c, w[i * d + j], w[k * d + j]);
-            }
-        }
-        // ∂/∂L_p, row i, into W's row i (no longer read).
+    }
+    // ∂/∂L_p = upstream · (tril(W) − diag(1/L_pᵢᵢ)) into W, upstream · z into z.
+    for i in 0..d {
         for j in 0..i {
             w[i * d + j] = T::vmul(s, g, w[i * d + j]);
         }
@@ -381,7 +386,7 @@ fn block<T: SimdReal, S: Simd>(
         } else {
             T::vmul(s, g, T::vsub(s, wii, T::vdiv(s, one, lpd[i])))
         };
-        z[i] = T::vmul(s, g, zi);
+        z[i] = T::vmul(s, g, z[i]);
     }
     kl
 }
