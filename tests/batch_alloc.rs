@@ -4,6 +4,7 @@
 //! both sides of the stack-resident limit (16). The allocating forms
 //! allocate at most one workspace per call, and none for the lockstep
 //! kernel at `d ≤ 16`.
+#![cfg(feature = "std")]
 
 use gaussian_kl::batch::{self, Gaussians, Kernel, Options};
 use gaussian_kl::simd::Level;
