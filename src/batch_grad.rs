@@ -395,13 +395,28 @@ impl Options {
             means_q,
             factors_q,
         } = grad;
-        for g in [
-            &mut *means_p,
-            &mut *factors_p,
-            &mut *means_q,
-            &mut *factors_q,
-        ] {
-            g.fill(T::ZERO);
+        let (level, kernel) = self.level_and_kernel();
+        let simd = kernel != Kernel::Scalar && level.is_available();
+        // Each Gaussian in exactly one pair: the SIMD kernel writes its
+        // gradients instead of adding them into zeroed outputs.
+        let overwrite = simd
+            && matches!(
+                pairs,
+                Pairs::Zip {
+                    step_p: 1,
+                    step_q: 1,
+                    ..
+                }
+            );
+        if !overwrite {
+            for g in [
+                &mut *means_p,
+                &mut *factors_p,
+                &mut *means_q,
+                &mut *factors_q,
+            ] {
+                g.fill(T::ZERO);
+            }
         }
         if d == 0 {
             kl.fill(T::ZERO);
@@ -414,12 +429,10 @@ impl Options {
             factors_p,
             means_q,
             factors_q,
+            overwrite,
         };
-        let (level, kernel) = self.level_and_kernel();
         let (ps, qs) = (p.side(), q.side());
-        if kernel != Kernel::Scalar
-            && lanes_grad::kl_grad_lanes(level, d, ps, qs, pairs, out.reborrow(), work)
-        {
+        if simd && lanes_grad::kl_grad_lanes(level, d, ps, qs, pairs, out.reborrow(), work) {
             return Ok(());
         }
         scalar_loop(d, t, p, q, pairs, out, work)

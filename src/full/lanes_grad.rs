@@ -27,7 +27,8 @@ use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
 /// The outputs of a batch: `kl[k]` for every pair `k < kl.len()`, and the
 /// gradients, *added* into the rows of their Gaussians (the caller zeroes
-/// them first). `upstream` holds one weight per pair, or one for all.
+/// them first), or with `overwrite` (each Gaussian in exactly one pair)
+/// written there. `upstream` holds one weight per pair, or one for all.
 pub(crate) struct GradOut<'a, T> {
     pub(crate) kl: &'a mut [T],
     pub(crate) upstream: &'a [T],
@@ -35,6 +36,7 @@ pub(crate) struct GradOut<'a, T> {
     pub(crate) factors_p: &'a mut [T],
     pub(crate) means_q: &'a mut [T],
     pub(crate) factors_q: &'a mut [T],
+    pub(crate) overwrite: bool,
 }
 
 impl<T> GradOut<'_, T> {
@@ -47,6 +49,7 @@ impl<T> GradOut<'_, T> {
             factors_p: self.factors_p,
             means_q: self.means_q,
             factors_q: self.factors_q,
+            overwrite: self.overwrite,
         }
     }
 }
@@ -216,6 +219,7 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
         factors_p,
         means_q,
         factors_q,
+        overwrite,
     } = out;
     let n = kl.len();
     let t = row_start(d);
@@ -254,14 +258,27 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
             let (kp, kq) = pairs.get(start + l);
             let (gmp, gmq) = (&mut means_p[kp * d..][..d], &mut means_q[kq * d..][..d]);
             let (glp, glq) = (&mut factors_p[kp * t..][..t], &mut factors_q[kq * t..][..t]);
-            for i in 0..d {
-                let gz = zf[i * lanes + l];
-                gmp[i] -= gz;
-                gmq[i] += gz;
-                for j in 0..=i {
-                    let at = (i * d + j) * lanes + l;
-                    glp[ip.at(d, i, j)] += wf[at];
-                    glq[iq.at(d, i, j)] += mf[at];
+            if overwrite {
+                for i in 0..d {
+                    let gz = zf[i * lanes + l];
+                    gmp[i] = -gz;
+                    gmq[i] = gz;
+                    for j in 0..=i {
+                        let at = (i * d + j) * lanes + l;
+                        glp[ip.at(d, i, j)] = wf[at];
+                        glq[iq.at(d, i, j)] = mf[at];
+                    }
+                }
+            } else {
+                for i in 0..d {
+                    let gz = zf[i * lanes + l];
+                    gmp[i] -= gz;
+                    gmq[i] += gz;
+                    for j in 0..=i {
+                        let at = (i * d + j) * lanes + l;
+                        glp[ip.at(d, i, j)] += wf[at];
+                        glq[iq.at(d, i, j)] += mf[at];
+                    }
                 }
             }
         }
@@ -303,23 +320,29 @@ fn block<T: SimdReal, S: Simd>(
     for i in 0..d {
         let ii = i * d + i;
         let (rp, rq) = (m[ii], a[ii]);
-        let lp = if dp == Diagonal::Log {
-            T::vexp(s, rp)
-        } else {
-            rp
-        };
-        let lq = if dq == Diagonal::Log {
-            T::vexp(s, rq)
-        } else {
-            rq
-        };
-        lpd[i] = lp;
-        lqd[i] = lq;
         if dp == Diagonal::Log && dq == Diagonal::Log {
+            // Two exps: L_qᵢᵢ and L_pᵢᵢ follow from them.
             ld = T::vadd(s, ld, T::vsub(s, rp, rq));
-            m[ii] = T::vexp(s, T::vsub(s, rp, rq));
-            a[ii] = T::vexp(s, T::vsub(s, zero, rq));
+            let ratio = T::vexp(s, T::vsub(s, rp, rq));
+            let inv = T::vexp(s, T::vsub(s, zero, rq));
+            let lq = T::vdiv(s, one, inv);
+            m[ii] = ratio;
+            a[ii] = inv;
+            lqd[i] = lq;
+            lpd[i] = T::vmul(s, ratio, lq);
         } else {
+            let lp = if dp == Diagonal::Log {
+                T::vexp(s, rp)
+            } else {
+                rp
+            };
+            let lq = if dq == Diagonal::Log {
+                T::vexp(s, rq)
+            } else {
+                rq
+            };
+            lpd[i] = lp;
+            lqd[i] = lq;
             m[ii] = T::vdiv(s, lp, lq);
             a[ii] = T::vdiv(s, one, lq);
         }
