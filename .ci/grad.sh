@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --release --all-features --test grad -- --nocapture
-cargo bench --bench grad -- --test
+cargo bench --all-features --bench grad -- --test
