@@ -116,10 +116,11 @@ impl<'a, T: Real> Gaussians<'a, T> {
 
     /// Checks every plain diagonal entry (`index` = pair · d + row).
     fn check_diag(&self, what: &'static str, n: usize) -> Result<(), Error> {
-        if self.diagonal == Diagonal::Log {
+        if self.diagonal == Diagonal::Log || n == 0 {
             return Ok(());
         }
-        let (d, t) = (self.d, self.d * (self.d + 1) / 2);
+        let d = self.d;
+        let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
         for k in 0..n {
             for i in 0..d {
                 if self.tril[k * t + self.layout.index(d, i, i)] <= T::ZERO {

@@ -420,4 +420,17 @@ fn empty_batch_with_absurd_dimension_returns_at_once() {
     }
     assert_eq!(batch::kl_full_vec(&g, &g), Ok(vec![]));
     assert_eq!(batch::kl_full_all_pairs_vec(&g, &g), Ok(vec![]));
+    // Also found by the fuzzer: the plain-diagonal check computed
+    // `d (d + 1) / 2` unchecked, an overflow for `d = 2³²` on 64 bits (where
+    // `d (d + 1) / 2` itself fits).
+    #[cfg(target_pointer_width = "64")]
+    {
+        let d = (usize::MAX >> 32) + 1;
+        let g = Gaussians::new(d, &e, &e).diagonal(Diagonal::Plain);
+        for kernel in [Kernel::Auto, Kernel::Scalar] {
+            let opts = Options::new().kernel(kernel);
+            assert_eq!(opts.kl_full(&g, &g, &mut []), Ok(()));
+            assert_eq!(opts.kl_full_all_pairs(&g, &g, &mut []), Ok(()));
+        }
+    }
 }
