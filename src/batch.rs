@@ -461,7 +461,7 @@ fn scalar_loop<T: Real>(
     out: &mut [T],
     work: &mut [T],
 ) {
-    let t = d * (d + 1) / 2;
+    let t = tril_len(d).unwrap_or(0); // fits: the slices hold n · t numbers
     for (k, o) in out.iter_mut().enumerate() {
         let (kp, kq) = pairs.get(k);
         let lp = PackedTril {
