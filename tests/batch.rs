@@ -410,8 +410,16 @@ fn parallel_equals_serial_bitwise() {
 /// now returns at once.
 #[test]
 fn empty_batch_with_absurd_dimension_returns_at_once() {
-    let d = 1 << 17; // a 2³⁴-scalar workspace, were one allocated
+    // A 2³⁴-scalar triangle on 64 bits, 2²⁹ on 32 bits (wasm32), where
+    // `d = 2¹⁷` is itself too large: `d (d + 1) / 2` does not fit a `usize`.
+    let d = if cfg!(target_pointer_width = "64") { 1 << 17 } else { 1 << 15 };
     let e: [f64; 0] = [];
+    #[cfg(target_pointer_width = "32")]
+    {
+        let g = Gaussians::new(1 << 17, &e, &e);
+        let too_large = Err(Error::DimensionTooLarge { d: 1 << 17 });
+        assert_eq!(Options::new().kl_full(&g, &g, &mut []), too_large);
+    }
     let g = Gaussians::new(d, &e, &e);
     for kernel in [Kernel::Auto, Kernel::Lanes, Kernel::Blocked, Kernel::Scalar] {
         let opts = Options::new().kernel(kernel);

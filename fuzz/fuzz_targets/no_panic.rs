@@ -22,7 +22,7 @@ use gaussian_kl::search::{DocIndex, Metric};
 use gaussian_kl::simd::{Level, SimdReal};
 use gaussian_kl::tril::tril_len;
 use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
-use gaussian_kl_fuzz::{LAYOUTS, wild_dim, wild_len, wild_vec, with_const_d};
+use gaussian_kl_fuzz::{LAYOUTS, fixed_dim, wild_dim, wild_len, wild_vec, with_const_d};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest slice a call gets: large enough for d = 70 dense (4,900).
@@ -165,18 +165,18 @@ fn one_call<T: ScoreReal + SimdReal>(u: &mut Unstructured<'_>) -> Result<()> {
         }
         5 => {
             // Fixed D, packed factors whose d may differ from D.
-            let big_d = u.int_in_range(1..=64usize)?;
+            let big_d = fixed_dim(u)?;
             let d_q = if u.arbitrary()? { big_d } else { d };
             let d_p = if u.arbitrary()? { big_d } else { d };
             let np = wild_len(u, tril_len(d_p), CAP)?;
             let nq = wild_len(u, tril_len(d_q), CAP)?;
             let (dp, dq) = (wild_vec::<T>(u, np)?, wild_vec::<T>(u, nq)?);
             let (lp, lq) = (packed(u, d_p, &dp)?, packed(u, d_q, &dq)?);
-            with_const_d!(big_d, D => fixed_packed::<T, D>(u, lp, lq)).expect("1..=64")?;
+            with_const_d!(big_d, D => fixed_packed::<T, D>(u, lp, lq)).expect("FIXED_DIMS")?;
         }
         6 => {
-            let big_d = u.int_in_range(1..=64usize)?;
-            with_const_d!(big_d, D => fixed_dense::<T, D>(u)).expect("1..=64")?;
+            let big_d = fixed_dim(u)?;
+            with_const_d!(big_d, D => fixed_dense::<T, D>(u)).expect("FIXED_DIMS")?;
         }
         7 => {
             let n = wild_len(u, sq, CAP)?;
@@ -564,7 +564,7 @@ fn grad_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
         }
         18 => {
             // Fixed D, packed factors whose d may differ from D.
-            let big_d = u.int_in_range(1..=64usize)?;
+            let big_d = fixed_dim(u)?;
             let d_p = if u.arbitrary()? { big_d } else { d };
             let d_q = if u.arbitrary()? { big_d } else { d };
             let np = wild_len(u, tril_len(d_p), CAP)?;
@@ -574,15 +574,15 @@ fn grad_call<T: SimdReal>(u: &mut Unstructured<'_>, op: u8) -> Result<()> {
             let [mut a, mut b, mut c, mut e] = grad_bufs::<T>(u, big_d, tril_len(big_d))?;
             let out = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
             let fine = with_const_d!(big_d, D => grad_packed_fixed::<T, D>(u, lp, lq, out))
-                .expect("1..=64")?;
+                .expect("FIXED_DIMS")?;
             if fine {
                 assert!(d_p == big_d && d_q == big_d && Some(np) == tril_len(big_d));
                 assert!(Some(nq) == tril_len(big_d));
             }
         }
         19 => {
-            let big_d = u.int_in_range(1..=64usize)?;
-            with_const_d!(big_d, D => grad_fixed::<T, D>(u)).expect("1..=64")?;
+            let big_d = fixed_dim(u)?;
+            with_const_d!(big_d, D => grad_fixed::<T, D>(u)).expect("FIXED_DIMS")?;
         }
         20 => {
             let (n, m) = (wild_len(u, tri, CAP)?, wild_len(u, Some(d), CAP)?);
