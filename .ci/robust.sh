@@ -4,15 +4,15 @@
 # WebAssembly checks (.ci/wasm.sh).
 #
 # FUZZ_SECONDS (default 24): nightly/ASan run per target; the stable run
-# gets a third of it. Four targets: 4 × (8 + 24) s ≈ 2 min of fuzzing, under
-# 4 min warm with start-up. SKIP_WASM=1 skips .ci/wasm.sh.
+# gets a third of it. Four targets: 4 × (8 + 24) s ≈ 2 min of fuzzing; the
+# two cold builds take about 2 min each. SKIP_WASM=1 skips .ci/wasm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 FUZZ_SECONDS=${FUZZ_SECONDS:-24}
 
-echo "== accuracy and special values"
-cargo test --release --all-features --test accuracy -- --nocapture
+echo "== accuracy table"
+cargo test --all-features --test accuracy -- --nocapture
 
 echo "== fuzz targets"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
@@ -20,6 +20,10 @@ cargo +stable clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warning
 targets=$(cargo fuzz list)
 # Inputs large enough for d = 64 in full_agree (d(d+1) + 2d bytes).
 opts=(-max_len=8192 -print_final_stats=1)
+# cargo-fuzz builds with one codegen unit by default: a single thread for the
+# largest crate (no_panic reaches every kernel at every SIMD level). Sixteen
+# halve the build on two cores, for a short run that is slightly slower.
+build=(--codegen-units 16)
 logs=target/fuzz-logs
 mkdir -p "$logs"
 # run_target TOOLCHAIN SANITIZER TARGET SECONDS: fails (with the log's tail) on any finding.
@@ -30,7 +34,8 @@ run_target() {
   echo "-- $3: $1, sanitizer $2, $4 s"
   # New corpus entries go to fuzz/corpus/$3 (ignored by git); the committed seeds are only read.
   # One target directory per toolchain, so that neither rebuilds the other's.
-  if ! cargo "+$1" fuzz run --target-dir "fuzz/target/$1" -s "$2" "$3" "fuzz/corpus/$3" "${seeds[@]}" -- \
+  if ! cargo "+$1" fuzz run "${build[@]}" --target-dir "fuzz/target/$1" -s "$2" "$3" \
+       "fuzz/corpus/$3" "${seeds[@]}" -- \
        -max_total_time="$4" "${opts[@]}" >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzz target $3 failed ($1, $2); artifacts in fuzz/artifacts/$3" >&2
@@ -38,6 +43,18 @@ run_target() {
   fi
   grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done)' "$log"
 }
+# build_all TOOLCHAIN SANITIZER: every target, before any runs.
+build_all() {
+  local t0=$SECONDS log="$logs/build-$1.log"
+  if ! cargo "+$1" fuzz build "${build[@]}" --target-dir "fuzz/target/$1" -s "$2" >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzz build failed ($1, $2)" >&2
+    return 1
+  fi
+  echo "-- built every target ($1, sanitizer $2) in $((SECONDS - t0)) s"
+}
+build_all stable none
+build_all nightly address
 for t in $targets; do
   run_target stable none "$t" $((FUZZ_SECONDS / 3))
   run_target nightly address "$t" "$FUZZ_SECONDS"

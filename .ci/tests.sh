@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --manifest-path tests/no_std_check/Cargo.toml
-cargo clippy --manifest-path tests/no_std_check/Cargo.toml --release -- -D warnings
-cargo test --test oracle -- --nocapture
+cargo clippy --manifest-path tests/no_std_check/Cargo.toml -- -D warnings
+cargo build --manifest-path tests/no_std_check/Cargo.toml
+cargo test --all-features --test oracle -- --nocapture

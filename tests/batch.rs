@@ -412,7 +412,11 @@ fn parallel_equals_serial_bitwise() {
 fn empty_batch_with_absurd_dimension_returns_at_once() {
     // A 2³⁴-scalar triangle on 64 bits, 2²⁹ on 32 bits (wasm32), where
     // `d = 2¹⁷` is itself too large: `d (d + 1) / 2` does not fit a `usize`.
-    let d = if cfg!(target_pointer_width = "64") { 1 << 17 } else { 1 << 15 };
+    let d = if cfg!(target_pointer_width = "64") {
+        1 << 17
+    } else {
+        1 << 15
+    };
     let e: [f64; 0] = [];
     #[cfg(target_pointer_width = "32")]
     {

@@ -136,7 +136,9 @@ impl<T: SimdReal, const D: usize> WithSimd for FixedOp<'_, T, D> {
             lqd: &mut lqd,
         };
         let (p, q) = (self.p, self.q);
-        run_blocks::<T, S, _>(s, D, p, q, RowMajor, RowMajor, self.pairs, self.out, &mut bufs);
+        run_blocks::<T, S, _>(
+            s, D, p, q, RowMajor, RowMajor, self.pairs, self.out, &mut bufs,
+        );
     }
 }
 
@@ -160,7 +162,13 @@ impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
             let (z, rest) = rest.split_at_mut(MAX_FIXED_D);
             let (lpd, lqd) = rest.split_at_mut(MAX_FIXED_D);
             let (z, lpd, lqd) = (&mut z[..d], &mut lpd[..d], &mut lqd[..d]);
-            Block { fwd, w, z, lpd, lqd }
+            Block {
+                fwd,
+                w,
+                z,
+                lpd,
+                lqd,
+            }
         } else {
             let (a, rest) = self.work.split_at_mut(d * d * lanes);
             let (m, rest) = rest.split_at_mut(d * d * lanes);

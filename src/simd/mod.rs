@@ -5,9 +5,11 @@
 //! `Level::dispatch`: [`Level::detect`] picks the best instruction set the
 //! CPU has at run time (AVX-512 with the `avx512` feature, else AVX2+FMA on
 //! x86-64; NEON on aarch64; `simd128` on wasm32; scalar otherwise). Tests and
-//! benches force any level the host supports, including pulp's emulated
-//! widths (`Scalar128`/`256`/`512`), which run the vector code paths of each
-//! lane count on any machine.
+//! benches force any level the host supports, including, with the crate
+//! feature `emulated-levels`, pulp's emulated widths (`Scalar128`/`256`/`512`),
+//! which run the vector code paths of each lane count on any machine. Every
+//! level a build can dispatch to is one more copy of every SIMD kernel in
+//! it; without the feature those three report unavailable and cost nothing.
 //!
 //! ```
 //! use gaussian_kl::simd::Level;
@@ -32,7 +34,8 @@ pub enum Level {
     /// One lane, plain scalar instructions (pulp's `Scalar`).
     Scalar,
     /// Emulated 128-bit vectors in scalar code (pulp's `Scalar128b`): tests
-    /// the 4-lane `f32` / 2-lane `f64` paths on any machine.
+    /// the 4-lane `f32` / 2-lane `f64` paths on any machine. Needs the crate
+    /// feature `emulated-levels`, as do the next two.
     Scalar128,
     /// Emulated 256-bit vectors (8 × `f32`, 4 × `f64`).
     Scalar256,
@@ -95,7 +98,9 @@ impl Level {
     /// Whether this level can run on the host (and this build).
     pub fn is_available(self) -> bool {
         match self {
-            Level::Scalar | Level::Scalar128 | Level::Scalar256 | Level::Scalar512 => true,
+            Level::Scalar => true,
+            #[cfg(feature = "emulated-levels")]
+            Level::Scalar128 | Level::Scalar256 | Level::Scalar512 => true,
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => pulp::x86::V3::try_new().is_some(),
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -114,9 +119,14 @@ impl Level {
     /// ```
     /// use gaussian_kl::simd::Level;
     /// assert_eq!(Level::Scalar.lanes::<f32>(), 1);
-    /// assert_eq!(Level::Scalar512.lanes::<f32>(), 16);
-    /// assert_eq!(Level::Scalar512.lanes::<f64>(), 8);
+    /// if Level::Scalar512.is_available() {
+    ///     // with the feature `emulated-levels`
+    ///     assert_eq!(Level::Scalar512.lanes::<f32>(), 16);
+    ///     assert_eq!(Level::Scalar512.lanes::<f64>(), 8);
+    /// }
     /// ```
+    ///
+    /// A level the host lacks reports 1.
     pub fn lanes<T: SimdReal>(self) -> usize {
         struct Lanes<T>(core::marker::PhantomData<T>);
         impl<T: SimdReal> WithSimd for Lanes<T> {
@@ -137,8 +147,11 @@ impl Level {
     pub(crate) fn dispatch<Op: WithSimd>(self, op: Op) -> Option<Op::Output> {
         match self {
             Level::Scalar => Some(Simd::vectorize(pulp::Scalar::new(), op)),
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar128 => Some(Simd::vectorize(pulp::Scalar128b, op)),
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar256 => Some(Simd::vectorize(pulp::Scalar256b, op)),
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar512 => Some(Simd::vectorize(pulp::Scalar512b, op)),
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => pulp::x86::V3::try_new().map(|s| Simd::vectorize(s, op)),
@@ -170,8 +183,11 @@ impl Level {
             Level::Scalar
         };
         match level {
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar128 => Simd::vectorize(pulp::Scalar128b, op),
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar256 => Simd::vectorize(pulp::Scalar256b, op),
+            #[cfg(feature = "emulated-levels")]
             Level::Scalar512 => Simd::vectorize(pulp::Scalar512b, op),
             #[cfg(target_arch = "x86_64")]
             Level::Avx2 => match pulp::x86::V3::try_new() {
