@@ -1,11 +1,11 @@
 //! Throughput of top-10 retrieval (f32, one thread) measured in on-CPU time,
 //! for machines shared with other work, where wall-clock benchmarks
-//! (`cargo bench --bench diag`) undercount what a core does.
+//! (`cargo bench -p gaussian-kl-bench --bench diag`) undercount what a core does.
 //!
 //! On 64-bit Linux the thread's on-CPU time comes from
 //! `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; elsewhere the figures fall back to wall-clock time.
 //!
-//! Run: `cargo run --release --features avx512 --example diag_throughput -- K NQ ND [REPS]`
+//! Run: `cargo run --release -p gaussian-kl-bench --example diag_throughput -- K NQ ND [REPS]`
 //! (defaults: 128 64 16384 5). Prints pairs per second and GFLOP/s on the
 //! `2(2k+1)` flops of a compact dot product, for the fused kernel and for the
 //! seed's `3k+1` representation through `matrixmultiply::sgemm` + a streaming top-10.

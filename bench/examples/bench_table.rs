@@ -3,7 +3,7 @@
 //! reference, nalgebra and faer (`f32`, per pair, single thread), the
 //! ratios, and the crate's `f32` GFLOP/s as a fraction of an FMA peak probe.
 //!
-//! `cargo run --release --features avx512 --example bench_table [-- QUICK_SECS]`
+//! `cargo run --release -p gaussian-kl-bench --example bench_table [-- QUICK_SECS]`
 //!
 //! Each figure is the median of 3 runs of at least `QUICK_SECS` (default 0.3).
 

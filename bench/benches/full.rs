@@ -3,7 +3,7 @@
 //! same run, for d ∈ {2, 3, 4, 8, 16, 32, 64, 128, 256} and batches sized for
 //! L1, L2 and DRAM; `f32` and `f64`.
 //!
-//! `cargo bench --features avx512 --bench full -- --warm-up-time 1 --measurement-time 2 'f32/d=3/'`
+//! `cargo bench -p gaussian-kl-bench --bench full -- --warm-up-time 1 --measurement-time 2 'f32/d=3/'`
 
 mod support;
 

@@ -8,7 +8,7 @@
 //! (`batch_grad::kl_grad_packed`) and the scalar gradient loop
 //! (`Kernel::Scalar`), in f32 and f64.
 //!
-//! `cargo bench --bench grad -- --warm-up-time 1 --measurement-time 2`
+//! `cargo bench -p gaussian-kl-bench --bench grad -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gaussian_kl::PackedTril;

@@ -1,0 +1,1 @@
+//! Benchmarks of gaussian-kl against its peers: see `benches/` and `examples/`.
