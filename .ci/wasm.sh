@@ -36,6 +36,9 @@ cargo run --quiet --release --example oracle_kl > "$root/target/wasm/native.json
 node wasm/check.js "$module" tests/data/torch_kl_cases.json "$root/target/wasm/native.json"
 
 echo "-- wasm32-wasip1: the crate's tests under Node's WASI"
+# opt-level 1 (the std rebuilt from source included): 30% less build time than
+# 3, the same tests; the module above is the fully optimized build.
+CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
 CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $root/wasm/wasi-run.js" \
 RUSTFLAGS="-C target-feature=+simd128 -C panic=abort -C link-self-contained=no -L /usr/lib/wasm32-wasi \
   -C link-arg=/usr/lib/wasm32-wasi/crt1-command.o -C link-arg=--unresolved-symbols=ignore-all" \
