@@ -290,8 +290,7 @@ fn check_pair(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
     }
 
     // Finite differences of the double-double reference.
-    let (_, kappa) = case.reference();
-    if (d + 1) as f64 * EPS * kappa > 1e-6 {
+    if (d + 1) as f64 * EPS * case.kappa_q() > 1e-6 {
         return;
     }
     let Ok(dir) = direction(u, 2 * d + d * (d + 1)) else {
@@ -317,14 +316,18 @@ fn error_bounds(case: &FullCase) -> Vec<f64> {
     let inv = dd::inverse_lower(d, &lq);
     let gamma = (d + 6) as f64 * EPS;
     let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-    // `A x` (or `Aᵀ x` with `t`) for dense `d × d` `A` and `d × c` `x`.
+    // `A x` (or `Aᵀ x` with `t`) for a dense lower-triangular `d × d` `A`
+    // and a dense `d × c` `x`, row by row (`k ≤ i`, or `k ≥ i` for `Aᵀ`).
     let mul = |a: &[f64], t: bool, x: &[f64], c: usize| -> Vec<f64> {
         let mut out = vec![0.0; d * c];
         for i in 0..d {
-            for j in 0..c {
-                out[i * c + j] = (0..d)
-                    .map(|k| if t { a[k * d + i] } else { a[i * d + k] } * x[k * c + j])
-                    .sum();
+            let row = &mut out[i * c..(i + 1) * c];
+            let ks = if t { i..d } else { 0..i + 1 };
+            for k in ks {
+                let aik = if t { a[k * d + i] } else { a[i * d + k] };
+                for (o, &xk) in row.iter_mut().zip(&x[k * c..(k + 1) * c]) {
+                    *o += aik * xk;
+                }
             }
         }
         out
@@ -671,6 +674,18 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     ];
     let mut bound = acc.clone();
     let mut well_conditioned = true;
+    let mut references = Vec::with_capacity(pairs.len());
+    // Entry `i` of a factor packed in `layout` is entry `at[i]` row-major.
+    let row_major_at = |layout: Layout| {
+        let mut at = vec![0; t];
+        for r in 0..d {
+            for col in 0..=r {
+                at[layout.index(d, r, col)] = r * (r + 1) / 2 + col;
+            }
+        }
+        at
+    };
+    let (at_p, at_q) = (row_major_at(p.layout), row_major_at(q.layout));
     for (b, &(ip, iq)) in pairs.iter().enumerate() {
         let (mp, lp) = p.row(d, ip);
         let (mq, lq) = q.row(d, iq);
@@ -681,30 +696,26 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         assert_same(want.0[b], v, "batch KL");
         // The SIMD kernel's bounds (module docs), in the factors' layouts.
         let case = p.case_with(&q, d, ip, iq);
-        let (_, kappa) = case.reference();
+        let (reference, kappa) = case.reference();
+        references.push((reference, kappa));
         well_conditioned &= (d + 1) as f64 * EPS * kappa <= 1e-6;
         let errs = error_bounds(&case);
         // Each kernel within twice the first-order bound of the truth.
         let c = 4.0 * g.abs();
-        let parts: [(&[f64], usize, usize, usize, Layout); 4] = [
-            (&one.mp, 0, ip, d, p.layout),
-            (&one.lp, 1, ip, t, p.layout),
-            (&one.mq, 2, iq, d, q.layout),
-            (&one.lq, 3, iq, t, q.layout),
+        let parts: [(&[f64], usize, usize, usize, &[usize]); 4] = [
+            (&one.mp, 0, ip, d, &at_p),
+            (&one.lp, 1, ip, t, &at_p),
+            (&one.mq, 2, iq, d, &at_q),
+            (&one.lq, 3, iq, t, &at_q),
         ];
-        for (vals, slot, row, len, layout) in parts {
+        for (vals, slot, row, len, at) in parts {
             for (a, &x) in acc[slot][row * len..(row + 1) * len].iter_mut().zip(vals) {
                 *a += x;
             }
             // `errs` holds μ_p, L_p, μ_q, L_q, factors row-major packed.
             let off = [0, d, d + t, 2 * d + t][slot];
             for i in 0..len {
-                let m = if len == d {
-                    errs[off + i]
-                } else {
-                    let (r, col) = unpack_index(layout, d, i);
-                    errs[off + r * (r + 1) / 2 + col]
-                };
+                let m = errs[off + if len == d { i } else { at[i] }];
                 bound[slot][row * len + i] += c * m;
             }
         }
@@ -721,10 +732,8 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         if !well_conditioned {
             continue;
         }
-        for (b, &(ip, iq)) in pairs.iter().enumerate() {
-            let case = p.case_with(&q, d, ip, iq);
-            let (r, kappa) = case.reference();
-            assert_close(got.0[b], &r, d, 2.0 * kappa, "SIMD batch KL");
+        for (b, (r, kappa)) in references.iter().enumerate() {
+            assert_close(got.0[b], r, d, 2.0 * kappa, "SIMD batch KL");
         }
         for k in 0..4 {
             for (i, (x, y)) in got.1[k].iter().zip(&want.1[k]).enumerate() {
@@ -760,18 +769,6 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `(i, j)` of the entry at `at` of a packed factor in `layout`.
-fn unpack_index(layout: Layout, d: usize, at: usize) -> (usize, usize) {
-    for i in 0..d {
-        for j in 0..=i {
-            if layout.index(d, i, j) == at {
-                return (i, j);
-            }
-        }
-    }
-    unreachable!("index in range")
 }
 
 /// One batched call: the KL values and the four gradients, or `None` on an

@@ -169,8 +169,13 @@ impl FullCase {
             &self.l_q.raw,
             self.l_q.dd_diag(),
         );
-        let kappa = dd::skeel_cond(d, &dd::plain_dense(d, &self.l_q.raw, self.l_q.dd_diag()));
-        (r, kappa)
+        (r, self.kappa_q())
+    }
+
+    /// Skeel's condition number `κ_S(L_q)` (see [`dd::skeel_cond`]).
+    pub fn kappa_q(&self) -> f64 {
+        let d = self.d;
+        dd::skeel_cond(d, &dd::plain_dense(d, &self.l_q.raw, self.l_q.dd_diag()))
     }
 
     /// `KL(p‖N(0, I))` in double-double.
