@@ -24,13 +24,18 @@
 //! - finite differences: along a direction `v ∈ {−1, 0, 1}^n` over all
 //!   parameters (`μ_p`, raw `L_p`, `μ_q`, raw `L_q`), the steps `h = 2⁻³⁰`
 //!   and `h/2` are exact in f64 and the double-double reference makes the
-//!   difference quotients `D_h`, `D_{h/2}` free of rounding (≈ 1e-32 · S / h);
+//!   difference quotients `D_h`, `D_{h/2}` nearly free of rounding (below);
 //!   their Richardson extrapolation `R = (4 D_{h/2} − D_h)/3` errs by
 //!   `O(h⁴)`, far below `|D_h − D_{h/2}| ≈ h² |f'''| / 8`, which is added as
 //!   slack. The kernel's `ĝ · v` must satisfy
 //!   `|ĝ · v − R| ≤ 2 Σ|vᵢ| Eᵢ + n eps Σ|ĝᵢvᵢ| + 4 eps (|D_h| + |D_{h/2}|)
-//!   + 2|D_h − D_{h/2}|` (the kernel's error, the rounding of the `n`-term
-//!   dot product and of `R`, the truncation slack), `Eᵢ` the error bound
+//!   + 2|D_h − D_{h/2}| + 3 T_dd / h` (the kernel's error, the rounding of
+//!   the `n`-term dot product and of `R`, the truncation slack, and the
+//!   reference's rounding carried through the quotients: `T_dd` is the
+//!   forward bound `dd::tolerance` with unit roundoff `2⁻¹⁰⁰`, 16 ulps of
+//!   the double-double format; the truncation error of the reference's
+//!   `exp` is smooth in its argument and cancels in the differences), `Eᵢ`
+//!   the error bound
 //!   below. Checked where the case is well-conditioned:
 //!   `(d+1) eps κ_S(L_q) ≤ 10⁻⁶`, so that second-order terms stay below the
 //!   factor 2. The same for `kl_std_normal_grad` (`L_q = I`).
@@ -290,13 +295,14 @@ fn check_pair(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
     }
 
     // Finite differences of the double-double reference.
-    if (d + 1) as f64 * EPS * case.kappa_q() > 1e-6 {
+    let kappa = case.kappa_q();
+    if (d + 1) as f64 * EPS * kappa > 1e-6 {
         return;
     }
     let Ok(dir) = direction(u, 2 * d + d * (d + 1)) else {
         return;
     };
-    fd_check(case, &g1, &dir, &error_bounds(case), false);
+    fd_check(case, &g1, &dir, &error_bounds(case), kappa, false);
 }
 
 /// A direction `v ∈ {−1, 0, 1}^n`.
@@ -419,12 +425,12 @@ fn dd_diag(f: &Factor) -> dd::Diag {
 /// Checks `ĝ · v` (gradient with upstream 1, packed in the case's layouts)
 /// against the Richardson-extrapolated central difference. `std_normal`:
 /// `q = N(0, I)` and `v` covers `μ_p, L_p` only.
-fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], std_normal: bool) {
+fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], kappa: f64, std_normal: bool) {
     let d = case.d;
     let eye: Vec<f64> = (0..d * d)
         .map(|x| if x / d == x % d { 1.0 } else { 0.0 })
         .collect();
-    let f = |t: f64| -> Dd {
+    let f = |t: f64| -> dd::Reference {
         let [mp, lp, mq, lq] = moved(case, v, t);
         let r = if std_normal {
             dd::kl(
@@ -447,12 +453,21 @@ fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], std_normal: 
                 dd_diag(&case.l_q),
             )
         };
-        r.kl
+        r
     };
     let h = 2f64.powi(-30);
-    let quotient = |h: f64| ((f(h) - f(-h)) / Dd::new(2.0 * h)).to_f64();
+    let mut scale: f64 = 0.0;
+    let mut quotient = |h: f64| {
+        let (a, b) = (f(h), f(-h));
+        scale = scale.max(a.scale).max(b.scale);
+        ((a.kl - b.kl) / Dd::new(2.0 * h)).to_f64()
+    };
     let (d1, d2) = (quotient(h), quotient(h / 2.0));
     let rich = (4.0 * d2 - d1) / 3.0;
+    // The reference's own rounding (its forward bound with a double-double
+    // unit roundoff of 2⁻¹⁰⁰, 16 ulps of slack), divided by the steps:
+    // `(4 · 2/h + 2/(2h)) / 3 = 3/h` times the bound for `R`.
+    let noise = 3.0 * dd::tolerance(d, 2f64.powi(-100), kappa, scale) / h;
     // ĝ · v in the row-major packed order of `moved` and `error_bounds`.
     let (mut dot, mut weight, mut abs_dot) = (0.0, 0.0, 0.0);
     let mut k = 0;
@@ -485,7 +500,8 @@ fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], std_normal: 
     let tol = 2.0 * weight
         + k as f64 * EPS * abs_dot
         + 4.0 * EPS * (d1.abs() + d2.abs())
-        + 2.0 * (d1 - d2).abs();
+        + 2.0 * (d1 - d2).abs()
+        + noise;
     let err = (dot - rich).abs();
     assert!(
         err <= tol,
@@ -556,7 +572,14 @@ fn check_std_normal(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
         ..case.clone()
     };
     let bounds = error_bounds(&prior);
-    fd_check(case, &grads, &dir, &bounds[..d + d * (d + 1) / 2], true);
+    fd_check(
+        case,
+        &grads,
+        &dir,
+        &bounds[..d + d * (d + 1) / 2],
+        1.0,
+        true,
+    );
 }
 
 /// A batch side: `count` Gaussians (packed in `layout`).
