@@ -432,7 +432,7 @@ fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], kappa: f64, 
         .collect();
     let f = |t: f64| -> dd::Reference {
         let [mp, lp, mq, lq] = moved(case, v, t);
-        let r = if std_normal {
+        if std_normal {
             dd::kl(
                 d,
                 &mp,
@@ -452,8 +452,7 @@ fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], kappa: f64, 
                 &lq,
                 dd_diag(&case.l_q),
             )
-        };
-        r
+        }
     };
     let h = 2f64.powi(-30);
     let mut scale: f64 = 0.0;
@@ -725,7 +724,9 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         let errs = error_bounds(&case);
         // Each kernel within twice the first-order bound of the truth.
         let c = 4.0 * g.abs();
-        let parts: [(&[f64], usize, usize, usize, &[usize]); 4] = [
+        // (gradient, slot, Gaussian, length, row-major index map)
+        type Part<'a> = (&'a [f64], usize, usize, usize, &'a [usize]);
+        let parts: [Part<'_>; 4] = [
             (&one.mp, 0, ip, d, &at_p),
             (&one.lp, 1, ip, t, &at_p),
             (&one.mq, 2, iq, d, &at_q),
