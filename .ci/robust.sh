@@ -24,7 +24,8 @@ opts=(-max_len=8192 -print_final_stats=1)
 # largest crate (no_panic reaches every kernel at every SIMD level). Sixteen
 # halve the build on two cores, and opt-level 1 takes another quarter off, for
 # short runs that execute somewhat fewer inputs per second (long runs: defaults).
-build=(--codegen-units 16)
+# Debug assertions on (-a): arithmetic overflow is a panic, which `no_panic` must not find.
+build=(--codegen-units 16 -a)
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 logs=target/fuzz-logs
 mkdir -p "$logs"
