@@ -248,16 +248,34 @@ pub fn kl(
     for v in &y {
         y_sq = y_sq + *v * *v;
     }
-    // M = L_q⁻¹ L_p, one column at a time (column j has zeros above row j).
-    let mut m_sq = Dd::ZERO;
-    let mut col = vec![Dd::ZERO; d];
+    // M = L_q⁻¹ L_p, lower triangular: every column goes through the
+    // operations of `forward_sub_columns` on it alone, less those on its
+    // structural zeros (above its diagonal, where they only add zeros),
+    // interleaved across the columns (row-major `m`) so that their
+    // divisions, one dependent chain per column, overlap.
+    let mut m = vec![Dd::ZERO; d * d];
+    for i in 0..d {
+        m[i * d..i * d + i + 1].copy_from_slice(&lp[i * d..i * d + i + 1]);
+    }
     for j in 0..d {
-        for i in 0..d {
-            col[i] = if i >= j { lp[i * d + j] } else { Dd::ZERO };
+        let ljj = lq[j * d + j];
+        for x in &mut m[j * d..j * d + j + 1] {
+            *x = *x / ljj;
         }
-        forward_sub_columns(d, &lq, &mut col, 1);
-        for v in &col {
-            m_sq = m_sq + *v * *v;
+        let (done, below) = m.split_at_mut((j + 1) * d);
+        let vj = &done[j * d..j * d + j + 1];
+        for (i, row) in below.chunks_exact_mut(d).enumerate() {
+            let lij = lq[(j + 1 + i) * d + j];
+            for (x, &v) in row.iter_mut().zip(vj) {
+                *x = *x - lij * v;
+            }
+        }
+    }
+    let mut m_sq = Dd::ZERO;
+    for c in 0..d {
+        for i in 0..d {
+            let v = m[i * d + c];
+            m_sq = m_sq + v * v;
         }
     }
     let two = Dd::new(2.0);
