@@ -35,8 +35,7 @@
 //!   forward bound `dd::tolerance` with unit roundoff `2⁻¹⁰⁰`, 16 ulps of
 //!   the double-double format; the truncation error of the reference's
 //!   `exp` is smooth in its argument and cancels in the differences), `Eᵢ`
-//!   the error bound
-//!   below. Checked where the case is well-conditioned:
+//!   the error bound below. Checked where the case is well-conditioned:
 //!   `(d+1) eps κ_S(L_q) ≤ 10⁻⁶`, so that second-order terms stay below the
 //!   factor 2. The same for `kl_std_normal_grad` (`L_q = I`).
 //! - the SIMD gradient kernel (`batch_grad`, lockstep, at every level the
