@@ -3,13 +3,13 @@
 # target (stable without sanitizer, nightly with AddressSanitizer), and the
 # WebAssembly checks (.ci/wasm.sh).
 #
-# FUZZ_SECONDS (default 24): nightly/ASan run per target; the stable run
-# gets a third of it. Four targets: 4 × (8 + 24) s ≈ 2 min of fuzzing; the
+# FUZZ_SECONDS (default 45): nightly/ASan run per target; the stable run
+# gets a third of it: a minute per target, 4 × (15 + 45) s = 4 min of fuzzing; the
 # two cold builds take about 2 min each. SKIP_WASM=1 skips .ci/wasm.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
-FUZZ_SECONDS=${FUZZ_SECONDS:-24}
+FUZZ_SECONDS=${FUZZ_SECONDS:-45}
 
 echo "== accuracy table"
 cargo test --all-features --test accuracy -- --nocapture
