@@ -214,15 +214,27 @@ fn factor(d: usize, raw: &[f64], diag: Diag) -> (Vec<Dd>, Dd, f64) {
     (l, log_sum, abs_log)
 }
 
-/// Solves `L x = b` in place, column by column (`x_j` final, then
-/// subtracted from the rows below): the axpy order, unlike the crate's
-/// dot-product order.
-fn forward_sub_columns(d: usize, l: &[Dd], x: &mut [Dd], stride: usize) {
+/// Solves `L X = B` in place for a row-major `d × c` block `x`, row by row
+/// (row `j` final, then subtracted from the rows below): the axpy order,
+/// unlike the crate's dot-product order. Each column goes through the
+/// operations of a one-column solve, interleaved across the columns so that
+/// their divisions, one dependent chain per column, overlap. `lower`: `B`
+/// (hence `X`) is lower triangular, and the structural zeros above its
+/// diagonal, where the solve would only add zeros, are skipped.
+fn forward_sub(d: usize, l: &[Dd], x: &mut [Dd], c: usize, lower: bool) {
     for j in 0..d {
-        let v = x[j * stride] / l[j * d + j];
-        x[j * stride] = v;
-        for i in j + 1..d {
-            x[i * stride] = x[i * stride] - l[i * d + j] * v;
+        let width = if lower { j + 1 } else { c };
+        let ljj = l[j * d + j];
+        for v in &mut x[j * c..j * c + width] {
+            *v = *v / ljj;
+        }
+        let (done, below) = x.split_at_mut((j + 1) * c);
+        let xj = &done[j * c..j * c + width];
+        for (i, row) in below.chunks_exact_mut(c).enumerate() {
+            let lij = l[(j + 1 + i) * d + j];
+            for (v, &w) in row.iter_mut().zip(xj) {
+                *v = *v - lij * w;
+            }
         }
     }
 }
@@ -243,34 +255,17 @@ pub fn kl(
     let mut y: Vec<Dd> = (0..d)
         .map(|i| Dd::new(mean_q[i]) - Dd::new(mean_p[i]))
         .collect();
-    forward_sub_columns(d, &lq, &mut y, 1);
+    forward_sub(d, &lq, &mut y, 1, false);
     let mut y_sq = Dd::ZERO;
     for v in &y {
         y_sq = y_sq + *v * *v;
     }
-    // M = L_q⁻¹ L_p, lower triangular: every column goes through the
-    // operations of `forward_sub_columns` on it alone, less those on its
-    // structural zeros (above its diagonal, where they only add zeros),
-    // interleaved across the columns (row-major `m`) so that their
-    // divisions, one dependent chain per column, overlap.
+    // M = L_q⁻¹ L_p, lower triangular, row-major.
     let mut m = vec![Dd::ZERO; d * d];
     for i in 0..d {
         m[i * d..i * d + i + 1].copy_from_slice(&lp[i * d..i * d + i + 1]);
     }
-    for j in 0..d {
-        let ljj = lq[j * d + j];
-        for x in &mut m[j * d..j * d + j + 1] {
-            *x = *x / ljj;
-        }
-        let (done, below) = m.split_at_mut((j + 1) * d);
-        let vj = &done[j * d..j * d + j + 1];
-        for (i, row) in below.chunks_exact_mut(d).enumerate() {
-            let lij = lq[(j + 1 + i) * d + j];
-            for (x, &v) in row.iter_mut().zip(vj) {
-                *x = *x - lij * v;
-            }
-        }
-    }
+    forward_sub(d, &lq, &mut m, d, true);
     let mut m_sq = Dd::ZERO;
     for c in 0..d {
         for i in 0..d {
