@@ -414,44 +414,23 @@ fn moved(case: &FullCase, v: &[f64], t: f64) -> [Vec<f64>; 4] {
     [mp, lp, mq, lq]
 }
 
-fn dd_diag(f: &Factor) -> dd::Diag {
-    match f.diagonal {
-        Diagonal::Log => dd::Diag::Log,
-        Diagonal::Plain => dd::Diag::Plain,
-    }
-}
-
 /// Checks `ĝ · v` (gradient with upstream 1, packed in the case's layouts)
 /// against the Richardson-extrapolated central difference. `std_normal`:
-/// `q = N(0, I)` and `v` covers `μ_p, L_p` only.
+/// `case` has `q = N(0, I)` ([`FullCase::with_std_normal_q`]), and `v` and
+/// `g1` cover `μ_p, L_p` only.
 fn fd_check(case: &FullCase, g1: &Grads, v: &[f64], bounds: &[f64], kappa: f64, std_normal: bool) {
     let d = case.d;
-    let eye: Vec<f64> = (0..d * d)
-        .map(|x| if x / d == x % d { 1.0 } else { 0.0 })
-        .collect();
     let f = |t: f64| -> dd::Reference {
         let [mp, lp, mq, lq] = moved(case, v, t);
-        if std_normal {
-            dd::kl(
-                d,
-                &mp,
-                &lp,
-                dd_diag(&case.l_p),
-                &vec![0.0; d],
-                &eye,
-                dd::Diag::Plain,
-            )
-        } else {
-            dd::kl(
-                d,
-                &mp,
-                &lp,
-                dd_diag(&case.l_p),
-                &mq,
-                &lq,
-                dd_diag(&case.l_q),
-            )
-        }
+        dd::kl(
+            d,
+            &mp,
+            &lp,
+            case.l_p.dd_diag(),
+            &mq,
+            &lq,
+            case.l_q.dd_diag(),
+        )
     };
     let h = 2f64.powi(-30);
     let mut scale: f64 = 0.0;
@@ -557,21 +536,10 @@ fn check_std_normal(case: &FullCase, g: f64, u: &mut Unstructured<'_>) {
     let Ok(dir) = direction(u, d + d * (d + 1) / 2) else {
         return;
     };
-    let mut eye = vec![0.0; d * d];
-    for i in 0..d {
-        eye[i * d + i] = 1.0;
-    }
-    let prior = FullCase {
-        mean_q: vec![0.0; d],
-        l_q: Factor {
-            raw: eye,
-            diagonal: Diagonal::Plain,
-        },
-        ..case.clone()
-    };
+    let prior = case.with_std_normal_q();
     let bounds = error_bounds(&prior);
     fd_check(
-        case,
+        &prior,
         &grads,
         &dir,
         &bounds[..d + d * (d + 1) / 2],

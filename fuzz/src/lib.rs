@@ -55,7 +55,8 @@ impl Factor {
         out
     }
 
-    fn dd_diag(&self) -> dd::Diag {
+    /// The diagonal encoding as the reference names it.
+    pub fn dd_diag(&self) -> dd::Diag {
         match self.diagonal {
             Diagonal::Log => dd::Diag::Log,
             Diagonal::Plain => dd::Diag::Plain,
@@ -159,17 +160,20 @@ impl FullCase {
 
     /// The double-double reference `KL(p‖q)` and Skeel's `κ_S(L_q)`.
     pub fn reference(&self) -> (dd::Reference, f64) {
-        let d = self.d;
-        let r = dd::kl(
-            d,
+        (self.reference_kl(), self.kappa_q())
+    }
+
+    /// The double-double reference `KL(p‖q)`.
+    pub fn reference_kl(&self) -> dd::Reference {
+        dd::kl(
+            self.d,
             &self.mean_p,
             &self.l_p.raw,
             self.l_p.dd_diag(),
             &self.mean_q,
             &self.l_q.raw,
             self.l_q.dd_diag(),
-        );
-        (r, self.kappa_q())
+        )
     }
 
     /// Skeel's condition number `κ_S(L_q)` (see [`dd::skeel_cond`]).
@@ -178,22 +182,26 @@ impl FullCase {
         dd::skeel_cond(d, &dd::plain_dense(d, &self.l_q.raw, self.l_q.dd_diag()))
     }
 
-    /// `KL(p‖N(0, I))` in double-double.
-    pub fn reference_std_normal(&self) -> dd::Reference {
+    /// This case with `q = N(0, I)` (plain identity factor).
+    pub fn with_std_normal_q(&self) -> FullCase {
         let d = self.d;
         let mut eye = vec![0.0; d * d];
         for i in 0..d {
             eye[i * d + i] = 1.0;
         }
-        dd::kl(
-            d,
-            &self.mean_p,
-            &self.l_p.raw,
-            self.l_p.dd_diag(),
-            &vec![0.0; d],
-            &eye,
-            dd::Diag::Plain,
-        )
+        FullCase {
+            mean_q: vec![0.0; d],
+            l_q: Factor {
+                raw: eye,
+                diagonal: Diagonal::Plain,
+            },
+            ..self.clone()
+        }
+    }
+
+    /// `KL(p‖N(0, I))` in double-double.
+    pub fn reference_std_normal(&self) -> dd::Reference {
+        self.with_std_normal_q().reference_kl()
     }
 }
 
