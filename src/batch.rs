@@ -39,7 +39,8 @@ use crate::error::{Error, check_len};
 use crate::full::{blocked, lanes};
 use crate::real::Real;
 use crate::simd::{Level, SimdReal};
-use crate::tril::{Diagonal, Layout, PackedTril, tril_len};
+use crate::tril::{Diagonal, Layout, tril_len};
+use crate::view::PackedTril;
 use std::vec;
 use std::vec::Vec;
 
@@ -126,7 +127,9 @@ impl<'a, T: Real> Gaussians<'a, T> {
                 if self.tril[k * t + self.layout.index(d, i, i)] <= T::ZERO {
                     return Err(Error::NonPositiveDiagonal {
                         what,
-                        index: k * d + i,
+                        item: Some(k),
+                        index: i,
+                        value: self.tril[k * t + self.layout.index(d, i, i)].to_f64(),
                     });
                 }
             }

@@ -37,7 +37,8 @@ use crate::full::lanes_grad::{self, GradOut};
 use crate::full::{KlGrad, grad_workspace_len};
 use crate::real::Real;
 use crate::simd::SimdReal;
-use crate::tril::{Diagonal, Layout, PackedTril, tril_len};
+use crate::tril::{Diagonal, Layout, tril_len};
+use crate::view::PackedTril;
 
 /// A batch of Gaussians with packed factors: `means` is `count × d`,
 /// `factors` is `count × d(d+1)/2`, every factor in the same layout and
@@ -182,7 +183,9 @@ fn check_diagonal<T: Real>(
             if f[side.layout.index(d, i, i)] <= T::ZERO {
                 return Err(Error::NonPositiveDiagonal {
                     what,
-                    index: g * d + i,
+                    item: Some(g),
+                    index: i,
+                    value: f[side.layout.index(d, i, i)].to_f64(),
                 });
             }
         }

@@ -52,16 +52,25 @@ pub mod batch;
 pub mod batch_grad;
 pub mod diag;
 pub mod error;
+#[cfg(feature = "std")]
+mod exec;
 pub mod full;
 pub mod real;
 #[cfg(feature = "std")]
 pub mod search;
 pub mod simd;
 pub mod tril;
+mod view;
 
 pub use error::Error;
+#[cfg(feature = "std")]
+pub use exec::{Exec, Kernel, Par};
 pub use real::Real;
-pub use tril::{Diagonal, Layout, PackedTril};
+pub use tril::{Diagonal, Layout};
+pub use view::{
+    DiagGaussian, DiagGaussians, DiagGradMut, Factor, Gaussian, Gaussians, GradMut, Grads, MatRef,
+    Mode, PackedTril, Scale,
+};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

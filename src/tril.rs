@@ -2,7 +2,7 @@
 //!
 //! A lower-triangular `d × d` factor `L` has `d(d+1)/2` free numbers. They
 //! arrive packed in one of three orders ([`Layout`]), with the diagonal
-//! either as raw log-values (`Lᵢᵢ = exp(raw)`, seed 000's parameterization)
+//! either as raw log-values (`Lᵢᵢ = exp(raw)`, a VAE encoder's parameterization)
 //! or as plain positive values ([`Diagonal`]).
 //!
 //! | layout | order of the packed numbers | `(i, j)` (`j ≤ i`) ↦ position |
@@ -11,8 +11,9 @@
 //! | [`Layout::ColMajor`] | LAPACK `'L'` packed: column by column | `j·d − j(j−1)/2 + (i − j)` |
 //! | [`Layout::DiagFirst`] | the `d` diagonal entries, then the strict lower triangle row by row | `i` if `i = j`, else `d + i(i−1)/2 + j` |
 
-use crate::error::{Error, check_len};
+use crate::error::Error;
 use crate::real::Real;
+use crate::view::PackedTril;
 
 /// Order of the packed lower-triangle numbers (see the [module docs](self)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -100,85 +101,7 @@ impl Layout {
     }
 }
 
-/// A borrowed packed lower-triangular factor `L` of dimension `d`.
-///
-/// ```
-/// use gaussian_kl::{Diagonal, Layout, PackedTril};
-/// // d = 2, PyTorch order, raw log diagonal: L = [[e^0, 0], [0.5, e^1]]
-/// let raw = [0.0f64, 0.5, 1.0];
-/// let l = PackedTril::new(2, &raw);
-/// assert_eq!((l.layout, l.diagonal), (Layout::RowMajor, Diagonal::Log));
-/// let mut dense = [0.0; 4];
-/// l.expand_dense(&mut dense).unwrap();
-/// assert_eq!(dense[..3], [1.0, 0.0, 0.5]);
-/// assert!((dense[3] - 1f64.exp()).abs() < 1e-15);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PackedTril<'a, T> {
-    /// The dimension `d`.
-    pub d: usize,
-    /// The `d(d+1)/2` packed numbers.
-    pub data: &'a [T],
-    /// Their order.
-    pub layout: Layout,
-    /// The encoding of the diagonal.
-    pub diagonal: Diagonal,
-}
-
-impl<'a, T: Real> PackedTril<'a, T> {
-    /// Row-major (PyTorch) order with a raw log diagonal: seed 000's parameterization.
-    #[inline]
-    pub const fn new(d: usize, data: &'a [T]) -> Self {
-        PackedTril {
-            d,
-            data,
-            layout: Layout::RowMajor,
-            diagonal: Diagonal::Log,
-        }
-    }
-
-    /// The same numbers read in another layout.
-    #[inline]
-    pub const fn layout(self, layout: Layout) -> Self {
-        PackedTril { layout, ..self }
-    }
-
-    /// The same numbers with another diagonal encoding.
-    #[inline]
-    pub const fn diagonal(self, diagonal: Diagonal) -> Self {
-        PackedTril { diagonal, ..self }
-    }
-
-    /// Checks that `data` holds exactly `d(d+1)/2` numbers.
-    pub fn check(&self, what: &'static str) -> Result<(), Error> {
-        let n = tril_len(self.d).ok_or(Error::DimensionTooLarge { d: self.d })?;
-        check_len(what, n, self.data.len())
-    }
-
-    /// Expands into a dense row-major `d × d` matrix with plain values
-    /// (`exp` applied to a log diagonal) and zeros above the diagonal.
-    pub fn expand_dense(&self, out: &mut [T]) -> Result<(), Error> {
-        self.check("packed")?;
-        let d = self.d;
-        let n = d.checked_mul(d).ok_or(Error::DimensionTooLarge { d })?;
-        check_len("out", n, out.len())?;
-        for i in 0..d {
-            for j in 0..d {
-                out[i * d + j] = if j <= i {
-                    self.data[self.layout.index(d, i, j)]
-                } else {
-                    T::ZERO
-                };
-            }
-            let v = out[i * d + i];
-            out[i * d + i] = match self.diagonal {
-                Diagonal::Log => v.exp(),
-                Diagonal::Plain => v,
-            };
-        }
-        Ok(())
-    }
-
+impl<T: Real> PackedTril<'_, T> {
     /// Copies the factor into `out` as a row-major packed triangle of plain
     /// values and returns `Σᵢ log Lᵢᵢ`. The result does not depend on the
     /// layout: every layout gives bit-identical `out` and sum.
@@ -200,7 +123,12 @@ impl<'a, T: Real> PackedTril<'a, T> {
                 }
                 Diagonal::Plain => {
                     if raw <= T::ZERO {
-                        return Err(Error::NonPositiveDiagonal { what, index: i });
+                        return Err(Error::NonPositiveDiagonal {
+                            what,
+                            item: None,
+                            index: i,
+                            value: raw.to_f64(),
+                        });
                     }
                     log_sum += raw.ln();
                     raw
@@ -231,7 +159,12 @@ pub(crate) fn plain_log_diag_sum<T: Real>(
     for i in 0..d {
         let v = packed[row_start(i) + i];
         if v <= T::ZERO {
-            return Err(Error::NonPositiveDiagonal { what, index: i });
+            return Err(Error::NonPositiveDiagonal {
+                what,
+                item: None,
+                index: i,
+                value: v.to_f64(),
+            });
         }
         log_sum += v.ln();
     }

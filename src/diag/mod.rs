@@ -162,7 +162,12 @@ pub(crate) fn over_var<T: Real>(scale: Scale, x: T, s: T) -> T {
 /// Rejects an entry `≤ 0` (NaN passes: it propagates instead).
 pub(crate) fn check_positive<T: Real>(what: &'static str, v: &[T]) -> Result<(), Error> {
     match v.iter().position(|&x| x <= T::ZERO) {
-        Some(index) => Err(Error::NonPositiveVariance { what, index }),
+        Some(index) => Err(Error::NonPositiveVariance {
+            what,
+            item: None,
+            index,
+            value: v[index].to_f64(),
+        }),
         None => Ok(()),
     }
 }

@@ -19,7 +19,8 @@
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
 use crate::simd::{Level, Simd, SimdReal, Zeroable};
-use crate::tril::{Diagonal, Layout, PackedTril, row_start};
+use crate::tril::{Diagonal, Layout, row_start};
+use crate::view::PackedTril;
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
 

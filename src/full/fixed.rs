@@ -4,7 +4,8 @@
 use super::scalar::finish;
 use crate::error::Error;
 use crate::real::Real;
-use crate::tril::{Diagonal, PackedTril};
+use crate::tril::Diagonal;
+use crate::view::PackedTril;
 
 /// `KL(p‖q)` for compile-time dimension `D` with dense lower-triangular
 /// factors (`l[i][j]`, `j ≤ i`; the upper triangle is ignored) with a plain
@@ -70,7 +71,12 @@ fn log_diag<T: Real, const D: usize>(what: &'static str, l: &[[T; D]; D]) -> Res
     let mut s = T::ZERO;
     for (i, row) in l.iter().enumerate() {
         if row[i] <= T::ZERO {
-            return Err(Error::NonPositiveDiagonal { what, index: i });
+            return Err(Error::NonPositiveDiagonal {
+                what,
+                item: None,
+                index: i,
+                value: row[i].to_f64(),
+            });
         }
         s += row[i].ln();
     }
@@ -103,7 +109,12 @@ fn expand<T: Real, const D: usize>(
             }
             Diagonal::Plain => {
                 if raw <= T::ZERO {
-                    return Err(Error::NonPositiveDiagonal { what, index: i });
+                    return Err(Error::NonPositiveDiagonal {
+                        what,
+                        item: None,
+                        index: i,
+                        value: raw.to_f64(),
+                    });
                 }
                 log_sum += raw.ln();
                 raw

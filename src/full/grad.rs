@@ -24,9 +24,8 @@ use super::scalar::finish;
 use super::{check_dense, check_pair};
 use crate::error::{Error, check_len};
 use crate::real::Real;
-use crate::tril::{
-    Diagonal, Layout, PackedTril, pack_dense_lower, plain_log_diag_sum, row_start, tril_len,
-};
+use crate::tril::{Diagonal, Layout, pack_dense_lower, plain_log_diag_sum, row_start, tril_len};
+use crate::view::PackedTril;
 
 /// The four output slices of a gradient kernel, overwritten with
 /// `upstream · ∂KL/∂(argument)`, each in the form of its argument: means
@@ -483,6 +482,8 @@ pub fn kl_std_normal_grad<T: Real>(
                 return Err(Error::NonPositiveDiagonal {
                     what: "l",
                     index: i,
+                    item: None,
+                    value: raw.to_f64(),
                 });
             }
             raw.ln()
@@ -550,6 +551,8 @@ pub fn kl_std_normal_grad_dense<T: Real>(
             return Err(Error::NonPositiveDiagonal {
                 what: "l",
                 index: i,
+                item: None,
+                value: v.to_f64(),
             });
         }
         log_sum += v.ln();

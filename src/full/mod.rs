@@ -48,7 +48,8 @@ pub use wide_fixed::{kl_wide_f32x8, kl_wide_f64x4};
 
 use crate::error::{Error, check_len};
 use crate::real::Real;
-use crate::tril::{PackedTril, pack_dense_lower, plain_log_diag_sum, row_start};
+use crate::tril::{pack_dense_lower, plain_log_diag_sum, row_start};
+use crate::view::PackedTril;
 
 /// Workspace length (in scalars) that [`kl`], [`kl_dense`] and [`kl_cov`] need
 /// for dimension `d`: `d(d+1) + d` (two packed triangles and one vector).
@@ -277,6 +278,8 @@ pub fn kl_std_normal<T: Real>(mean: &[T], l: PackedTril<'_, T>) -> Result<T, Err
                     return Err(Error::NonPositiveDiagonal {
                         what: "l",
                         index: i,
+                        item: None,
+                        value: raw.to_f64(),
                     });
                 }
                 raw.ln()
@@ -317,6 +320,8 @@ pub fn kl_std_normal_dense<T: Real>(mean: &[T], l: &[T]) -> Result<T, Error> {
             return Err(Error::NonPositiveDiagonal {
                 what: "l",
                 index: i,
+                item: None,
+                value: v.to_f64(),
             });
         }
         log_sum += v.ln();
