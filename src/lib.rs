@@ -1,44 +1,61 @@
 //! # gaussian-kl
 //!
 //! SIMD-optimized, `no_std`, allocation-free kernels for the Kullback–Leibler
-//! divergence between Gaussians:
+//! divergence `KL(p‖q)` between Gaussians, in `f32` and `f64`.
 //!
-//! - [`full`]: full-rank Gaussians whose Cholesky factors arrive packed
-//!   (`d(d+1)/2` raw numbers, `exp` on the diagonal, as a VAE posterior
-//!   emits them), dense, or as covariance matrices.
-//!   [`full::kl_grad`] and its siblings return the KL and its gradient in one
-//!   fused pass (vector-Jacobian products for custom autodiff operations).
-//! - `batch` (feature `std`): batched full-rank KL over PyTorch-layout slices
-//!   with SIMD kernels (one pair per lane for small `d`, blocked rows for
-//!   large `d`), broadcasting and all-pairs; `batch_grad`: batched gradients.
-//! - [`diag`]: diagonal Gaussians (seed 004, the MRL paper): KL, the Eq. 10
-//!   score, their `nq × nd` matrices, dot-product (MIPS) representations and
-//!   gradients; `search` (feature `std`): top-k retrieval with a fused SIMD
-//!   scoring kernel.
+//! - Views, built once and validated when built (crate root): [`Gaussian`]
+//!   (a mean and a Cholesky [`Factor`]: a [`PackedTril`] of `d(d+1)/2`
+//!   numbers, or a dense [`MatRef`] with any row and column strides, so
+//!   row-major, column-major and transposed data are all read correctly),
+//!   [`Gaussians`] (a batch in PyTorch's memory layout), [`DiagGaussian`],
+//!   [`DiagGaussians`]; gradient outputs [`GradMut`], [`DiagGradMut`],
+//!   [`Grads`] that overwrite or accumulate ([`Mode`]).
+//! - [`full`]: one pair of full-rank Gaussians: the KL, the KL against
+//!   `N(0, I)`, their gradients in one fused pass, covariance inputs,
+//!   compile-time dimensions.
+//! - `batch` (feature `std`): the same operations over batches, zipped with
+//!   broadcasting or all pairs, under an execution policy `Exec` (threads,
+//!   SIMD level, kernel); each operation has a `*_scratch` size query and
+//!   never allocates.
+//! - [`diag`]: diagonal Gaussians: the KL, the MRL retrieval score (Eq. 10
+//!   of the MRL paper), their all-pairs matrices, gradients and dot-product
+//!   representations; `search` (feature `std`): top-k retrieval with a fused
+//!   SIMD scoring kernel.
+//!
+//! Operation names are the same in every family: `kl`, `kl_std_normal`,
+//! `kl_grad`, `kl_std_normal_grad`, `kl_all_pairs`, … and `<op>_scratch`
+//! beside each operation that needs scratch space.
 //!
 //! ## Feature flags
-//! - `std` (default): the batched layers (`batch`, `batch_grad`, `search`).
+//! - `std` (default): the batched layers (`batch`, `search`) and `Exec`.
 //!   Everything else is `no_std` and never allocates.
 //! - `avx512`: AVX-512 kernels (pulp's `x86-v4`), picked at run time where the
 //!   CPU has them (see [`simd::Level`]); AVX2+FMA is always compiled in.
-//! - `rayon`: multi-core batches (`batch::Options::parallel`) and
-//!   `search::DocIndex::par_top_k`, bit-identical to the serial run.
+//! - `emulated-levels`: pulp's emulated 128/256/512-bit vectors as SIMD
+//!   levels, to test the 4-, 8- and 16-lane code paths on any machine.
+//! - `rayon`: multi-core batches and retrieval (`Par::Rayon`), bit-identical
+//!   to the serial run.
 //!
 //! ## NaN, infinities and errors
-//! No public function panics. Shapes are checked at the boundary and reported
-//! as [`Error`]. Plain diagonal entries `≤ 0` are an error; NaN and infinite
-//! inputs are not: they propagate to the result (NaN, or ±∞). A Cholesky
-//! factorization reports a NaN pivot as [`Error::NotPositiveDefinite`], since
-//! positive-definiteness cannot be established.
+//! No public function panics. Shapes are checked when a view is built and
+//! when an operation fits its arguments together, and reported as an
+//! [`Error`] that names the argument, what was expected and what was found,
+//! and in a batch the Gaussian. Every operation checks everything before it
+//! writes: on `Err` its outputs are untouched. Plain diagonal entries and
+//! variances `≤ 0` are an error; NaN and infinite inputs are not: they
+//! propagate to the result (NaN, or ±∞). A Cholesky factorization reports a
+//! NaN pivot as [`Error::NotPositiveDefinite`], since positive-definiteness
+//! cannot be established.
 //!
 //! ## Precision policy
 //! `f32` inputs are computed in `f32`, `f64` in `f64`. The scalar reference
 //! kernels use one accumulator per sum; their error against an exact result
-//! grows as `O(d · cond(L_q) · ε)` for the solve and `O(d² ε)` for the sums
-//! (measured figures are in the README).
+//! grows as `O(d · cond(L_q) · ε)` for the solve and `O(d² ε)` for the sums.
+//! The measured figures are in the repository's `docs/accuracy.md`, the
+//! design in `docs/architecture.md`.
 
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 // Index loops mirror the subscripts of the linear algebra they implement.
 #![allow(clippy::needless_range_loop)]
