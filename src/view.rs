@@ -387,7 +387,7 @@ impl<'a, T: Real> Gaussian<'a, T> {
         Ok(Gaussian { mean, factor })
     }
 
-    /// The seed's parameterization: `d = mean.len()`, the factor as
+    /// The packed parameterization of a VAE posterior: `d = mean.len()`, the factor as
     /// `d(d+1)/2` raw numbers in PyTorch `tril_indices` order, `exp` on the
     /// diagonal.
     ///
