@@ -357,7 +357,7 @@ impl<'a, T> From<MatRef<'a, T>> for Factor<'a, T> {
 ///
 /// ```
 /// use gaussian_kl::{Gaussian, MatRef};
-/// // seed form: d = 2 from the mean, 3 raw packed numbers, exp on the diagonal
+/// // packed: d = 2 from the mean, 3 raw packed numbers, exp on the diagonal
 /// let p = Gaussian::packed(&[0.1f64, -0.3], &[0.2, 0.5, -0.1])?;
 /// assert_eq!(p.dim(), 2);
 /// // a dense column-major factor
