@@ -66,7 +66,20 @@ use crate::exec::{Exec, Kernel, Par};
 use crate::simd::Level;
 use crate::view::DiagGaussians;
 
-/// What to rank by.
+/// What to rank by, and what the values of [`top_k`] and [`scores`] are.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussians, Exec};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// let docs = DiagGaussians::var(1, 1, &[0.0f64], &[1.0])?;
+/// let queries = DiagGaussians::var(1, 1, &[0.0], &[1.0])?;
+/// let index = DocIndex::new(&docs)?;
+/// let (mut kl, mut eq10) = ([f64::NAN], [f64::NAN]);
+/// search::scores(&index, &queries, Metric::Kl, &mut kl, &Exec::new())?;
+/// search::scores(&index, &queries, Metric::Eq10, &mut eq10, &Exec::new())?;
+/// assert_eq!((kl[0], eq10[0]), (0.0, -1.0)); // eq10 = −(2 KL + d + Σ log σ²_p)
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Metric {
     /// The Eq. 10 score (larger is better); values are the scores.
@@ -89,6 +102,19 @@ pub struct DocIndex<T> {
 
 /// The result of a top-k search: for each query, `per_query` document indices
 /// and their values (score or KL, see [`Metric`]), best first.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussians, Exec};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// let docs = DiagGaussians::var(2, 1, &[0.0f32, 3.0], &[1.0; 2])?;
+/// let queries = DiagGaussians::var(2, 1, &[2.5, 0.1], &[1.0; 2])?;
+/// let hits = search::top_k(&DocIndex::new(&docs)?, &queries, 5, Metric::Kl, &Exec::new())?;
+/// assert_eq!((hits.len(), hits.per_query), (2, 2)); // at most the 2 documents
+/// assert_eq!(hits.row(0).0, &[1, 0]);
+/// assert_eq!(hits.index, [1, 0, 0, 1]);
+/// assert!(hits.row(9).0.is_empty()); // past the end: empty, not a panic
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hits<T> {
     /// Hits per query: `min(top, number of documents)`.

@@ -115,7 +115,8 @@ pub(crate) fn check_dim(what: &'static str, expected: usize, found: usize) -> Re
 /// assert!((diag::kl(&p, &q)? - expect).abs() < 1e-15);
 /// assert_eq!(diag::kl(&q, &q)?, 0.0);
 /// // the same q through log-variances
-/// let q_log = DiagGaussian::log_var(&[0.5, 1.0], &[2f64.ln(), 2f64.ln()])?;
+/// let log_var = [2f64.ln(); 2];
+/// let q_log = DiagGaussian::log_var(&[0.5, 1.0], &log_var)?;
 /// assert!((diag::kl(&p, &q_log)? - expect).abs() < 1e-15);
 /// let short = DiagGaussian::var(&[0.5], &[2.0])?;
 /// assert_eq!(

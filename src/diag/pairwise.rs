@@ -127,7 +127,7 @@ fn matrix<T: Real>(
 /// untouched on error.
 ///
 /// ```
-/// use gaussian_kl::{DiagGaussian, DiagGaussians, diag};
+/// use gaussian_kl::{DiagGaussians, diag};
 /// let p = DiagGaussians::var(1, 2, &[0.0f64, 1.0], &[1.0, 2.0])?;
 /// let q = DiagGaussians::var(2, 2, &[0.0, 1.0, 0.5, 0.0], &[1.0, 2.0, 3.0, 0.5])?;
 /// let mut out = [f64::NAN; 2];
