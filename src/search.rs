@@ -457,6 +457,23 @@ fn search_level(exec: &Exec) -> Result<Level, Error> {
     exec.resolved_level()
 }
 
+impl<T> DocIndex<T> {
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// `true` when the index holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Dimension `d` of the Gaussians.
+    pub fn dim(&self) -> usize {
+        self.d
+    }
+}
+
 impl<T: ScoreReal> DocIndex<T> {
     /// Packs the documents `docs` (a validated view: lengths and positive
     /// variances are checked when it is built).
@@ -496,21 +513,6 @@ impl<T: ScoreReal> DocIndex<T> {
             }
         }
         Ok(Self { d, n, panels })
-    }
-
-    /// Number of documents.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// `true` when the index holds no document.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// Dimension `d` of the Gaussians.
-    pub fn dim(&self) -> usize {
-        self.d
     }
 
     fn check_queries(&self, q: &DiagGaussians<'_, T>) -> Result<(), Error> {
