@@ -30,7 +30,7 @@
 //! it cannot be named or implemented outside the crate.
 //!
 //! # Execution
-//! [`Exec`]: [`Par::Seq`](crate::Par::Seq) runs on the calling thread;
+//! The policy is an [`Exec`]: [`Par::Seq`] runs on the calling thread;
 //! `Par::Rayon(t)` (feature `rayon`) splits the queries into `t` blocks (or,
 //! for fewer queries than `2t`, the documents into `t` ranges of panels whose
 //! heaps are merged). A forced SIMD level runs the same kernel at that width.

@@ -348,6 +348,8 @@ fn accumulate_mode_adds() {
     }
 }
 
+type GradsF64<'a> = Grads<DiagGradMut<'a, f64>>;
+
 #[test]
 fn grad_errors_name_the_buffer_and_write_nothing() {
     let (m, v) = ([0.0f64; 4], [1.0f64; 4]);
@@ -355,20 +357,19 @@ fn grad_errors_name_the_buffer_and_write_nothing() {
     let b3 = DiagGaussians::var(1, 3, &m[..3], &v[..3]).unwrap();
     let one = b.get(0).unwrap();
     let sentinel = 9.25;
-    let check = |sizes: [usize; 4],
-                 run: &dyn Fn(Grads<DiagGradMut<'_, f64>>) -> Result<(), Error>,
-                 want: Error| {
-        let mut g: [Vec<f64>; 4] = sizes.map(|n| vec![sentinel; n]);
-        for mode in [Mode::Overwrite, Mode::Accumulate] {
-            let [a, bb, c, e] = &mut g;
-            let grad = Grads::new(
-                DiagGradMut::new(a, bb).mode(mode),
-                DiagGradMut::new(c, e).mode(mode),
-            );
-            assert_eq!(run(grad), Err(want));
-            assert!(g.iter().flatten().all(|&x| x == sentinel), "{want:?}");
-        }
-    };
+    let check =
+        |sizes: [usize; 4], run: &dyn Fn(GradsF64<'_>) -> Result<(), Error>, want: Error| {
+            let mut g: [Vec<f64>; 4] = sizes.map(|n| vec![sentinel; n]);
+            for mode in [Mode::Overwrite, Mode::Accumulate] {
+                let [a, bb, c, e] = &mut g;
+                let grad = Grads::new(
+                    DiagGradMut::new(a, bb).mode(mode),
+                    DiagGradMut::new(c, e).mode(mode),
+                );
+                assert_eq!(run(grad), Err(want));
+                assert!(g.iter().flatten().all(|&x| x == sentinel), "{want:?}");
+            }
+        };
     let names = [
         "grad.p.mean",
         "grad.p.spread",

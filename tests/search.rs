@@ -5,6 +5,7 @@
 //! against the scalar serial run, and the errors.
 
 #![cfg(feature = "std")]
+#![allow(clippy::needless_range_loop)] // index loops over (query, document) pairs
 
 use gaussian_kl::diag::{self, Rep};
 use gaussian_kl::search::{self, DocIndex, Hits, Metric};

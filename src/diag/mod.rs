@@ -23,7 +23,7 @@
 //! | [`kl_all_pairs_grad`], [`eq10_all_pairs_grad`] | gradients through the matrices |
 //! | [`query_vectors`], [`doc_vectors`], [`Rep`], [`kl_from_dot`] | MIPS vectors: `score = q · d` |
 //!
-//! Inputs are the crate's views: one [`DiagGaussian`](crate::DiagGaussian) or
+//! Inputs are the crate's views: one [`DiagGaussian`] or
 //! a batch [`DiagGaussians`](crate::DiagGaussians) (`n × d` row-major means
 //! and variances or log-variances, PyTorch's memory layout, see [`Scale`]).
 //! Either side may use either [`Scale`].
