@@ -252,6 +252,7 @@ impl<T: ScoreReal> TopK<T> {
 }
 
 /// Queries `r` of a batch (a range inside `0..n`).
+#[cfg(feature = "rayon")]
 fn sub_batch<'a, T>(q: &DiagGaussians<'a, T>, r: core::ops::Range<usize>) -> DiagGaussians<'a, T> {
     let d = q.d;
     DiagGaussians {
