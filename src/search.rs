@@ -1,41 +1,55 @@
-//! Top-k retrieval of diagonal Gaussians by exact KL or by the Eq. 10 score
-//! (seed 004), with a fused SIMD scoring micro-kernel (feature `std`).
+//! Top-k retrieval of diagonal Gaussians by exact KL or by the Eq. 10 score,
+//! with a fused SIMD scoring micro-kernel (feature `std`).
 //!
 //! Build a [`DocIndex`] once from the documents: it stores their compact
-//! representation (`2k + 1` numbers per document: `γ_D`, `−1/σ²_D…`,
-//! `2μ_D/σ²_D…`) packed in SIMD panels. Then [`DocIndex::top_k`] scores any
-//! number of queries against it, blockwise: a register-blocked micro-kernel
-//! scores a block of queries against a panel of documents, and each score
-//! goes straight into a bounded heap per query. The `nq × nd` score matrix is
-//! never stored.
+//! representation ([`Rep::Compact`](crate::diag::Rep::Compact), `2d + 1`
+//! numbers per document: `γ_q`, `−1/σ²_q…`, `2μ_q/σ²_q…`) packed in SIMD
+//! panels. Then [`top_k`] scores any number of queries against it,
+//! blockwise: a register-blocked micro-kernel scores a block of queries
+//! against a panel of documents, and each score goes straight into a bounded
+//! heap per query. The `n_queries × n_docs` score matrix is never stored
+//! ([`scores`] writes it, when it is wanted).
 //!
 //! ```
-//! use gaussian_kl::diag::DiagBatch;
-//! use gaussian_kl::search::{DocIndex, Metric};
-//! // three documents and one query, k = 2
+//! use gaussian_kl::{DiagGaussians, Exec};
+//! use gaussian_kl::search::{self, DocIndex, Metric};
+//! // three documents and one query, d = 2
 //! let (dm, dv) = ([0.0f32, 0.0, 1.0, 1.0, 5.0, 5.0], [1.0f32, 1.0, 1.0, 1.0, 2.0, 2.0]);
-//! let index = DocIndex::new(DiagBatch::var(3, 2, &dm, &dv))?;
-//! let hits = index.top_k(DiagBatch::var(1, 2, &[0.9, 1.1], &[1.0, 1.0]), 2, Metric::Kl)?;
+//! let index = DocIndex::new(&DiagGaussians::var(3, 2, &dm, &dv)?)?;
+//! let queries = DiagGaussians::var(1, 2, &[0.9, 1.1], &[1.0, 1.0])?;
+//! let hits = search::top_k(&index, &queries, 2, Metric::Kl, &Exec::new())?;
 //! let (docs, kl) = hits.row(0);
 //! assert_eq!(docs, &[1, 0]); // nearest first
 //! assert!(kl[0] < kl[1]);
 //! # Ok::<(), gaussian_kl::Error>(())
 //! ```
 //!
+//! # Element types
+//! The search functions take `T: ScoreReal`, a crate-internal sealed trait
+//! implemented for `f32` and `f64` only (the kernel's vector operations);
+//! it cannot be named or implemented outside the crate.
+//!
+//! # Execution
+//! The policy is an [`Exec`]: [`Par::Seq`] runs on the calling thread;
+//! `Par::Rayon(t)` (feature `rayon`) splits the queries into `t` blocks (or,
+//! for fewer queries than `2t`, the documents into `t` ranges of panels whose
+//! heaps are merged). A forced SIMD level runs the same kernel at that width.
+//! The hits and scores are bit-identical across levels, blockings and task
+//! counts. Search has one kernel: any [`Kernel`] but
+//! [`Kernel::Auto`] is [`Error::Unsupported`].
+//!
 //! # Ranking, ties and NaN
 //! [`Metric::Eq10`] ranks by descending score, [`Metric::Kl`] by ascending
 //! KL. Equal values rank by ascending document index, so results are
-//! deterministic and equal to a full sort of [`DocIndex::scores`]. A NaN
-//! value (from NaN inputs) ranks after every number, NaNs among themselves by
-//! index.
+//! deterministic and equal to a full sort of [`scores`]. A NaN value (from
+//! NaN inputs) ranks after every number, NaNs among themselves by index.
 //!
 //! # Precision
 //! Scores are `f32` or `f64` dot products of the compact representation,
-//! accumulated with fused multiply-adds in the element type (`γ_D` is
-//! accumulated in `f64` once, at indexing). As with any MIPS form of the score,
-//! the error is absolute, about `ε · Σ |terms|` (see
-//! [`diag::Rep`](crate::diag::Rep)); values are bit-identical across
-//! [`Level`]s, blockings and thread counts.
+//! accumulated with fused multiply-adds in the element type (`γ_q` is
+//! accumulated in `f64` once, at indexing). As with any dot-product form of
+//! the score, the error is absolute, about `ε · Σ |terms|` (see
+//! [`diag::Rep`](crate::diag::Rep)).
 
 use std::cmp::Ordering;
 use std::vec;
@@ -43,12 +57,29 @@ use std::vec::Vec;
 
 use pulp::Simd;
 
-use crate::diag::kernel::{block_rows, pack_panel, pack_queries, packed_len, score_block};
-use crate::diag::{DiagBatch, ScoreReal, log_var_of};
+use crate::diag::kernel::{
+    ScoreReal, block_rows, pack_panel, pack_queries, packed_len, score_block,
+};
+use crate::diag::log_var_of;
 use crate::error::{Error, check_len};
+use crate::exec::{Exec, Kernel, Par};
 use crate::simd::Level;
+use crate::view::DiagGaussians;
 
-/// What to rank by.
+/// What to rank by, and what the values of [`top_k`] and [`scores`] are.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussians, Exec};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// let docs = DiagGaussians::var(1, 1, &[0.0f64], &[1.0])?;
+/// let queries = DiagGaussians::var(1, 1, &[0.0], &[1.0])?;
+/// let index = DocIndex::new(&docs)?;
+/// let (mut kl, mut eq10) = ([f64::NAN], [f64::NAN]);
+/// search::scores(&index, &queries, Metric::Kl, &mut kl, &Exec::new())?;
+/// search::scores(&index, &queries, Metric::Eq10, &mut eq10, &Exec::new())?;
+/// assert_eq!((kl[0], eq10[0]), (0.0, -1.0)); // eq10 = −(2 KL + d + Σ log σ²_p)
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Metric {
     /// The Eq. 10 score (larger is better); values are the scores.
@@ -60,16 +91,30 @@ pub enum Metric {
 }
 
 /// Documents packed for scoring: the compact representation in panels of
-/// [`ScoreReal::PANEL`] documents. Built once, searched many times.
+/// 128 bytes (32 `f32` or 16 `f64` documents). Built once, searched many
+/// times by [`top_k`] and [`scores`].
 #[derive(Clone, Debug)]
 pub struct DocIndex<T> {
-    k: usize,
+    d: usize,
     n: usize,
     panels: Vec<T>,
 }
 
 /// The result of a top-k search: for each query, `per_query` document indices
 /// and their values (score or KL, see [`Metric`]), best first.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussians, Exec};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// let docs = DiagGaussians::var(2, 1, &[0.0f32, 3.0], &[1.0; 2])?;
+/// let queries = DiagGaussians::var(2, 1, &[2.5, 0.1], &[1.0; 2])?;
+/// let hits = search::top_k(&DocIndex::new(&docs)?, &queries, 5, Metric::Kl, &Exec::new())?;
+/// assert_eq!((hits.len(), hits.per_query), (2, 2)); // at most the 2 documents
+/// assert_eq!(hits.row(0).0, &[1, 0]);
+/// assert_eq!(hits.index, [1, 0, 0, 1]);
+/// assert!(hits.row(9).0.is_empty()); // past the end: empty, not a panic
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hits<T> {
     /// Hits per query: `min(top, number of documents)`.
@@ -206,16 +251,29 @@ impl<T: ScoreReal> TopK<T> {
     }
 }
 
-/// Per-query data the search needs besides the packed vectors: `γ_Q`, for
-/// [`Metric::Kl`] only (`nq · k` logarithms otherwise wasted).
-fn gamma_queries<T: ScoreReal>(q: &DiagBatch<'_, T>, metric: Metric) -> Vec<T> {
+/// Queries `r` of a batch (a range inside `0..n`).
+#[cfg(feature = "rayon")]
+fn sub_batch<'a, T>(q: &DiagGaussians<'a, T>, r: core::ops::Range<usize>) -> DiagGaussians<'a, T> {
+    let d = q.d;
+    DiagGaussians {
+        n: r.len(),
+        d,
+        means: &q.means[r.start * d..r.end * d],
+        spread: &q.spread[r.start * d..r.end * d],
+        scale: q.scale,
+    }
+}
+
+/// Per-query data the search needs besides the packed vectors: `γ_p`, for
+/// [`Metric::Kl`] only (`n · d` logarithms otherwise wasted).
+fn gamma_queries<T: ScoreReal>(q: &DiagGaussians<'_, T>, metric: Metric) -> Vec<T> {
     if metric != Metric::Kl {
         return Vec::new();
     }
     (0..q.n)
         .map(|i| {
             let mut g = 0.0f64;
-            for &s in q.row(i).1 {
+            for &s in &q.spread[i * q.d..(i + 1) * q.d] {
                 g += log_var_of(q.scale, s).to_f64();
             }
             T::from_f64(g)
@@ -281,11 +339,68 @@ impl<T: ScoreReal> Sink<T> for MatrixSink<'_, T> {
 /// One scoring pass over panels `panel_range` for all queries of a batch.
 struct ScoreOp<'a, T, K> {
     index: &'a DocIndex<T>,
-    queries: DiagBatch<'a, T>,
+    queries: DiagGaussians<'a, T>,
     gamma_q: &'a [T],
     metric: Metric,
     panel_range: core::ops::Range<usize>,
     sink: &'a mut K,
+}
+
+/// All queries packed once, block after block of `mr`: they stay in cache
+/// while the panels stream through.
+fn pack_all<T: ScoreReal>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
+    let (d, nq) = (queries.d, queries.n);
+    let d2 = 2 * d;
+    let mut qpack = vec![T::ZERO; d2 * nq];
+    let mut start = 0;
+    while start < nq {
+        let r = mr.min(nq - start);
+        pack_queries(
+            d,
+            queries.scale,
+            queries.means,
+            queries.spread,
+            start,
+            r,
+            &mut qpack[d2 * start..d2 * (start + r)],
+        );
+        start += r;
+    }
+    qpack
+}
+
+/// Turns one tile row of scores into the metric's values (for
+/// [`Metric::Kl`]: `−½((v + γ_p) + d)`, lane by lane, the same roundings as
+/// the scalar expression), and reports whether a lane can beat the sink's
+/// threshold `t` (key `v` for Eq10, `−v` for Kl; NaN lanes never pass, as in
+/// `HeapSink::take`; padding lanes may, harmlessly).
+#[inline(always)]
+fn finish_row<S: Simd, T: ScoreReal>(
+    simd: S,
+    metric: Metric,
+    gamma_kf: (T, T),
+    row: &mut [T],
+    threshold: Option<T>,
+) -> bool {
+    if metric == Metric::Kl {
+        let g = T::splat(simd, gamma_kf.0);
+        let kv = T::splat(simd, gamma_kf.1);
+        let h = T::splat(simd, -T::HALF);
+        for v in T::as_mut_simd::<S>(row) {
+            *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
+        }
+    }
+    let Some(t) = threshold else {
+        return true;
+    };
+    let vs = T::as_simd::<S>(row);
+    if metric == Metric::Kl {
+        let t = T::splat(simd, -t);
+        vs.iter().any(|&v| T::any_lt(simd, v, t))
+    } else {
+        let t = T::splat(simd, t);
+        vs.iter().any(|&v| T::any_gt(simd, v, t))
+    }
 }
 
 impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
@@ -301,28 +416,12 @@ impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
             panel_range,
             sink,
         } = self;
-        let (k, nq, nd, w) = (index.k, queries.n, index.n, T::PANEL);
+        let (d, nq, nd, w) = (index.d, queries.n, index.n, T::PANEL);
         let mr = block_rows::<T, S>();
-        let k2 = 2 * k;
-        let plen = (k2 + 1) * w;
-        // All queries packed once, block after block: they stay in cache
-        // while the panels stream through.
-        let mut qpack = vec![T::ZERO; k2 * nq];
-        let mut start = 0;
-        while start < nq {
-            let r = mr.min(nq - start);
-            pack_queries(
-                k,
-                queries.scale,
-                queries.mean,
-                queries.spread,
-                start,
-                r,
-                &mut qpack[k2 * start..k2 * (start + r)],
-            );
-            start += r;
-        }
-        let kf = T::from_usize(k);
+        let d2 = 2 * d;
+        let plen = (d2 + 1) * w;
+        let qpack = pack_all(&queries, mr);
+        let df = T::from_usize(d);
         let mut tile = vec![T::ZERO; mr * w];
         for pb in panel_range {
             let panel = &index.panels[pb * plen..(pb + 1) * plen];
@@ -331,43 +430,15 @@ impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
             let mut start = 0;
             while start < nq {
                 let r = mr.min(nq - start);
-                score_block(
-                    simd,
-                    r,
-                    &qpack[k2 * start..k2 * (start + r)],
-                    panel,
-                    &mut tile,
-                );
+                let qblock = &qpack[d2 * start..d2 * (start + r)];
+                score_block(simd, r, qblock, panel, &mut tile);
                 for m in 0..r {
                     let i = start + m;
                     let row = &mut tile[m * w..(m + 1) * w];
-                    if metric == Metric::Kl {
-                        // −½((v + γ_Q) + k), lane by lane: the same roundings
-                        // as the scalar expression.
-                        let g = T::splat(simd, gamma_q[i]);
-                        let kv = T::splat(simd, kf);
-                        let h = T::splat(simd, -T::HALF);
-                        for v in T::as_mut_simd::<S>(row) {
-                            *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
-                        }
+                    let g = gamma_q.get(i).copied().unwrap_or(T::ZERO);
+                    if finish_row(simd, metric, (g, df), row, sink.threshold(i)) {
+                        sink.take(i, j0, &row[..live]);
                     }
-                    if let Some(t) = sink.threshold(i) {
-                        // Skip the row unless a lane beats the threshold:
-                        // key = v (Eq10) or −v (Kl). NaN lanes never pass,
-                        // as in `HeapSink::take`; padding lanes may, harmlessly.
-                        let vs = T::as_simd::<S>(row);
-                        let pass = if metric == Metric::Kl {
-                            let t = T::splat(simd, -t);
-                            vs.iter().any(|&v| T::any_lt(simd, v, t))
-                        } else {
-                            let t = T::splat(simd, t);
-                            vs.iter().any(|&v| T::any_gt(simd, v, t))
-                        };
-                        if !pass {
-                            continue;
-                        }
-                    }
-                    sink.take(i, j0, &row[..live]);
                 }
                 start += r;
             }
@@ -375,39 +446,19 @@ impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
     }
 }
 
-impl<T: ScoreReal> DocIndex<T> {
-    /// Packs the documents (validated: lengths, and positive variances for
-    /// [`Scale::Var`](crate::diag::Scale::Var)).
-    ///
-    /// # Errors
-    /// [`Error::LengthMismatch`], [`Error::NonPositiveVariance`], or
-    /// [`Error::DimensionTooLarge`] when the packed size overflows.
-    pub fn new(docs: DiagBatch<'_, T>) -> Result<Self, Error> {
-        docs.check(["document mean", "document spread"])?;
-        let (k, n) = (docs.k, docs.n);
-        let too_large = Error::DimensionTooLarge { d: k };
-        // One panel's length must fit even without documents: the scoring
-        // pass computes it for every index.
-        let plen = k
-            .checked_mul(2)
-            .and_then(|x| x.checked_add(1))
-            .and_then(|x| x.checked_mul(T::PANEL))
-            .ok_or(too_large)?;
-        let len = packed_len::<T>(k, n).ok_or(too_large)?;
-        if !fits::<T>(len) {
-            return Err(too_large);
-        }
-        let mut panels = vec![T::ZERO; len];
-        if plen > 0 {
-            for (pb, panel) in panels.chunks_exact_mut(plen).enumerate() {
-                let first = pb * T::PANEL;
-                let count = T::PANEL.min(n - first);
-                pack_panel(k, docs.scale, docs.mean, docs.spread, first, count, panel);
-            }
-        }
-        Ok(Self { k, n, panels })
+/// The level of `exec` for a search: [`Error::Unsupported`] for a forced
+/// kernel, [`Error::LevelUnavailable`] for a level the host lacks.
+fn search_level(exec: &Exec) -> Result<Level, Error> {
+    if exec.get_kernel() != Kernel::Auto {
+        return Err(Error::Unsupported {
+            what: "kernel",
+            why: "search has one scoring kernel: use Kernel::Auto",
+        });
     }
+    exec.resolved_level()
+}
 
+impl<T> DocIndex<T> {
     /// Number of documents.
     pub fn len(&self) -> usize {
         self.n
@@ -418,18 +469,59 @@ impl<T: ScoreReal> DocIndex<T> {
         self.n == 0
     }
 
-    /// Dimension of the Gaussians.
+    /// Dimension `d` of the Gaussians.
     pub fn dim(&self) -> usize {
-        self.k
+        self.d
+    }
+}
+
+impl<T: ScoreReal> DocIndex<T> {
+    /// Packs the documents `docs` (a validated view: lengths and positive
+    /// variances are checked when it is built).
+    ///
+    /// # Errors
+    /// [`Error::DimensionTooLarge`] when the packed size overflows or could
+    /// not be allocated.
+    ///
+    /// ```
+    /// use gaussian_kl::DiagGaussians;
+    /// use gaussian_kl::search::DocIndex;
+    /// let docs = DiagGaussians::log_var(2, 3, &[0.0f64; 6], &[0.0; 6])?;
+    /// let index = DocIndex::new(&docs)?;
+    /// assert_eq!((index.len(), index.dim(), index.is_empty()), (2, 3, false));
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
+    pub fn new(docs: &DiagGaussians<'_, T>) -> Result<Self, Error> {
+        let (d, n) = (docs.d, docs.n);
+        let too_large = Error::DimensionTooLarge { d };
+        // One panel's length must fit even without documents: the scoring
+        // pass computes it for every index.
+        let plen = d
+            .checked_mul(2)
+            .and_then(|x| x.checked_add(1))
+            .and_then(|x| x.checked_mul(T::PANEL))
+            .ok_or(too_large)?;
+        let len = packed_len::<T>(d, n).ok_or(too_large)?;
+        if !fits::<T>(len) {
+            return Err(too_large);
+        }
+        let mut panels = vec![T::ZERO; len];
+        if plen > 0 {
+            for (pb, panel) in panels.chunks_exact_mut(plen).enumerate() {
+                let first = pb * T::PANEL;
+                let count = T::PANEL.min(n - first);
+                pack_panel(d, docs.scale, docs.means, docs.spread, first, count, panel);
+            }
+        }
+        Ok(Self { d, n, panels })
     }
 
-    fn check_queries(&self, q: &DiagBatch<'_, T>) -> Result<(), Error> {
-        q.check(["query mean", "query spread"])?;
-        if q.k != self.k {
+    fn check_queries(&self, q: &DiagGaussians<'_, T>) -> Result<(), Error> {
+        if q.d != self.d {
             return Err(Error::DimensionMismatch {
                 what: "queries",
-                expected: self.k,
-                found: q.k,
+                expected: self.d,
+                found: q.d,
             });
         }
         Ok(())
@@ -437,12 +529,12 @@ impl<T: ScoreReal> DocIndex<T> {
 
     /// Checks the queries of a top-k search and returns the hits per query.
     /// `Error::DimensionTooLarge` when one heap per query or the
-    /// `nq · per_query` hits could not be allocated (`n` is unbounded for
-    /// `k = 0`, where the slices are empty).
-    fn check_top(&self, q: &DiagBatch<'_, T>, top: usize) -> Result<usize, Error> {
+    /// `n · per_query` hits could not be allocated (`n` is unbounded for
+    /// `d = 0`, where the slices are empty).
+    fn check_top(&self, q: &DiagGaussians<'_, T>, top: usize) -> Result<usize, Error> {
         self.check_queries(q)?;
         let per_query = top.min(self.n);
-        let too_large = Error::DimensionTooLarge { d: q.k };
+        let too_large = Error::DimensionTooLarge { d: q.d };
         let total = q.n.checked_mul(per_query).ok_or(too_large)?;
         if per_query > 0 && !(fits::<TopK<T>>(q.n) && fits::<(T, usize)>(total)) {
             return Err(too_large);
@@ -454,176 +546,183 @@ impl<T: ScoreReal> DocIndex<T> {
         self.n.div_ceil(T::PANEL)
     }
 
+    /// Scores `queries` against panels `panel_range` into `sink`.
     fn run<K: Sink<T>>(
         &self,
         level: Level,
-        queries: DiagBatch<'_, T>,
-        gamma_q: &[T],
+        queries: DiagGaussians<'_, T>,
         metric: Metric,
         panel_range: core::ops::Range<usize>,
         sink: &mut K,
     ) {
+        let gamma_q = gamma_queries(&queries, metric);
         level.dispatch_or_scalar(ScoreOp {
             index: self,
             queries,
-            gamma_q,
+            gamma_q: &gamma_q,
             metric,
             panel_range,
             sink,
         });
     }
 
-    /// The best `top` documents for each query, best first (see [`Metric`];
-    /// ties by document index; NaN last). Runs at the best level the CPU has ([`Level::detect`]).
-    ///
-    /// # Errors
-    /// [`Error::DimensionMismatch`] if the queries' `k` differs from the
-    /// index's; [`Error::LengthMismatch`]; [`Error::NonPositiveVariance`];
-    /// [`Error::DimensionTooLarge`] if the hits could not be allocated.
-    pub fn top_k(
-        &self,
-        queries: DiagBatch<'_, T>,
-        top: usize,
-        metric: Metric,
-    ) -> Result<Hits<T>, Error> {
-        self.top_k_at(Level::detect(), queries, top, metric)
-    }
-
-    /// [`top_k`](Self::top_k) at a given SIMD [`Level`] (bit-identical results).
-    ///
-    /// # Errors
-    /// As [`top_k`](Self::top_k).
-    pub fn top_k_at(
+    /// The serial top-k of checked queries, `per_query > 0`.
+    fn top_k_seq(
         &self,
         level: Level,
-        queries: DiagBatch<'_, T>,
-        top: usize,
+        queries: DiagGaussians<'_, T>,
+        per_query: usize,
         metric: Metric,
-    ) -> Result<Hits<T>, Error> {
-        let per_query = self.check_top(&queries, top)?;
-        if per_query == 0 {
-            return Ok(finish(metric, 0, Vec::new()));
-        }
-        let gamma_q = gamma_queries(&queries, metric);
+    ) -> Vec<TopK<T>> {
         let mut sink = HeapSink {
             metric,
             heaps: (0..queries.n).map(|_| TopK::new(per_query)).collect(),
         };
-        self.run(
-            level,
-            queries,
-            &gamma_q,
-            metric,
-            0..self.panels(),
-            &mut sink,
-        );
-        Ok(finish(metric, per_query, sink.heaps))
-    }
-
-    /// The full `nq × nd` matrix of values (Eq. 10 scores or KLs), row-major,
-    /// from the same kernel as [`top_k`](Self::top_k) (bit-identical values).
-    ///
-    /// # Errors
-    /// As [`top_k`](Self::top_k), and [`Error::LengthMismatch`] for an `out`
-    /// that is not `nq · nd` long.
-    pub fn scores(
-        &self,
-        queries: DiagBatch<'_, T>,
-        metric: Metric,
-        out: &mut [T],
-    ) -> Result<(), Error> {
-        self.scores_at(Level::detect(), queries, metric, out)
-    }
-
-    /// [`scores`](Self::scores) at a given SIMD [`Level`].
-    ///
-    /// # Errors
-    /// As [`scores`](Self::scores).
-    pub fn scores_at(
-        &self,
-        level: Level,
-        queries: DiagBatch<'_, T>,
-        metric: Metric,
-        out: &mut [T],
-    ) -> Result<(), Error> {
-        self.check_queries(&queries)?;
-        let len = queries
-            .n
-            .checked_mul(self.n)
-            .ok_or(Error::DimensionTooLarge { d: self.n })?;
-        check_len("out", len, out.len())?;
-        if len == 0 {
-            return Ok(());
-        }
-        let gamma_q = gamma_queries(&queries, metric);
-        let mut sink = MatrixSink { nd: self.n, out };
-        self.run(
-            level,
-            queries,
-            &gamma_q,
-            metric,
-            0..self.panels(),
-            &mut sink,
-        );
-        Ok(())
+        self.run(level, queries, metric, 0..self.panels(), &mut sink);
+        sink.heaps
     }
 }
 
-#[cfg(feature = "rayon")]
-impl<T: ScoreReal> DocIndex<T> {
-    /// [`top_k`](Self::top_k) across the cores of rayon's pool (feature
-    /// `rayon`): many queries are split into blocks of queries, few queries
-    /// into ranges of document panels whose heaps are then merged. The hits
-    /// are identical to the serial ones (same values, same total order).
-    ///
-    /// # Errors
-    /// As [`top_k`](Self::top_k).
-    pub fn par_top_k(
-        &self,
-        queries: DiagBatch<'_, T>,
-        top: usize,
-        metric: Metric,
-    ) -> Result<Hits<T>, Error> {
-        use rayon::prelude::*;
-        let per_query = self.check_top(&queries, top)?;
-        let threads = rayon::current_num_threads().max(1);
-        let (nq, k) = (queries.n, self.k);
-        if per_query == 0 || threads == 1 {
-            return self.top_k(queries, top, metric);
+/// The best `k` documents of `index` for each query, best first (see
+/// [`Metric`]; ties by document index; NaN last), at the level and with the
+/// threads of `exec` (bit-identical hits for every setting).
+///
+/// # Errors
+/// [`Error::DimensionMismatch`] (`"queries"`, expected `index.dim()`);
+/// [`Error::Unsupported`] (`"kernel"`) for any kernel but [`Kernel::Auto`];
+/// [`Error::LevelUnavailable`] for a forced level the host lacks;
+/// [`Error::DimensionTooLarge`] if the hits could not be allocated.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussians, Error, Exec, Kernel};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// use gaussian_kl::simd::Level;
+/// let docs = DiagGaussians::var(3, 1, &[0.0f64, 1.0, 2.0], &[1.0; 3])?;
+/// let index = DocIndex::new(&docs)?;
+/// let queries = DiagGaussians::var(2, 1, &[1.9, 0.2], &[1.0; 2])?;
+/// let exec = Exec::new().level(Level::Scalar);
+/// let hits = search::top_k(&index, &queries, 2, Metric::Eq10, &exec)?;
+/// assert_eq!((hits.row(0).0, hits.row(1).0), (&[2, 1][..], &[0, 1][..]));
+/// let forced = Exec::new().kernel(Kernel::Lanes);
+/// assert!(matches!(
+///     search::top_k(&index, &queries, 2, Metric::Eq10, &forced),
+///     Err(Error::Unsupported { what: "kernel", .. })
+/// ));
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn top_k<T: ScoreReal>(
+    index: &DocIndex<T>,
+    queries: &DiagGaussians<'_, T>,
+    k: usize,
+    metric: Metric,
+    exec: &Exec,
+) -> Result<Hits<T>, Error> {
+    let per_query = index.check_top(queries, k)?;
+    let level = search_level(exec)?;
+    if per_query == 0 {
+        return Ok(finish(metric, 0, Vec::new()));
+    }
+    let heaps = match exec.get_par() {
+        Par::Seq => index.top_k_seq(level, *queries, per_query, metric),
+        #[cfg(feature = "rayon")]
+        Par::Rayon(_) => par::top_k(index, level, queries, per_query, metric, exec.tasks()),
+    };
+    Ok(finish(metric, per_query, heaps))
+}
+
+/// The full `n_queries × n_docs` matrix of values (Eq. 10 scores or KLs, see
+/// [`Metric`]), row-major, from the kernel of [`top_k`] (bit-identical
+/// values), at the level and with the threads of `exec`.
+///
+/// # Errors
+/// As [`top_k`], and [`Error::LengthMismatch`] (`"out"`) for an `out` that is
+/// not `n_queries · n_docs` long. `out` is untouched on error.
+///
+/// ```
+/// use gaussian_kl::{DiagGaussian, DiagGaussians, Exec, diag};
+/// use gaussian_kl::search::{self, DocIndex, Metric};
+/// let docs = DiagGaussians::var(2, 1, &[0.0f64, 1.0], &[1.0, 2.0])?;
+/// let queries = DiagGaussians::var(1, 1, &[0.5], &[1.5])?;
+/// let mut out = [0.0; 2];
+/// search::scores(&DocIndex::new(&docs)?, &queries, Metric::Kl, &mut out, &Exec::new())?;
+/// let direct = diag::kl(&queries.get(0).unwrap(), &docs.get(1).unwrap())?;
+/// assert!((out[1] - direct).abs() < 1e-15);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn scores<T: ScoreReal>(
+    index: &DocIndex<T>,
+    queries: &DiagGaussians<'_, T>,
+    metric: Metric,
+    out: &mut [T],
+    exec: &Exec,
+) -> Result<(), Error> {
+    index.check_queries(queries)?;
+    let nd = index.n;
+    let len = queries
+        .n
+        .checked_mul(nd)
+        .ok_or(Error::DimensionTooLarge { d: nd })?;
+    check_len("out", len, out.len())?;
+    let level = search_level(exec)?;
+    if len == 0 {
+        return Ok(());
+    }
+    match exec.get_par() {
+        Par::Seq => {
+            let mut sink = MatrixSink { nd, out };
+            index.run(level, *queries, metric, 0..index.panels(), &mut sink);
         }
-        if nq >= 2 * threads {
-            // Blocks of queries, a multiple of every register block height.
-            let chunk = nq.div_ceil(4 * threads).div_ceil(24) * 24;
-            let parts: Vec<Result<Hits<T>, Error>> = (0..nq.div_ceil(chunk))
+        #[cfg(feature = "rayon")]
+        Par::Rayon(_) => par::scores(index, level, queries, metric, out, exec.tasks()),
+    }
+    Ok(())
+}
+
+#[cfg(feature = "rayon")]
+mod par {
+    //! The multi-core paths (feature `rayon`).
+
+    use super::{DocIndex, HeapSink, MatrixSink, Metric, ScoreReal, TopK, sub_batch};
+    use crate::simd::Level;
+    use crate::view::DiagGaussians;
+    use rayon::prelude::*;
+    use std::vec::Vec;
+
+    /// Queries per block when `nq` queries are split into `tasks` blocks: a
+    /// multiple of every register block height.
+    fn query_chunk(nq: usize, tasks: usize) -> usize {
+        nq.div_ceil(tasks).div_ceil(24) * 24
+    }
+
+    /// Many queries: blocks of queries; few: ranges of document panels whose
+    /// heaps are merged. The heaps hold the serial run's entries, since
+    /// `push` compares `(key, index)` fully and every value is computed
+    /// identically whatever the split.
+    pub(super) fn top_k<T: ScoreReal>(
+        index: &DocIndex<T>,
+        level: Level,
+        queries: &DiagGaussians<'_, T>,
+        per_query: usize,
+        metric: Metric,
+        tasks: usize,
+    ) -> Vec<TopK<T>> {
+        let nq = queries.n;
+        if tasks <= 1 {
+            return index.top_k_seq(level, *queries, per_query, metric);
+        }
+        if nq >= 2 * tasks {
+            let chunk = query_chunk(nq, tasks);
+            let parts: Vec<Vec<TopK<T>>> = (0..nq.div_ceil(chunk))
                 .into_par_iter()
                 .map(|c| {
-                    let r = c * chunk..nq.min((c + 1) * chunk);
-                    let sub = DiagBatch {
-                        n: r.len(),
-                        k,
-                        mean: &queries.mean[r.start * k..r.end * k],
-                        spread: &queries.spread[r.start * k..r.end * k],
-                        scale: queries.scale,
-                    };
-                    self.top_k(sub, top, metric)
+                    let sub = sub_batch(queries, c * chunk..nq.min((c + 1) * chunk));
+                    index.top_k_seq(level, sub, per_query, metric)
                 })
                 .collect();
-            let mut hits = Hits {
-                per_query,
-                index: Vec::with_capacity(nq * per_query),
-                value: Vec::with_capacity(nq * per_query),
-            };
-            for p in parts {
-                let p = p?;
-                hits.index.extend_from_slice(&p.index);
-                hits.value.extend_from_slice(&p.value);
-            }
-            return Ok(hits);
+            return parts.into_iter().flatten().collect();
         }
-        // Few queries: ranges of panels, one heap set each, merged.
-        let gamma_q = gamma_queries(&queries, metric);
-        let panels = self.panels();
-        let chunk = panels.div_ceil(4 * threads).max(1);
+        let panels = index.panels();
+        let chunk = panels.div_ceil(tasks).max(1);
         let parts: Vec<Vec<TopK<T>>> = (0..panels.div_ceil(chunk))
             .into_par_iter()
             .map(|c| {
@@ -632,7 +731,7 @@ impl<T: ScoreReal> DocIndex<T> {
                     heaps: (0..nq).map(|_| TopK::new(per_query)).collect(),
                 };
                 let range = c * chunk..panels.min((c + 1) * chunk);
-                self.run(Level::detect(), queries, &gamma_q, metric, range, &mut sink);
+                index.run(level, *queries, metric, range, &mut sink);
                 sink.heaps
             })
             .collect();
@@ -640,14 +739,32 @@ impl<T: ScoreReal> DocIndex<T> {
         let mut heaps = parts.next().unwrap_or_default();
         for part in parts {
             for (h, other) in heaps.iter_mut().zip(part) {
-                // `push` compares (key, index) fully, so the merge order
-                // does not matter.
                 for (key, idx) in other.key.into_iter().zip(other.idx) {
                     h.push(key, idx);
                 }
             }
         }
-        Ok(finish(metric, per_query, heaps))
+        heaps
+    }
+
+    /// Blocks of queries, each writing its own rows of `out`.
+    pub(super) fn scores<T: ScoreReal>(
+        index: &DocIndex<T>,
+        level: Level,
+        queries: &DiagGaussians<'_, T>,
+        metric: Metric,
+        out: &mut [T],
+        tasks: usize,
+    ) {
+        let (nq, nd) = (queries.n, index.n);
+        let chunk = query_chunk(nq, tasks.max(1));
+        out.par_chunks_mut(chunk * nd)
+            .enumerate()
+            .for_each(|(c, rows)| {
+                let sub = sub_batch(queries, c * chunk..nq.min((c + 1) * chunk));
+                let mut sink = MatrixSink { nd, out: rows };
+                index.run(level, sub, metric, 0..index.panels(), &mut sink);
+            });
     }
 }
 

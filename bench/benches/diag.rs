@@ -1,9 +1,9 @@
 //! Top-10 retrieval of diagonal Gaussians by the Eq. 10 score, f32, one
 //! thread, with its peers in the same run:
 //!
-//! - `fused`: `DocIndex::top_k`, the compact `2k+1` panels scored by the
+//! - `fused`: `search::top_k`, the compact `2k+1` panels scored by the
 //!   register-blocked micro-kernel straight into per-query heaps;
-//! - `gemm_3k1`: the seed's `3k+1` representations scored by a single-thread
+//! - `gemm_3k1`: the `3k+1` wide representations (`Rep::Wide`, the MRL paper's map) scored by a single-thread
 //!   `matrixmultiply::sgemm` into the full `nq × nd` matrix, then a top-10
 //!   selection per row (what `qrep @ drep.T` + `topk` does);
 //! - `direct`: the Eq. 10 double loop (`Σ log σ²_D` once per document, then
@@ -12,8 +12,9 @@
 //! Throughput is in query–document pairs per second.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gaussian_kl::diag::{self, DiagBatch, Rep};
-use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::diag::{self, Rep};
+use gaussian_kl::search::{self, DocIndex, Metric};
+use gaussian_kl::{DiagGaussians, Exec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -41,26 +42,30 @@ fn select_top(row: &[f32], out: &mut Vec<(f32, usize)>) {
 
 fn bench(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(2026);
+    let exec = Exec::new();
     for k in [16usize, 128, 384] {
         for nd in [16_384usize, 131_072] {
             let dm = random(&mut rng, nd * k, 0.0, 2.0);
             let dv = random(&mut rng, nd * k, 1.0, 2.7);
-            let docs = DiagBatch::var(nd, k, &dm, &dv);
-            let index = DocIndex::new(docs).unwrap();
-            let n3 = Rep::Seed.len(k);
+            let docs = DiagGaussians::var(nd, k, &dm, &dv).unwrap();
+            let index = DocIndex::new(&docs).unwrap();
+            let n3 = Rep::Wide.len(k);
             let mut drep = vec![0.0f32; nd * n3];
-            diag::doc_rep(Rep::Seed, docs, &mut drep).unwrap();
+            diag::doc_vectors(Rep::Wide, &docs, &mut drep).unwrap();
             let mut group = c.benchmark_group(format!("diag_top10_f32/k{k}"));
             group.sample_size(10);
             for nq in [1usize, 64] {
                 let qm = random(&mut rng, nq * k, 0.0, 1.0);
                 let qv = random(&mut rng, nq * k, 0.0, 1.0);
-                let q = DiagBatch::var(nq, k, &qm, &qv);
+                let q = DiagGaussians::var(nq, k, &qm, &qv).unwrap();
                 group.throughput(Throughput::Elements((nq * nd) as u64));
                 let id = |peer: &str| BenchmarkId::new(peer, format!("nq{nq}_nd{nd}"));
 
                 group.bench_function(id("fused"), |b| {
-                    b.iter(|| black_box(index.top_k(black_box(q), TOP, Metric::Eq10).unwrap()))
+                    b.iter(|| {
+                        let hits = search::top_k(&index, black_box(&q), TOP, Metric::Eq10, &exec);
+                        black_box(hits.unwrap())
+                    })
                 });
 
                 let mut scores = vec![0.0f32; nq * nd];
@@ -68,7 +73,7 @@ fn bench(c: &mut Criterion) {
                 let mut top = Vec::with_capacity(TOP + 1);
                 group.bench_function(id("gemm_3k1"), |b| {
                     b.iter(|| {
-                        diag::query_rep(Rep::Seed, black_box(q), &mut qrep).unwrap();
+                        diag::query_vectors(Rep::Wide, black_box(&q), &mut qrep).unwrap();
                         // SAFETY: `qrep` is nq × n3 row-major (strides n3, 1); `drep`
                         // is nd × n3 row-major, read as the n3 × nd matrix Bᵀ (strides
                         // 1, n3); `scores` is nq × nd row-major (strides nd, 1). All

@@ -8,10 +8,11 @@
 //! Run: `cargo run --release -p gaussian-kl-bench --example diag_throughput -- K NQ ND [REPS]`
 //! (defaults: 128 64 16384 5). Prints pairs per second and GFLOP/s on the
 //! `2(2k+1)` flops of a compact dot product, for the fused kernel and for the
-//! seed's `3k+1` representation through `matrixmultiply::sgemm` + a streaming top-10.
+//! `3k+1` wide representation (`Rep::Wide`, the MRL paper's map) through `matrixmultiply::sgemm` + a streaming top-10.
 
-use gaussian_kl::diag::{self, DiagBatch, Rep};
-use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::diag::{self, Rep};
+use gaussian_kl::search::{self, DocIndex, Metric};
+use gaussian_kl::{DiagGaussians, Exec};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -137,9 +138,9 @@ fn main() {
     };
     let (dm, dv) = (random(nd * k, 0.0, 2.0), random(nd * k, 1.0, 2.7));
     let (qm, qv) = (random(nq * k, 0.0, 1.0), random(nq * k, 0.0, 1.0));
-    let docs = DiagBatch::var(nd, k, &dm, &dv);
-    let q = DiagBatch::var(nq, k, &qm, &qv);
-    let index = DocIndex::new(docs).unwrap();
+    let docs = DiagGaussians::var(nd, k, &dm, &dv).expect("positive variances");
+    let q = DiagGaussians::var(nq, k, &qm, &qv).expect("positive variances");
+    let index = DocIndex::new(&docs).unwrap();
     let pairs = (nq * nd) as f64;
     let flops = pairs * 2.0 * (2 * k + 1) as f64;
     let peak = peak_gflops();
@@ -157,20 +158,21 @@ fn main() {
     report(
         "fused",
         measure(reps, || {
-            black_box(index.top_k(black_box(q), 10, Metric::Eq10).unwrap());
+            let hits = search::top_k(&index, black_box(&q), 10, Metric::Eq10, &Exec::new());
+            black_box(hits.unwrap());
         }),
     );
 
-    let n3 = Rep::Seed.len(k);
+    let n3 = Rep::Wide.len(k);
     let mut drep = vec![0.0f32; nd * n3];
-    diag::doc_rep(Rep::Seed, docs, &mut drep).unwrap();
+    diag::doc_vectors(Rep::Wide, &docs, &mut drep).unwrap();
     let mut qrep = vec![0.0f32; nq * n3];
     let mut scores = vec![0.0f32; nq * nd];
     let mut top = Vec::with_capacity(11);
     report(
         "gemm_3k1",
         measure(reps, || {
-            diag::query_rep(Rep::Seed, q, &mut qrep).unwrap();
+            diag::query_vectors(Rep::Wide, &q, &mut qrep).unwrap();
             // SAFETY: `qrep` is nq × n3 row-major, `drep` nd × n3 row-major read
             // as the n3 × nd matrix Bᵀ (strides 1, n3), `scores` nq × nd
             // row-major; the sizes match and the buffers do not overlap.

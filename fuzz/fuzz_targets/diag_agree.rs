@@ -16,24 +16,27 @@
 //!
 //! Checks, for `T` ∈ {f32, f64}, `eps = eps_T`, and the reference's own
 //! error counted as the same bound with `eps_f64`:
-//! - bit-identical: `pairwise_kl` / `pairwise_eq10` entries and the
-//!   single-pair `kl` / `kl_log_var` / `eq10_score` (equal scales);
-//!   `DocIndex::scores_at` at an available `Level` (one drawn per case) and
-//!   `scores`; `top_k`, `top_k_at` (same level) and `par_top_k` hits and the first
+//! - bit-identical: `kl_all_pairs` / `eq10_all_pairs` entries and the
+//!   single-pair `kl` / `eq10` (any scales), and the values `kl_grad` /
+//!   `eq10_grad` return; `search::scores` at the default `Exec`, at an
+//!   available `Level` (one drawn per case) and with `Par::Rayon(2)`;
+//!   `search::top_k` hits for the same three policies and the first
 //!   `min(top, nd)` of a full sort of `scores` (larger Eq. 10 / smaller KL
 //!   first, ties by smaller index).
-//! - direct sums (`pairwise_kl`, `pairwise_eq10`, and the identity
+//! - `kl_std_normal` of each query against `½ Σ(μ² + σ² − 1 − ℓ)` in f64,
+//!   `|v − ref| ≤ 4 (k + 4) eps · (Σ μ² + Σ σ² + k + Σ|ℓ|)`.
+//! - direct sums (`kl_all_pairs`, `eq10_all_pairs`, and the identity
 //!   `KL = ½(−eq10 − k − Σℓ_Q)` applied to `pairwise_eq10`):
 //!   `|v − ref| ≤ 4 (k + 4) eps · A`: at most three roundings per term
 //!   (difference, square-add, division; or one `exp`/`ln` within 1 ulp), a
 //!   recursive sum of `k` terms (`(k − 1) eps Σ|terms|` to first order), and
 //!   the final combination; the factor 4 covers the rest.
 //! - full-rank on `L = diag(σ)` (up to four pairs per case; `σ = √σ²` as a plain diagonal, or
-//!   `log σ = ½ log σ²` as a log diagonal; `full::kl`, and `full::kl_dense`
-//!   when both are variances): the full-rank bound `8 (k+1)^{3/2} eps κ_S S`
+//!   `log σ = ½ log σ²` as a log diagonal, packed; and a dense `MatRef` when
+//!   both are variances; `full::kl`): the full-rank bound `8 (k+1)^{3/2} eps κ_S S`
 //!   with `κ_S(diag) = 1` and `S = ‖y‖² + ‖M‖²_F + 2Σ|log σ| + k = A`.
-//! - dot products (`query_rep · doc_rep` for all four `Rep`s, summed in `T`;
-//!   `kl_from_dot` for the full ones; `DocIndex::scores`, both metrics):
+//! - dot products (`query_vectors · doc_vectors` for all four `Rep`s, summed
+//!   in `T`; `kl_from_dot` for the `…Kl` ones; `search::scores`, both metrics):
 //!   `|v − ref| ≤ 4 (n + 4) eps · P`, `n` the vector length, `P = Σ|ℓ_D| +
 //!   Σ μ²_D/σ²_D + Σ|ℓ_Q| + Σ(σ²_Q + μ²_Q + 2|μ_Q μ_D|)/σ²_D + k ≥ Σ|qᵢ dᵢ| + k`:
 //!   each entry is within two roundings, a recursive (or fused) dot product
@@ -45,14 +48,82 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
-use gaussian_kl::diag::{self, DiagBatch, Rep, Scale, ScoreReal};
-use gaussian_kl::search::{DocIndex, Metric};
+use gaussian_kl::diag::{self, Rep};
+use gaussian_kl::search::{self, DocIndex, Hits, Metric};
 use gaussian_kl::simd::Level;
-use gaussian_kl::{Diagonal, Layout, PackedTril, full};
+use gaussian_kl::{
+    DiagGaussian, DiagGaussians, DiagGradMut, Diagonal, Error, Exec, Gaussian, Grads, Layout,
+    MatRef, PackedTril, Par, Real, Scale, full,
+};
 use gaussian_kl_fuzz::{assert_same, scaled};
 use libfuzzer_sys::fuzz_target;
 
-const REPS: [Rep; 4] = [Rep::Seed, Rep::SeedFull, Rep::Compact, Rep::CompactFull];
+const REPS: [Rep; 4] = [Rep::Wide, Rep::WideKl, Rep::Compact, Rep::CompactKl];
+
+/// The search functions take the crate-internal element trait (`f32`,
+/// `f64`); the generic checks reach them through this one.
+trait Elem: Real {
+    fn top_k(
+        index: &DocIndex<Self>,
+        q: &DiagGaussians<'_, Self>,
+        k: usize,
+        metric: Metric,
+        exec: &Exec,
+    ) -> Result<Hits<Self>, Error>;
+    fn scores(
+        index: &DocIndex<Self>,
+        q: &DiagGaussians<'_, Self>,
+        metric: Metric,
+        out: &mut [Self],
+        exec: &Exec,
+    ) -> Result<(), Error>;
+    fn index(docs: &DiagGaussians<'_, Self>) -> Result<DocIndex<Self>, Error>;
+}
+
+macro_rules! elem {
+    ($t:ty) => {
+        impl Elem for $t {
+            fn top_k(
+                index: &DocIndex<$t>,
+                q: &DiagGaussians<'_, $t>,
+                k: usize,
+                metric: Metric,
+                exec: &Exec,
+            ) -> Result<Hits<$t>, Error> {
+                search::top_k(index, q, k, metric, exec)
+            }
+            fn scores(
+                index: &DocIndex<$t>,
+                q: &DiagGaussians<'_, $t>,
+                metric: Metric,
+                out: &mut [$t],
+                exec: &Exec,
+            ) -> Result<(), Error> {
+                search::scores(index, q, metric, out, exec)
+            }
+            fn index(docs: &DiagGaussians<'_, $t>) -> Result<DocIndex<$t>, Error> {
+                DocIndex::new(docs)
+            }
+        }
+    };
+}
+elem!(f32);
+elem!(f64);
+
+/// The view of `n × k` means and spreads in `scale`.
+fn view<'a, T: Real>(
+    n: usize,
+    k: usize,
+    m: &'a [T],
+    s: &'a [T],
+    scale: Scale,
+) -> DiagGaussians<'a, T> {
+    match scale {
+        Scale::Var => DiagGaussians::var(n, k, m, s),
+        Scale::LogVar => DiagGaussians::log_var(n, k, m, s),
+    }
+    .expect("well-formed case")
+}
 
 /// One batch of diagonal Gaussians, exact in f32 and f64.
 #[derive(Debug)]
@@ -199,7 +270,7 @@ fn assert_near(got: f64, want: f64, tol: f64, what: &str) {
     );
 }
 
-fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
+fn check<T: Elem>(case: &(usize, Batch, Batch), top: usize, level: Level) {
     let (k, q, d) = (case.0, &case.1, &case.2);
     let (nq, nd) = (q.n, d.n);
     let eps = T::EPSILON.to_f64();
@@ -211,66 +282,81 @@ fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
         conv(&d.mean),
         conv(&d.spread),
     );
-    let qb = DiagBatch {
-        n: nq,
-        k,
-        mean: &mq,
-        spread: &sq,
-        scale: q.scale,
-    };
-    let db = DiagBatch {
-        n: nd,
-        k,
-        mean: &md,
-        spread: &sd,
-        scale: d.scale,
-    };
+    let qb = view(nq, k, &mq, &sq, q.scale);
+    let db = view(nd, k, &md, &sd, d.scale);
     let refs: Vec<Ref> = (0..nq * nd)
         .map(|x| reference(k, q, x / nd.max(1), d, x % nd.max(1)))
         .collect();
     let direct = |r: &Ref| tol(k, eps, r.a) + tol(k, eps64, r.a);
 
-    // Direct matrices.
+    // Direct matrices, single pairs and the values the gradients return.
     let mut kl_mat = vec![T::NAN; nq * nd];
     let mut eq_mat = vec![T::NAN; nq * nd];
-    diag::pairwise_kl(qb, db, &mut kl_mat).expect("well-formed case");
-    diag::pairwise_eq10(qb, db, &mut eq_mat).expect("well-formed case");
+    diag::kl_all_pairs(&qb, &db, &mut kl_mat).expect("well-formed case");
+    diag::eq10_all_pairs(&qb, &db, &mut eq_mat).expect("well-formed case");
+    let mut g = [
+        vec![T::NAN; k],
+        vec![T::NAN; k],
+        vec![T::NAN; k],
+        vec![T::NAN; k],
+    ];
     for i in 0..nq {
-        let (qm, qs) = (&mq[i * k..(i + 1) * k], &sq[i * k..(i + 1) * k]);
+        let p = qb.get(i).expect("in range");
         for j in 0..nd {
             let x = i * nd + j;
-            let (dm, ds) = (&md[j * k..(j + 1) * k], &sd[j * k..(j + 1) * k]);
+            let dj = db.get(j).expect("in range");
             let r = &refs[x];
-            match (q.scale, d.scale) {
-                (Scale::Var, Scale::Var) => {
-                    assert_same(kl_mat[x], diag::kl(qm, qs, dm, ds).unwrap(), "kl");
-                    let e = diag::eq10_score(qm, qs, dm, ds).unwrap();
-                    assert_same(eq_mat[x], e, "eq10_score");
-                }
-                (Scale::LogVar, Scale::LogVar) => {
-                    let v = diag::kl_log_var(qm, qs, dm, ds).unwrap();
-                    assert_same(kl_mat[x], v, "kl_log_var");
-                }
-                _ => {}
-            }
-            assert_near(kl_mat[x].to_f64(), r.kl, direct(r), "pairwise_kl");
-            assert_near(eq_mat[x].to_f64(), r.eq10, direct(r), "pairwise_eq10");
+            assert_same(kl_mat[x], diag::kl(&p, &dj).unwrap(), "kl");
+            assert_same(eq_mat[x], diag::eq10(&p, &dj).unwrap(), "eq10");
+            let [a, b, c, e] = &mut g;
+            let grads = Grads::new(DiagGradMut::new(a, b), DiagGradMut::new(c, e));
+            let v = diag::kl_grad(&p, &dj, T::ONE, grads).unwrap();
+            assert_same(kl_mat[x], v, "kl_grad value");
+            let grads = Grads::new(DiagGradMut::new(a, b), DiagGradMut::new(c, e));
+            let v = diag::eq10_grad(&p, &dj, T::ONE, grads).unwrap();
+            assert_same(eq_mat[x], v, "eq10_grad value");
+            assert_near(kl_mat[x].to_f64(), r.kl, direct(r), "kl_all_pairs");
+            assert_near(eq_mat[x].to_f64(), r.eq10, direct(r), "eq10_all_pairs");
             // KL from the Eq. 10 score: ½(−eq10 − k − Σℓ_Q).
             let from_eq = 0.5 * (-eq_mat[x].to_f64() - k as f64 - r.log_det_q);
             assert_near(from_eq, r.kl, direct(r), "KL from eq10");
         }
+        check_std_normal(k, q, i, &p, eps);
     }
 
     // Full-rank kernels on L = diag(σ).
     check_full_rank::<T>(k, q, d, &refs);
+    check_reps(k, (&qb, &db), &refs, eps);
+    check_search(k, (&qb, &db), &refs, (&eq_mat, direct), top, level);
+}
 
-    // Dot-product representations.
+/// `kl_std_normal` of query `i` against the f64 reference.
+fn check_std_normal<T: Real>(k: usize, q: &Batch, i: usize, p: &DiagGaussian<'_, T>, eps: f64) {
+    let (mut want, mut mag) = (0.0, k as f64);
+    for c in i * k..(i + 1) * k {
+        let (m, v, l) = (q.mean[c], q.var(c), q.log_var(c));
+        want += 0.5 * (m * m + v - 1.0 - l);
+        mag += m * m + v + l.abs();
+    }
+    let got = diag::kl_std_normal(p).unwrap().to_f64();
+    let t = tol(k, eps, mag) + tol(k, f64::EPSILON, mag);
+    assert_near(got, want, t, "kl_std_normal");
+}
+
+/// The dot-product representations against the reference.
+fn check_reps<T: Real>(
+    k: usize,
+    (qb, db): (&DiagGaussians<'_, T>, &DiagGaussians<'_, T>),
+    refs: &[Ref],
+    eps: f64,
+) {
+    let (nq, nd) = (qb.len(), db.len());
     for rep in REPS {
         let len = rep.len(k);
         let mut qr = vec![T::NAN; nq * len];
         let mut dr = vec![T::NAN; nd * len];
-        diag::query_rep(rep, qb, &mut qr).expect("well-formed case");
-        diag::doc_rep(rep, db, &mut dr).expect("well-formed case");
+        diag::query_vectors(rep, qb, &mut qr).expect("well-formed case");
+        diag::doc_vectors(rep, db, &mut dr).expect("well-formed case");
         for i in 0..nq {
             for j in 0..nd {
                 let r = &refs[i * nd + j];
@@ -281,8 +367,8 @@ fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
                 {
                     dot += a * b;
                 }
-                let t = tol(len, eps, r.p) + tol(len, eps64, r.p);
-                if rep.is_full() {
+                let t = tol(len, eps, r.p) + tol(len, f64::EPSILON, r.p);
+                if rep.is_kl() {
                     let v = diag::kl_from_dot(dot, k).to_f64();
                     assert_near(v, r.kl, t, &format!("kl_from_dot {rep:?}"));
                 } else {
@@ -291,45 +377,57 @@ fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
             }
         }
     }
+}
 
-    // The fused kernel: DocIndex.
-    let index = DocIndex::new(db).expect("well-formed case");
+/// The fused kernel: `DocIndex`, `search::scores` and `search::top_k` at the
+/// default policy, a forced level and on two rayon tasks.
+fn check_search<T: Elem>(
+    k: usize,
+    (qb, db): (&DiagGaussians<'_, T>, &DiagGaussians<'_, T>),
+    refs: &[Ref],
+    (eq_mat, direct): (&[T], impl Fn(&Ref) -> f64),
+    top: usize,
+    level: Level,
+) {
+    let (nq, nd) = (qb.len(), db.len());
+    let eps = T::EPSILON.to_f64();
+    let index = T::index(db).expect("well-formed case");
     assert_eq!(
         (index.len(), index.dim(), index.is_empty()),
         (nd, k, nd == 0)
     );
+    let mut policies = vec![Exec::new().par(Par::Rayon(2))];
+    if level.is_available() {
+        policies.push(Exec::new().level(level));
+    }
     for metric in [Metric::Eq10, Metric::Kl] {
         let mut sc = vec![T::NAN; nq * nd];
-        index.scores(qb, metric, &mut sc).expect("well-formed case");
-        if level.is_available() {
+        T::scores(&index, qb, metric, &mut sc, &Exec::new()).expect("well-formed case");
+        for exec in &policies {
             let mut other = vec![T::NAN; nq * nd];
-            index.scores_at(level, qb, metric, &mut other).unwrap();
+            T::scores(&index, qb, metric, &mut other, exec).unwrap();
             for (&a, &b) in sc.iter().zip(&other) {
-                assert_same(a, b, &format!("scores_at {level:?}"));
+                assert_same(a, b, &format!("scores {exec:?}"));
             }
         }
         let n_dot = 2 * k + 2;
-        let tol_of = |x: usize| tol(n_dot, eps, refs[x].p) + tol(n_dot, eps64, refs[x].p);
+        let tol_of = |x: usize| tol(n_dot, eps, refs[x].p) + tol(n_dot, f64::EPSILON, refs[x].p);
         let exact = |x: usize| match metric {
             Metric::Eq10 => refs[x].eq10,
             Metric::Kl => refs[x].kl,
         };
         for x in 0..nq * nd {
-            assert_near(sc[x].to_f64(), exact(x), tol_of(x), "DocIndex::scores");
+            assert_near(sc[x].to_f64(), exact(x), tol_of(x), "search::scores");
             if metric == Metric::Eq10 {
                 // The kernel against the direct matrix.
                 let t = tol_of(x) + direct(&refs[x]);
-                assert_near(
-                    sc[x].to_f64(),
-                    eq_mat[x].to_f64(),
-                    t,
-                    "scores vs pairwise_eq10",
-                );
+                let (a, b) = (sc[x].to_f64(), eq_mat[x].to_f64());
+                assert_near(a, b, t, "scores vs eq10_all_pairs");
             }
         }
 
         // Top-k: the full sort of `scores`, bit for bit.
-        let hits = index.top_k(qb, top, metric).expect("well-formed case");
+        let hits = T::top_k(&index, qb, top, metric, &Exec::new()).expect("well-formed case");
         let per = top.min(nd);
         assert_eq!(hits.per_query, per);
         assert_eq!(hits.len(), if per == 0 { 0 } else { nq });
@@ -366,17 +464,16 @@ fn check<T: ScoreReal>(case: &(usize, Batch, Batch), top: usize, level: Level) {
             }
         }
         assert!(hits.row(nq).0.is_empty());
-        if level.is_available() {
-            let other = index.top_k_at(level, qb, top, metric).unwrap();
-            assert_eq!(hits, other, "top_k_at {level:?}");
+        for exec in &policies {
+            let other = T::top_k(&index, qb, top, metric, exec).unwrap();
+            assert_eq!(hits, other, "top_k {exec:?}");
         }
-        let par = index.par_top_k(qb, top, metric).unwrap();
-        assert_eq!(hits, par, "par_top_k");
     }
 }
 
-/// `full::kl` (and `full::kl_dense`) on `L = diag(σ)` against the reference.
-fn check_full_rank<T: ScoreReal>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
+/// `full::kl` on `L = diag(σ)` (packed, and dense when both sides are
+/// variances) against the reference.
+fn check_full_rank<T: Real>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
     let (nq, nd) = (q.n, d.n);
     let eps = T::EPSILON.to_f64();
     // Packed row-major diagonal factor: plain σ = √σ², or log σ = ½ log σ².
@@ -403,7 +500,7 @@ fn check_full_rank<T: ScoreReal>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
         f
     };
     let conv = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
-    let mut work = vec![T::NAN; full::workspace_len(k)];
+    let mut work = vec![T::NAN; full::kl_scratch(k)];
     // O(k³) per pair: pairs (i, i mod nd) for the first four queries only.
     for i in 0..nq.min(4) {
         let mq = conv(&q.mean[i * k..(i + 1) * k]);
@@ -414,14 +511,19 @@ fn check_full_rank<T: ScoreReal>(k: usize, q: &Batch, d: &Batch, refs: &[Ref]) {
             let r = &refs[i * nd + j];
             let t = gaussian_kl_fuzz::dd::tolerance(k, eps, 1.0, r.a)
                 + gaussian_kl_fuzz::dd::tolerance(k, f64::EPSILON, 1.0, r.a);
-            let lp = PackedTril::new(k, &fq).diagonal(diag_q);
-            let lq = PackedTril::new(k, &fd).diagonal(diag_d);
-            let v = full::kl(&mq, lp, &md, lq, &mut work).expect("well-formed case");
+            let packed = |m, f, diag| {
+                let l = PackedTril::with_layout(k, f, Layout::RowMajor, diag).expect("well-formed");
+                Gaussian::new(m, l).expect("well-formed")
+            };
+            let (p, g) = (packed(&mq, &fq, diag_q), packed(&md, &fd, diag_d));
+            let v = full::kl(&p, &g, &mut work).expect("well-formed case");
             assert_near(v.to_f64(), r.kl, t, "full::kl on diag(σ)");
             if q.scale == Scale::Var && d.scale == Scale::Var {
                 let (dq, dd) = (dense(q, i), dense(d, j));
-                let w = full::kl_dense(&mq, &dq, &md, &dd, &mut work).expect("well-formed");
-                assert_same(v, w, "full::kl_dense on diag(σ)");
+                let p = Gaussian::new(&mq, MatRef::row_major(k, &dq).expect("d²")).expect("ok");
+                let g = Gaussian::new(&md, MatRef::row_major(k, &dd).expect("d²")).expect("ok");
+                let w = full::kl(&p, &g, &mut work).expect("well-formed");
+                assert_same(v, w, "full::kl on a dense diag(σ)");
             }
         }
     }

@@ -31,9 +31,14 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// The element types of the SIMD scoring kernel: `f32` and `f64` (sealed).
+/// The element types of the SIMD scoring kernel: `f32` and `f64`.
 ///
-/// Its methods are the kernel's building blocks and not meant to be called.
+/// Crate-internal: it is `pub` in a private module, so it can bound the
+/// public search functions (`T: ScoreReal` reads "`T` is `f32` or `f64`")
+/// while no user can name, implement or call it (sealed). It stays apart from
+/// [`SimdReal`](crate::simd::SimdReal) because the scoring kernel needs an
+/// always-fused multiply-add (bit-identical results at every level) and lane
+/// comparisons, which `SimdReal` does not have.
 pub trait ScoreReal: Real + sealed::Sealed {
     /// Documents per packed panel (128 bytes' worth).
     const PANEL: usize;
