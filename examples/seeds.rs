@@ -8,8 +8,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use gaussian_kl::diag::{self, DiagBatch, Rep};
-use gaussian_kl::{PackedTril, full};
+use gaussian_kl::diag::{self, Rep};
+use gaussian_kl::{DiagGaussians, Gaussian, MatRef, PackedTril, full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -54,22 +54,25 @@ fn main() -> Result<(), gaussian_kl::Error> {
     println!("# Seed 000: KL between full-rank Gaussians, d = {D}, batch = {BATCH}");
     println!("# packed raw Cholesky elements, torch.tril_indices order, exp on the diagonal\n");
     println!(
-        "| pair | full::kl (packed) | full::kl_dense (scale_tril) | full::kl_cov (Σ) | max rel. diff |"
+        "| pair | full::kl (packed) | full::kl (dense scale_tril) | full::kl_cov (Σ) | max rel. diff |"
     );
     println!("|---:|---:|---:|---:|---:|");
-    let mut work = [0.0f64; full::workspace_len(D)];
+    let mut work = [0.0f64; full::kl_cov_scratch(D)];
     let mut worst = 0.0f64;
     for b in 0..BATCH {
-        let (p, q) = (PackedTril::new(D, &raw1[b]), PackedTril::new(D, &raw2[b]));
-        let kl = full::kl(&mean1[b], p, &mean2[b], q, &mut work)?;
+        let (p, q) = (PackedTril::new(D, &raw1[b])?, PackedTril::new(D, &raw2[b])?);
+        let kl = full::kl(&Gaussian::new(&mean1[b], p)?, &Gaussian::new(&mean2[b], q)?, &mut work)?;
         // The seed's own path: form the dense scale_tril, then solve.
         let (mut l1, mut l2) = ([0.0; D * D], [0.0; D * D]);
         p.expand_dense(&mut l1)?;
         q.expand_dense(&mut l2)?;
-        let kl_dense = full::kl_dense(&mean1[b], &l1, &mean2[b], &l2, &mut work)?;
+        let dense_p = Gaussian::new(&mean1[b], MatRef::row_major(D, &l1)?)?;
+        let dense_q = Gaussian::new(&mean2[b], MatRef::row_major(D, &l2)?)?;
+        let kl_dense = full::kl(&dense_p, &dense_q, &mut work)?;
         // And from covariance matrices Σ = L Lᵀ, factored again by the crate.
         let (s1, s2) = (gram(&l1), gram(&l2));
-        let kl_cov = full::kl_cov(&mean1[b], &s1, &mean2[b], &s2, &mut work)?;
+        let (c1, c2) = (MatRef::row_major(D, &s1)?, MatRef::row_major(D, &s2)?);
+        let kl_cov = full::kl_cov(&mean1[b], c1, &mean2[b], c2, &mut work)?;
         let diff = ((kl - kl_dense).abs().max((kl - kl_cov).abs())) / kl.abs();
         worst = worst.max(diff);
         println!("| {b} | {kl:.15} | {kl_dense:.15} | {kl_cov:.15} | {diff:.1e} |");
@@ -102,35 +105,29 @@ fn timing_table(
     let (reps, iters) = (11, 200_000);
     let mut rows: Vec<(&str, f64)> = Vec::new();
 
-    let mut w64 = [0.0f64; full::workspace_len(D)];
+    let mut w64 = [0.0f64; full::kl_scratch(D)];
     rows.push((
         "full::kl, f64 (runtime d, workspace)",
         time_ns(reps, iters, || {
             for b in 0..BATCH {
-                let kl = full::kl(
-                    black_box(&mean1[b]),
-                    PackedTril::new(D, black_box(&raw1[b])),
-                    black_box(&mean2[b]),
-                    PackedTril::new(D, black_box(&raw2[b])),
-                    &mut w64,
-                );
-                black_box(kl.ok());
+                let p = Gaussian::packed(black_box(&mean1[b]), black_box(&raw1[b]));
+                let q = Gaussian::packed(black_box(&mean2[b]), black_box(&raw2[b]));
+                if let (Ok(p), Ok(q)) = (p, q) {
+                    black_box(full::kl(&p, &q, &mut w64).ok());
+                }
             }
         }) / BATCH as f64,
     ));
-    let mut w32 = [0.0f32; full::workspace_len(D)];
+    let mut w32 = [0.0f32; full::kl_scratch(D)];
     rows.push((
         "full::kl, f32 (runtime d, workspace)",
         time_ns(reps, iters, || {
             for b in 0..BATCH {
-                let kl = full::kl(
-                    black_box(&m1f[b]),
-                    PackedTril::new(D, black_box(&r1f[b])),
-                    black_box(&m2f[b]),
-                    PackedTril::new(D, black_box(&r2f[b])),
-                    &mut w32,
-                );
-                black_box(kl.ok());
+                let p = Gaussian::packed(black_box(&m1f[b]), black_box(&r1f[b]));
+                let q = Gaussian::packed(black_box(&m2f[b]), black_box(&r2f[b]));
+                if let (Ok(p), Ok(q)) = (p, q) {
+                    black_box(full::kl(&p, &q, &mut w32).ok());
+                }
             }
         }) / BATCH as f64,
     ));
@@ -138,13 +135,13 @@ fn timing_table(
         "full::kl_packed_fixed::<f64, 3> (stack)",
         time_ns(reps, iters, || {
             for b in 0..BATCH {
-                let kl = full::kl_packed_fixed::<f64, D>(
-                    black_box(&mean1[b]),
-                    PackedTril::new(D, black_box(&raw1[b])),
-                    black_box(&mean2[b]),
-                    PackedTril::new(D, black_box(&raw2[b])),
-                );
-                black_box(kl.ok());
+                let p = PackedTril::new(D, black_box(&raw1[b]));
+                let q = PackedTril::new(D, black_box(&raw2[b]));
+                if let (Ok(p), Ok(q)) = (p, q) {
+                    let m1 = black_box(&mean1[b]);
+                    let kl = full::kl_packed_fixed::<f64, D>(m1, p, black_box(&mean2[b]), q);
+                    black_box(kl.ok());
+                }
             }
         }) / BATCH as f64,
     ));
@@ -152,11 +149,9 @@ fn timing_table(
         "full::kl_std_normal, f64 (VAE prior)",
         time_ns(reps, iters, || {
             for b in 0..BATCH {
-                let kl = full::kl_std_normal(
-                    black_box(&mean1[b]),
-                    PackedTril::new(D, black_box(&raw1[b])),
-                );
-                black_box(kl.ok());
+                if let Ok(p) = Gaussian::packed(black_box(&mean1[b]), black_box(&raw1[b])) {
+                    black_box(full::kl_std_normal(&p).ok());
+                }
             }
         }) / BATCH as f64,
     ));
@@ -199,8 +194,8 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
     let qv = uniform(nq * k);
     let dm: Vec<f32> = uniform(nd * k).iter().map(|x| x.exp()).collect();
     let dv: Vec<f32> = uniform(nd * k).iter().map(|x| x.exp()).collect();
-    let queries = DiagBatch::var(nq, k, &qm, &qv);
-    let docs = DiagBatch::var(nd, k, &dm, &dv);
+    let queries = DiagGaussians::var(nq, k, &qm, &qv)?;
+    let docs = DiagGaussians::var(nd, k, &dm, &dv)?;
     let show = |title: &str, m: &[f32]| {
         println!("{title}:");
         for row in m.chunks(nd) {
@@ -217,7 +212,7 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
     // Ground truth, the formal definition: the full-rank kernel on the
     // Cholesky factors diag(σ) (what MultivariateNormal does).
     let mut formal = vec![0.0f32; nq * nd];
-    let mut work = vec![0.0f32; full::workspace_len(k)];
+    let mut work = vec![0.0f32; full::kl_scratch(k)];
     for i in 0..nq {
         for j in 0..nd {
             let mut lq = vec![0.0f32; k * k];
@@ -226,8 +221,9 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
                 lq[p * k + p] = qv[i * k + p].sqrt();
                 ld[p * k + p] = dv[j * k + p].sqrt();
             }
-            formal[i * nd + j] =
-                full::kl_dense(&qm[i * k..][..k], &lq, &dm[j * k..][..k], &ld, &mut work)?;
+            let q = Gaussian::new(&qm[i * k..][..k], MatRef::row_major(k, &lq)?)?;
+            let d = Gaussian::new(&dm[j * k..][..k], MatRef::row_major(k, &ld)?)?;
+            formal[i * nd + j] = full::kl(&q, &d, &mut work)?;
         }
     }
     show(
@@ -238,24 +234,24 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
     // The unsimplified Eq. 10 (the diagonal kernel) and the simplified score.
     let mut kl = vec![0.0f32; nq * nd];
     let mut eq10 = vec![0.0f32; nq * nd];
-    diag::pairwise_kl(queries, docs, &mut kl)?;
-    diag::pairwise_eq10(queries, docs, &mut eq10)?;
-    show("diag::pairwise_kl", &kl);
+    diag::kl_all_pairs(&queries, &docs, &mut kl)?;
+    diag::eq10_all_pairs(&queries, &docs, &mut eq10)?;
+    show("diag::kl_all_pairs", &kl);
     let neg: Vec<f32> = kl.iter().map(|x| -x).collect();
     show("The seed's sign: -KL (larger is better)", &neg);
     show(
-        "Eq. 10 score, constants removed (diag::pairwise_eq10)",
+        "Eq. 10 score, constants removed (diag::eq10_all_pairs)",
         &eq10,
     );
 
     // Dot products of the representations: q . d for every rep.
     let mut dots = Vec::new();
-    for rep in [Rep::Seed, Rep::SeedFull, Rep::Compact, Rep::CompactFull] {
+    for rep in [Rep::Wide, Rep::WideKl, Rep::Compact, Rep::CompactKl] {
         let n = rep.len(k);
         let mut q = vec![0.0f32; nq * n];
         let mut d = vec![0.0f32; nd * n];
-        diag::query_rep(rep, queries, &mut q)?;
-        diag::doc_rep(rep, docs, &mut d)?;
+        diag::query_vectors(rep, &queries, &mut q)?;
+        diag::doc_vectors(rep, &docs, &mut d)?;
         let mut m = vec![0.0f32; nq * nd];
         for i in 0..nq {
             for j in 0..nd {
@@ -264,14 +260,14 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
                     .zip(&d[j * n..][..n])
                     .map(|(a, b)| a * b)
                     .sum();
-                m[i * nd + j] = if rep.is_full() {
+                m[i * nd + j] = if rep.is_kl() {
                     diag::kl_from_dot(dot, k)
                 } else {
                     dot
                 };
             }
         }
-        let what = if rep.is_full() {
+        let what = if rep.is_kl() {
             "KL = -(q'.d' + k)/2"
         } else {
             "q.d"
@@ -285,12 +281,12 @@ fn seed004() -> Result<(), gaussian_kl::Error> {
         allclose(&kl, &formal)
     );
     println!(
-        "Simplified version of Eq. 10 matches dot product formulation: {} (seed layout), {} (compact)",
+        "Simplified version of Eq. 10 matches dot product formulation: {} (3k+1 layout), {} (compact)",
         allclose(&dots[0], &eq10),
         allclose(&dots[2], &eq10)
     );
     println!(
-        "Formal definition of KL div. matches dot product formulation including constants: {} (seed layout), {} (compact)",
+        "Formal definition of KL div. matches dot product formulation including constants: {} (3k+1 layout), {} (compact)",
         allclose(&dots[1], &formal),
         allclose(&dots[3], &formal)
     );
