@@ -32,9 +32,9 @@
 use crate::batch::{Kernel, Options};
 use crate::error::{Error, check_len};
 use crate::full::grad::{GradWork, kl_grad_split};
+use crate::full::grad::{KlGrad, grad_workspace_len};
 use crate::full::lanes::{Pairs, Side};
 use crate::full::lanes_grad::{self, GradOut};
-use crate::full::grad::{KlGrad, grad_workspace_len};
 use crate::real::Real;
 use crate::simd::SimdReal;
 use crate::tril::{Diagonal, Layout, tril_len};

@@ -49,8 +49,7 @@ mod wide_fixed;
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
 pub use fixed::{kl_fixed, kl_packed_fixed};
 pub use grad::{
-    KlGradFixed, kl_grad, kl_grad_fixed, kl_grad_packed_fixed, kl_grad_scratch,
-    kl_std_normal_grad,
+    KlGradFixed, kl_grad, kl_grad_fixed, kl_grad_packed_fixed, kl_grad_scratch, kl_std_normal_grad,
 };
 pub use wide_fixed::{kl_wide_f32x8, kl_wide_f64x4};
 
@@ -96,7 +95,10 @@ fn split_work<T>(d: usize, work: &mut [T]) -> Result<Parts<'_, T>, Error> {
 }
 
 /// Checks that `q` has the dimension of `p` and returns it.
-pub(crate) fn check_dims<T: Real>(p: &Gaussian<'_, T>, q: &Gaussian<'_, T>) -> Result<usize, Error> {
+pub(crate) fn check_dims<T: Real>(
+    p: &Gaussian<'_, T>,
+    q: &Gaussian<'_, T>,
+) -> Result<usize, Error> {
     let d = p.dim();
     if q.dim() != d {
         return Err(Error::DimensionMismatch {
