@@ -964,15 +964,57 @@ fn reference_grad(d: usize, pair: &[Vec<f64>; 4]) -> [Vec<f64>; 4] {
     [g_mp, g_lp, g_mq, g_lq]
 }
 
+/// `‖L_q L_qᵀ z − (μ_q − μ_p)‖_∞ / ‖ |L_q| |L_q|ᵀ |z| ‖_∞` for the kernel's
+/// `z = ∂KL/∂μ_q`: the residual of its two triangular solves, which are
+/// backward stable at any conditioning (`(L + ΔL) x = b`, `|ΔL| ≤ γ_d |L|`,
+/// Higham Thm 8.5), so this ratio is at most about `2 d ε` whatever `κ`.
+fn mean_grad_residual(d: usize, pair: &[Vec<f64>; 4], z: &[f64]) -> f64 {
+    let l = to_form(d, &pair[3], Form::Dense);
+    let lower = |i: usize, j: usize| if j <= i { l[i * d + j] } else { 0.0 };
+    // u = L_qᵀ z, then L_q u; the same with absolute values.
+    let u: Vec<f64> = (0..d)
+        .map(|k| (k..d).map(|i| lower(i, k) * z[i]).sum())
+        .collect();
+    let ua: Vec<f64> = (0..d)
+        .map(|k| (k..d).map(|i| (lower(i, k) * z[i]).abs()).sum())
+        .collect();
+    let (mut res, mut mag) = (0.0f64, 0.0f64);
+    for i in 0..d {
+        let r: f64 = (0..=i).map(|k| lower(i, k) * u[k]).sum::<f64>() - (pair[2][i] - pair[0][i]);
+        let m: f64 = (0..=i).map(|k| (lower(i, k) * ua[k]).abs()).sum();
+        res = res.max(r.abs());
+        mag = mag.max(m);
+    }
+    res / mag.max(f64::MIN_POSITIVE)
+}
+
 /// The kernel against the explicit-inverse reference for `d` up to 64 and
-/// `L_q` from well to badly conditioned (off-diagonal scale `s`). Both are
-/// f64 computations with error growing as `d · κ(L_q)² · ε` (the gradient
-/// of `L_q` carries `Σ_q⁻¹` twice), so the bound is `16 · d · κ² · ε` of
-/// the largest entry, `κ = ‖L_q‖_F ‖L_q⁻¹‖_F`. Cases where that bound
-/// exceeds `1e-3` would test nothing and are skipped (and printed).
+/// `L_q` from well to badly conditioned (off-diagonal scale `s`), with
+/// `κ = ‖L_q‖_F ‖L_q⁻¹‖_F`.
+///
+/// Error model, relative to the largest entry of each gradient: the
+/// kernel's back substitutions contribute `O(κ·ε)`; the reference forms
+/// `Σ_q⁻¹ = L_q⁻ᵀ L_q⁻¹` and multiplies by it twice, so its own error grows
+/// as `κ²·ε` with a small constant (a first-order bound is `d·κ²·ε`, which
+/// the measured errors undercut by up to 1e5 at large `d`). Measured over
+/// these 24 cases (seed 20): `error ≤ 2.7 · ε · (κ + κ²/500)`; worst at
+/// `d = 24, κ = 384` (2.6), κ-dominated at `κ ≤ 400` (ratios 0.1 – 1.5),
+/// κ²-dominated above `κ ≈ 4e3` (ratios 0.5 – 1.0, up to `κ = 2.7e7`). The
+/// tolerance `32 · ε · (κ + κ²/500)` sits 12× above the worst measured
+/// error and at most about 300× above the best.
+///
+/// When that tolerance reaches `1` (here `κ ≥ 1e10`: 4 of the 24 cases) the
+/// two computations share no digits and no relative bound holds. Those
+/// cases are checked against a looser stated bound instead of skipped:
+/// every gradient entry is finite, `∂/∂μ_p = −∂/∂μ_q` exactly, and the
+/// mean gradient's residual `‖Σ_q z − Δμ‖` is within `4 d ε` of
+/// `‖|L_q||L_q|ᵀ|z|‖` (backward stability, independent of `κ`; measured
+/// at most `0.34 d ε` across all 24 cases, 12× below the bound). That residual check also runs on
+/// every other case.
 #[test]
 fn explicit_inverse_reference_across_conditioning() {
     let mut rng = StdRng::seed_from_u64(20);
+    let (mut checked, mut loose, mut worst_ratio, mut worst_res) = (0, 0, 0.0f64, 0.0f64);
     for d in [2, 5, 12, 24, 40, 64] {
         for s in [0.25, 1.0, 2.0, 6.0] {
             let mut pair = random_pair(&mut rng, d);
@@ -1004,21 +1046,48 @@ fn explicit_inverse_reference_across_conditioning() {
                 inv_norm += col.iter().map(|x| x * x).sum::<f64>();
             }
             let kappa = nl * inv_norm.sqrt();
+            // Conditioning-independent checks, every case.
+            let res = mean_grad_residual(d, &pair, &got[2]) / (d as f64 * f64::EPSILON);
+            worst_res = worst_res.max(res);
+            assert!(
+                res <= 4.0,
+                "d={d} s={s}: mean-gradient residual {res:.2} d·ε"
+            );
+            assert!(got.iter().flatten().all(|v| v.is_finite()), "d={d} s={s}");
+            assert!(
+                got[0]
+                    .iter()
+                    .zip(&got[2])
+                    .all(|(a, b)| a.to_bits() == (-b).to_bits())
+            );
+            let model = f64::EPSILON * (kappa + kappa * kappa / 500.0);
+            let bound = 32.0 * model;
             let mut worst: f64 = 0.0;
             for k in 0..4 {
                 let e = max_diff(&got[k], &want[k]) / max_abs(&want[k]).max(f64::MIN_POSITIVE);
                 worst = worst.max(e);
             }
-            let bound = 16.0 * d as f64 * kappa * kappa * f64::EPSILON;
-            if bound > 1e-3 {
-                eprintln!("d={d:2} κ(L_q)={kappa:9.3e}: skipped, too ill-conditioned to bound");
+            if bound >= 1.0 {
+                loose += 1;
+                eprintln!(
+                    "d={d:2} κ(L_q)={kappa:9.3e}: no relative bound (tolerance {bound:.1e}); \
+                     finite, antisymmetric means, residual {res:.2} d·ε"
+                );
                 continue;
             }
+            checked += 1;
+            worst_ratio = worst_ratio.max(worst / model);
             eprintln!(
-                "d={d:2} κ(L_q)={kappa:9.3e}: worst error {worst:9.3e} of the largest entry ({:.1e} ε·d·κ²)",
-                worst / (d as f64 * kappa * kappa * f64::EPSILON)
+                "d={d:2} κ(L_q)={kappa:9.3e}: worst error {worst:9.3e} of the largest entry \
+                 ({:.2} ε·(κ + κ²/500)); residual {res:.2} d·ε",
+                worst / model
             );
             assert!(worst <= bound, "d={d} s={s}: {worst:e} > {bound:e}");
         }
     }
+    eprintln!(
+        "explicit inverse: {checked} cases bounded (worst {worst_ratio:.2} of 32), \
+         {loose} checked loosely; worst residual {worst_res:.2} d·ε (of 4)"
+    );
+    assert_eq!(checked + loose, 24);
 }
