@@ -83,13 +83,13 @@ use gaussian_kl::batch::{Kernel, Options};
 use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, GradMut, Layout, Mode, PackedTril, full};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use gaussian_kl_fuzz::dd::{self, Dd};
 use gaussian_kl_fuzz::{
     Factor, FullCase, LAYOUTS, assert_close, assert_same, gaussian, generate_mean, mat, scaled,
     with_const_d,
 };
 use libfuzzer_sys::fuzz_target;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const EPS: f64 = f64::EPSILON;
 
@@ -831,7 +831,9 @@ fn count_skips(n: usize) {
     let before = SKIPPED.fetch_add(n, Ordering::Relaxed);
     let after = before + n;
     if after.next_power_of_two() != before.next_power_of_two() || before == 0 {
-        eprintln!("grad_agree: {after} ill-conditioned batch pairs skipped in the SIMD check so far");
+        eprintln!(
+            "grad_agree: {after} ill-conditioned batch pairs skipped in the SIMD check so far"
+        );
     }
 }
 

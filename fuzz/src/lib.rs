@@ -382,7 +382,10 @@ pub fn wild_vec<T: Real>(u: &mut Unstructured<'_>, len: usize) -> Result<Vec<T>>
 }
 
 /// A Gaussian of a well-formed case (panics only on a generator bug).
-pub fn gaussian<'a, T: Real>(mean: &'a [T], factor: impl Into<gaussian_kl::Factor<'a, T>>) -> Gaussian<'a, T> {
+pub fn gaussian<'a, T: Real>(
+    mean: &'a [T],
+    factor: impl Into<gaussian_kl::Factor<'a, T>>,
+) -> Gaussian<'a, T> {
     Gaussian::new(mean, factor).expect("well-formed case")
 }
 
