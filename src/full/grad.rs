@@ -423,10 +423,14 @@ fn kl_grad_views<T: Real>(
 /// `grad.p` and `grad.q` are shaped as the inputs: means `d` long; a packed
 /// factor's gradient in its layout (`d(d+1)/2`, the diagonal with respect
 /// to the raw log-value for a log diagonal); a dense factor's with the same
-/// strides into a buffer of the input data's length (see the
-/// [module docs](self) for the entries the KL does not read). Each buffer is
-/// overwritten or added into according to its [`Mode`]. The returned KL is
-/// not scaled by `upstream` and is bit-identical to [`kl`](super::kl).
+/// strides into a buffer of the input data's length, holding `∂KL/∂data[k]`
+/// for every element `k`: the elements the KL does not read (the strict
+/// upper triangle, the gaps of a strided sub-view) get `0` in
+/// [`Mode::Overwrite`] and are left alone in [`Mode::Accumulate`], and an
+/// element that several lower-triangle entries share (overlapping strides)
+/// gets the sum of their derivatives. Each buffer is overwritten or added
+/// into according to its [`Mode`]. The returned KL is not scaled by
+/// `upstream` and is bit-identical to [`kl`](super::kl).
 ///
 /// `work` must hold at least [`kl_grad_scratch`]`(d)` scalars.
 ///

@@ -8,8 +8,8 @@
 //!           L_q y = μ_q − μ_p,   L_q M = L_p.
 //! ```
 //!
-//! Each side is a [`Gaussian`]: a mean and a [`Factor`](crate::Factor),
-//! either packed ([`PackedTril`](crate::PackedTril): `d(d+1)/2` numbers in
+//! Each side is a [`Gaussian`]: a mean and a [`Factor`],
+//! either packed ([`PackedTril`]: `d(d+1)/2` numbers in
 //! any [`Layout`](crate::Layout), log or plain diagonal) or dense
 //! ([`MatRef`]: any strides, so row-major, column-major, transposed data
 //! and sub-views are read in place; only the lower triangle is read).
