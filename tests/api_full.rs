@@ -455,3 +455,61 @@ fn broadcast_factor_gradient_sums_its_entries() {
     let fd = (f(2.0 + h) - f(2.0 - h)) / (2.0 * h);
     assert!((fd - g[0]).abs() < 1e-8, "{fd} vs {}", g[0]);
 }
+
+/// `full::kl_grad` with a broadcast (zero-stride) factor on each side: each
+/// shared element's gradient is the sum over the lower-triangle entries
+/// that read it, checked against the packed gradient summed and against a
+/// central difference; `Mode::Overwrite` first clears the element.
+#[test]
+fn broadcast_factor_kl_grad_sums_its_entries() {
+    let d = 3;
+    let (mp, mq) = ([0.2, -0.1, 0.4], [-0.3, 0.5, 0.0]);
+    let (vp, vq) = ([1.5f64], [0.8f64]);
+    let t = tril(d);
+    let plain = |v: f64| vec![v; t];
+    let (pp, pq) = (plain(vp[0]), plain(vq[0]));
+    let mut work = vec![0.0; full::kl_grad_scratch(d)];
+    let mut want = [vec![0.0; d], vec![0.0; t], vec![0.0; d], vec![0.0; t]];
+    let kl_packed = full::kl_grad(
+        &Gaussian::new(&mp, plain_tril(d, &pp)).unwrap(),
+        &Gaussian::new(&mq, plain_tril(d, &pq)).unwrap(),
+        1.0,
+        grads(&mut want, Mode::Overwrite),
+        &mut work,
+    )
+    .unwrap();
+    let bp = MatRef::from_strides(d, &vp, 0, 0).unwrap();
+    let bq = MatRef::from_strides(d, &vq, 0, 0).unwrap();
+    let (p, q) = (
+        Gaussian::new(&mp, bp).unwrap(),
+        Gaussian::new(&mq, bq).unwrap(),
+    );
+    let mut got = [
+        vec![0.0; d],
+        vec![f64::NAN; 1],
+        vec![0.0; d],
+        vec![f64::NAN; 1],
+    ];
+    let kl = full::kl_grad(&p, &q, 1.0, grads(&mut got, Mode::Overwrite), &mut work).unwrap();
+    assert_eq!(kl.to_bits(), kl_packed.to_bits());
+    for k in [1, 3] {
+        let sum: f64 = want[k].iter().sum();
+        let scale: f64 = want[k].iter().map(|x| x.abs()).sum();
+        assert!((got[k][0] - sum).abs() <= 8.0 * f64::EPSILON * scale, "{k}");
+    }
+    let h = 1e-6;
+    let f = |a: f64, b: f64| {
+        let (a, b) = ([a], [b]);
+        let p = Gaussian::new(&mp, MatRef::from_strides(d, &a, 0, 0).unwrap()).unwrap();
+        let q = Gaussian::new(&mq, MatRef::from_strides(d, &b, 0, 0).unwrap()).unwrap();
+        full::kl(&p, &q, &mut vec![0.0; full::kl_scratch(d)]).unwrap()
+    };
+    let fd_p = (f(vp[0] + h, vq[0]) - f(vp[0] - h, vq[0])) / (2.0 * h);
+    let fd_q = (f(vp[0], vq[0] + h) - f(vp[0], vq[0] - h)) / (2.0 * h);
+    assert!((fd_p - got[1][0]).abs() < 1e-7, "{fd_p} vs {}", got[1][0]);
+    assert!((fd_q - got[3][0]).abs() < 1e-7, "{fd_q} vs {}", got[3][0]);
+}
+
+fn plain_tril(d: usize, x: &[f64]) -> PackedTril<'_, f64> {
+    PackedTril::with_layout(d, x, Layout::RowMajor, Diagonal::Plain).unwrap()
+}
