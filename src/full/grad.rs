@@ -595,6 +595,16 @@ pub fn kl_std_normal_grad<T: Real>(
 
 /// The gradients of [`kl_grad_fixed`]: `upstream · ∂KL/∂(argument)`, the
 /// factor gradients dense with zeros above the diagonal.
+///
+/// ```
+/// use gaussian_kl::full::{self, KlGradFixed};
+/// let i = [[1.0f64, 0.0], [0.0, 1.0]];
+/// let (kl, g): (f64, KlGradFixed<f64, 2>) = full::kl_grad_fixed(&[1.0, 0.0], &i, &[0.0; 2], &i, 1.0)?;
+/// assert_eq!(kl, 0.5); // ½‖μ_p − μ_q‖²
+/// assert_eq!((g.mean_p, g.mean_q), ([1.0, 0.0], [-1.0, 0.0]));
+/// assert_eq!(g.factor_p, [[0.0; 2]; 2]); // L_p = L_q: no factor gradient
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KlGradFixed<T, const D: usize> {
     /// `∂/∂μ_p`.
