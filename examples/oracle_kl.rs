@@ -11,7 +11,7 @@
 //! cargo run --release --example oracle_kl [path/to/cases.json]
 //! ```
 
-use gaussian_kl::{PackedTril, Real, full};
+use gaussian_kl::{Gaussian, Real, full};
 use serde_json::Value;
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -31,16 +31,13 @@ fn kl<T: Real>(case: &Value) -> f64 {
         conv("mean2"),
         conv("packed2"),
     );
-    let mut work = vec![T::ZERO; full::workspace_len(d)];
-    full::kl(
-        &mp,
-        PackedTril::new(d, &lp),
-        &mq,
-        PackedTril::new(d, &lq),
-        &mut work,
-    )
-    .expect("oracle cases are well-formed")
-    .to_f64()
+    let p = Gaussian::packed(&mp, &lp).expect("oracle cases are well-formed");
+    let q = Gaussian::packed(&mq, &lq).expect("oracle cases are well-formed");
+    assert_eq!(p.dim(), d);
+    let mut work = vec![T::ZERO; full::kl_scratch(d)];
+    full::kl(&p, &q, &mut work)
+        .expect("oracle cases are well-formed")
+        .to_f64()
 }
 
 fn main() {

@@ -420,7 +420,7 @@ impl Options {
 
 /// The scalar loop's workspace.
 const fn scalar_work_len(d: usize) -> usize {
-    crate::full::workspace_len(d)
+    crate::full::kl_scratch(d)
 }
 
 /// Workspace length (in scalars) that [`Options::kl_full_with_work`] and
@@ -481,7 +481,7 @@ fn scalar_loop<T: Real>(
         };
         let mp = &p.means[kp * d..kp * d + d];
         let mq = &q.means[kq * d..kq * d + d];
-        *o = crate::full::kl(mp, lp, mq, lq, work).unwrap_or(T::NAN);
+        *o = crate::full::kl_packed(mp, lp, mq, lq, work).unwrap_or(T::NAN);
     }
 }
 

@@ -32,9 +32,9 @@
 use crate::batch::{Kernel, Options};
 use crate::error::{Error, check_len};
 use crate::full::grad::{GradWork, kl_grad_split};
+use crate::full::grad::{KlGrad, grad_workspace_len};
 use crate::full::lanes::{Pairs, Side};
 use crate::full::lanes_grad::{self, GradOut};
-use crate::full::{KlGrad, grad_workspace_len};
 use crate::real::Real;
 use crate::simd::SimdReal;
 use crate::tril::{Diagonal, Layout, tril_len};
@@ -560,7 +560,7 @@ pub fn kl_std_normal_grad_packed<T: Real>(
     check_len("grad_means", p.means.len(), grad_means.len())?;
     check_len("grad_factors", p.factors.len(), grad_factors.len())?;
     for (b, kl_b) in kl.iter_mut().enumerate() {
-        *kl_b = crate::full::kl_std_normal_grad(
+        *kl_b = crate::full::grad::kl_std_normal_grad_packed(
             &p.means[b * d..(b + 1) * d],
             factor(&p, d, t, b),
             upstream[if shared_upstream { 0 } else { b }],

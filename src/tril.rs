@@ -30,7 +30,7 @@ pub enum Layout {
 /// How the diagonal entries of a packed factor are encoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Diagonal {
-    /// Raw log-values: `Lᵢᵢ = exp(raw)` (seed 000, the default). Any finite
+    /// Raw log-values: `Lᵢᵢ = exp(raw)` (a VAE encoder's output, the default). Any finite
     /// raw value gives a valid factor, and `log Lᵢᵢ` is the raw value itself.
     #[default]
     Log,
@@ -136,15 +136,6 @@ impl<T: Real> PackedTril<'_, T> {
             };
         }
         Ok(log_sum)
-    }
-}
-
-/// Copies the lower triangle of a dense row-major `d × d` matrix into a
-/// row-major packed triangle (the upper triangle is ignored).
-pub(crate) fn pack_dense_lower<T: Real>(d: usize, dense: &[T], out: &mut [T]) {
-    for i in 0..d {
-        let r = row_start(i);
-        out[r..r + i + 1].copy_from_slice(&dense[i * d..i * d + i + 1]);
     }
 }
 

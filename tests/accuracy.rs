@@ -19,13 +19,15 @@
 //! reference uses the rounded values, so the error is the kernel's alone.
 //!
 //! Every trial asserts `|KL̂ − KL| ≤ 8 (d+1)^{3/2} eps κ_S(L_q) S` (see
-//! `dd_reference::tolerance`) whenever `(d+1) eps κ_S ≤ 1/8`. Run with
+//! `dd_reference::tolerance`) whenever `(d+1) eps κ_S ≤ 1/8`, and the looser
+//! stated `|KL̂ − KL| ≤ eps κ_S S` (and a finite result) beyond that, so no
+//! cell goes unchecked. Run with
 //! `cargo test --release --test accuracy -- --nocapture` to print the table.
 
 mod dd_reference;
 
 use dd_reference::{Diag, first_order_valid, skeel_cond, tolerance};
-use gaussian_kl::{PackedTril, Real, full};
+use gaussian_kl::{Diagonal, Gaussian, Layout, PackedTril, Real, full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -95,6 +97,8 @@ fn pack(d: usize, dense: &[f64]) -> Vec<f64> {
 struct Trial {
     rel_err: f64,
     rel_bound: Option<f64>,
+    /// `|error| / (ε κ_S S)` where the first-order bound does not apply.
+    loose_ratio: Option<f64>,
 }
 
 fn trial<T: Real>(
@@ -110,9 +114,11 @@ fn trial<T: Real>(
     let (mp, mq) = (round(mean_p), round(mean_q));
     let (dp, dq) = (round(l_p), round(l_q));
     let (pp, pq) = (round(&pack(d, &back(&dp))), round(&pack(d, &back(&dq))));
-    let plain = |data| PackedTril::new(d, data).diagonal(gaussian_kl::Diagonal::Plain);
-    let mut work = vec![T::ZERO; full::workspace_len(d)];
-    let got = full::kl(&mp, plain(&pp), &mq, plain(&pq), &mut work).expect("valid shapes");
+    let plain = |data| PackedTril::with_layout(d, data, Layout::RowMajor, Diagonal::Plain);
+    let p = Gaussian::new(&mp, plain(&pp).expect("positive diagonal")).expect("valid shapes");
+    let q = Gaussian::new(&mq, plain(&pq).expect("positive diagonal")).expect("valid shapes");
+    let mut work = vec![T::ZERO; full::kl_scratch(d)];
+    let got = full::kl(&p, &q, &mut work).expect("valid shapes");
 
     let (lp64, lq64) = (back(&dp), back(&dq));
     let r = dd_reference::kl(
@@ -138,10 +144,27 @@ fn trial<T: Real>(
         );
         tol / exact.abs()
     });
+    // Beyond the first-order regime no theorem bounds the error; the cell is
+    // still checked, against the looser stated bound `ε · κ_S · S` (the
+    // first-order shape with constant 1 in place of `8 (d+1)^{3/2}`, used
+    // outside its validity). Measured (f32, `κ_S` up to 1.8e7): at most
+    // 9.6e-3 of it for `L_p = L_q` (d = 2, κ = 1e7, the cancellation case),
+    // so the bound sits about 100× above the worst error; independent pairs
+    // get a tighter stated bound in `cell`.
+    let loose_ratio = rel_bound.is_none().then(|| {
+        let loose = eps * kappa * r.scale;
+        assert!(
+            err <= loose && got.to_f64().is_finite(),
+            "d = {d}, eps = {eps:e}: |error| {err:e} > loose bound ε·κ_S·S = {loose:e} \
+             (κ_S = {kappa:e}, KL = {exact:e})"
+        );
+        err / loose
+    });
     (
         Trial {
             rel_err: err / exact.abs(),
             rel_bound,
+            loose_ratio,
         },
         kappa,
     )
@@ -154,6 +177,8 @@ struct Cell {
     kappa_s: f64,
     f32_err: f64,
     f32_bound: Option<f64>,
+    /// Max `|error| / (ε κ_S S)` over the trials checked loosely.
+    f32_loose: Option<f64>,
     f64_err: f64,
     f64_bound: Option<f64>,
 }
@@ -176,6 +201,7 @@ fn cell(d: usize, cond: f64, trials: usize, seed: u64, pairs: Pairs) -> Cell {
         kappa_s: 0.0,
         f32_err: 0.0,
         f32_bound: Some(f64::INFINITY),
+        f32_loose: None,
         f64_err: 0.0,
         f64_bound: Some(f64::INFINITY),
     };
@@ -206,6 +232,23 @@ fn cell(d: usize, cond: f64, trials: usize, seed: u64, pairs: Pairs) -> Cell {
         out.f32_err = out.f32_err.max(t32.rel_err);
         out.f64_err = out.f64_err.max(t64.rel_err);
         out.f32_bound = min_bound(out.f32_bound, t32.rel_bound);
+        if let Some(r) = t32.loose_ratio {
+            out.f32_loose = Some(out.f32_loose.unwrap_or(0.0).max(r));
+            // Independent pairs: `‖M‖²_F ≈ κ²` dominates the KL, and its large
+            // entries come from the small pivots, which the substitution
+            // divides by exactly once: the error relative to the KL stays at
+            // a few `d·ε` whatever `κ` (measured: at most 2.7 (d+1) ε on this
+            // grid, at d = 8, κ = 1e7). Stated bound 32 (d+1) ε, 12× above.
+            if pairs == Pairs::Independent {
+                let b = 32.0 * (d + 1) as f64 * f32::EPSILON as f64;
+                assert!(
+                    t32.rel_err <= b,
+                    "d = {d}, cond = {cond}: {:e} > {b:e}",
+                    t32.rel_err
+                );
+            }
+        }
+        assert!(t64.loose_ratio.is_none(), "f64 left the first-order regime");
         out.f64_bound = min_bound(out.f64_bound, t64.rel_bound);
     }
     out
@@ -252,6 +295,10 @@ fn table(pairs: Pairs, seed: u64) {
         Some(b) => format!("{b:.1e}"),
         None => "none (first-order bound invalid)".to_string(),
     };
+    let fmt_f32 = |r: &Cell| match (r.f32_bound, r.f32_loose) {
+        (_, Some(l)) => format!("ε·κ_S·S (error {l:.1e} of it)"),
+        (b, None) => fmt_bound(b),
+    };
     println!("\n{title}:\n");
     println!(
         "| d | κ₂(L_q) | κ_S(L_q) max | f32 max rel. error | f32 bound | f64 max rel. error | f64 bound |"
@@ -264,16 +311,21 @@ fn table(pairs: Pairs, seed: u64) {
             r.cond,
             r.kappa_s,
             r.f32_err,
-            fmt_bound(r.f32_bound),
+            fmt_f32(r),
             r.f64_err,
             fmt_bound(r.f64_bound),
         );
     }
     // f64 is always within its first-order regime on this grid, and both
-    // precisions produce finite values.
+    // precisions produce finite values; every f32 cell was checked against
+    // the first-order bound or, beyond it, the loose one (see `trial`).
+    let loose = rows.iter().filter(|r| r.f32_loose.is_some()).count();
+    let worst = rows.iter().filter_map(|r| r.f32_loose).fold(0.0, f64::max);
+    println!("\n{loose} f32 cells beyond first order, worst {worst:.1e} of ε·κ_S·S");
     for r in &rows {
         assert!(r.f64_bound.is_some(), "d = {}, cond = {}", r.d, r.cond);
         assert!(r.f32_err.is_finite() && r.f64_err.is_finite());
+        assert!(r.f32_bound.is_some() || r.f32_loose.is_some());
     }
 }
 

@@ -8,7 +8,9 @@
 mod common;
 
 use common::*;
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
+use gaussian_kl::{
+    Diagonal, Error, Factor, Gaussian, GradMut, Grads, Layout, MatRef, Mode, PackedTril, Real, full,
+};
 use std::hint::black_box;
 
 mod counting;
@@ -47,6 +49,9 @@ struct Inputs<T> {
     arr_q: [[T; D]; D],
     /// Buffers the kernels write.
     work: Vec<T>,
+    grad_work: Vec<T>,
+    /// Gradient buffers: means, and factors as long as a dense `D × D`.
+    g: [Vec<T>; 4],
     out: Vec<T>,
     chol_dense: Vec<T>,
     chol_packed: Vec<T>,
@@ -77,7 +82,14 @@ impl<T: Real> Inputs<T> {
             diag_first_q: to_layout(D, &c.raw_q, Layout::DiagFirst),
             cov_p: cov(&dense_p),
             cov_q: cov(&dense_q),
-            work: vec![T::ZERO; full::workspace_len(D)],
+            work: vec![T::ZERO; full::kl_scratch(D)],
+            grad_work: vec![T::ZERO; full::kl_grad_scratch(D)],
+            g: [
+                vec![T::ZERO; D],
+                vec![T::ZERO; D * D],
+                vec![T::ZERO; D],
+                vec![T::ZERO; D * D],
+            ],
             out: vec![T::ZERO; D * D],
             chol_dense: vec![T::ZERO; D * D],
             chol_packed: vec![T::ZERO; tril(D)],
@@ -103,8 +115,33 @@ impl<T: Real> Inputs<T> {
     }
 
     fn packed<'a>(&self, data: &'a [T], layout: Layout, diagonal: Diagonal) -> PackedTril<'a, T> {
-        PackedTril::new(D, data).layout(layout).diagonal(diagonal)
+        PackedTril::with_layout(D, data, layout, diagonal).unwrap()
     }
+}
+
+/// `full::kl` of two (mean, factor) pairs, the views built inside the
+/// measured call.
+fn kl<'a, T: Real>(
+    mp: &'a [T],
+    lp: impl Into<Factor<'a, T>>,
+    mq: &'a [T],
+    lq: impl Into<Factor<'a, T>>,
+    work: &mut [T],
+) -> Result<T, Error> {
+    full::kl(&Gaussian::new(mp, lp)?, &Gaussian::new(mq, lq)?, work)
+}
+
+/// `full::kl_grad` of the packed row-major pair (`n` = factor length).
+fn grad_packed<T: Real>(x: &mut Inputs<T>, mode: Mode) -> Result<T, Error> {
+    let t = tril(D);
+    let p = Gaussian::packed(&x.mean_p, &x.raw_p)?;
+    let q = Gaussian::packed(&x.mean_q, &x.raw_q)?;
+    let [a, b, c, e] = &mut x.g;
+    let g = Grads::new(
+        GradMut::new(a, &mut b[..t]).mode(mode),
+        GradMut::new(c, &mut e[..t]).mode(mode),
+    );
+    full::kl_grad(&p, &q, T::ONE, g, &mut x.grad_work)
 }
 
 /// A kernel call on prepared inputs; its result is passed through `black_box`.
@@ -126,55 +163,108 @@ fn kernels<T: Real>() -> Vec<(&'static str, Kernel<T>)> {
                 x.packed(&x.raw_p, RowMajor, Log),
                 x.packed(&x.raw_q, RowMajor, Log),
             );
-            sink(full::kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
         ("full::kl ColMajor/Log", |x| {
             let (p, q) = (
                 x.packed(&x.col_p, ColMajor, Log),
                 x.packed(&x.col_q, ColMajor, Log),
             );
-            sink(full::kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
         ("full::kl DiagFirst/Log", |x| {
             let (p, q) = (
                 x.packed(&x.diag_first_p, DiagFirst, Log),
                 x.packed(&x.diag_first_q, DiagFirst, Log),
             );
-            sink(full::kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
         ("full::kl RowMajor/Plain", |x| {
             let (p, q) = (
                 x.packed(&x.plain_p, RowMajor, Plain),
                 x.packed(&x.plain_q, RowMajor, Plain),
             );
-            sink(full::kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
-        ("full::kl_dense", |x| {
-            sink(full::kl_dense(
-                &x.mean_p,
-                &x.dense_p,
-                &x.mean_q,
-                &x.dense_q,
-                &mut x.work,
-            ))
+        ("full::kl, dense row-major", |x| {
+            let (p, q) = (
+                MatRef::row_major(D, &x.dense_p)?,
+                MatRef::row_major(D, &x.dense_q)?,
+            );
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work))
+        }),
+        ("full::kl, dense column-major and strided", |x| {
+            let p = MatRef::col_major(D, &x.dense_p)?.transpose();
+            let q = MatRef::from_strides(D, &x.dense_q, D, 1)?;
+            sink(kl(&x.mean_q, p, &x.mean_p, q, &mut x.work))
         }),
         ("full::kl_cov", |x| {
-            sink(full::kl_cov(
-                &x.mean_p,
-                &x.cov_p,
-                &x.mean_q,
-                &x.cov_q,
-                &mut x.work,
-            ))
+            let (p, q) = (
+                MatRef::row_major(D, &x.cov_p)?,
+                MatRef::col_major(D, &x.cov_q)?,
+            );
+            sink(full::kl_cov(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
         ("full::kl_std_normal", |x| {
-            sink(full::kl_std_normal(
-                &x.mean_p,
-                x.packed(&x.raw_p, RowMajor, Log),
+            let p = Gaussian::new(&x.mean_p, x.packed(&x.raw_p, RowMajor, Log))?;
+            sink(full::kl_std_normal(&p))
+        }),
+        ("full::kl_std_normal, dense", |x| {
+            let p = Gaussian::new(&x.mean_p, MatRef::row_major(D, &x.dense_p)?)?;
+            sink(full::kl_std_normal(&p))
+        }),
+        ("full::kl_grad, packed", |x| {
+            sink(grad_packed(x, Mode::Overwrite))
+        }),
+        ("full::kl_grad, packed, accumulate", |x| {
+            sink(grad_packed(x, Mode::Accumulate))
+        }),
+        ("full::kl_grad, dense column-major", |x| {
+            let p = Gaussian::new(&x.mean_p, MatRef::col_major(D, &x.dense_p)?)?;
+            let q = Gaussian::new(&x.mean_q, MatRef::row_major(D, &x.dense_q)?)?;
+            let [a, b, c, e] = &mut x.g;
+            let g = Grads::new(GradMut::new(a, b), GradMut::new(c, e));
+            sink(full::kl_grad(&p, &q, T::ONE, g, &mut x.grad_work))
+        }),
+        ("full::kl_std_normal_grad", |x| {
+            let p = Gaussian::new(&x.mean_p, x.packed(&x.col_p, ColMajor, Log))?;
+            let [a, b, ..] = &mut x.g;
+            sink(full::kl_std_normal_grad(
+                &p,
+                T::ONE,
+                GradMut::new(a, &mut b[..tril(D)]),
             ))
         }),
-        ("full::kl_std_normal_dense", |x| {
-            sink(full::kl_std_normal_dense(&x.mean_p, &x.dense_p))
+        ("full::kl_std_normal_grad, dense", |x| {
+            let p = Gaussian::new(&x.mean_p, MatRef::row_major(D, &x.dense_p)?)?;
+            let [a, b, ..] = &mut x.g;
+            sink(full::kl_std_normal_grad(&p, T::ONE, GradMut::new(a, b)))
+        }),
+        ("full::kl_grad_fixed", |x| {
+            sink(full::kl_grad_fixed(
+                &x.arr_mean_p,
+                &x.arr_p,
+                &x.arr_mean_q,
+                &x.arr_q,
+                T::ONE,
+            ))
+        }),
+        ("full::kl_grad_packed_fixed", |x| {
+            let (p, q) = (
+                x.packed(&x.plain_p, RowMajor, Plain),
+                x.packed(&x.plain_q, RowMajor, Plain),
+            );
+            let t = tril(D);
+            let [a, b, c, e] = &mut x.g;
+            let g = Grads::new(GradMut::new(a, &mut b[..t]), GradMut::new(c, &mut e[..t]));
+            sink(full::kl_grad_packed_fixed(
+                &x.arr_mean_p,
+                p,
+                &x.arr_mean_q,
+                q,
+                T::ONE,
+                g,
+            ))
         }),
         ("full::kl_fixed", |x| {
             sink(full::kl_fixed(
@@ -203,8 +293,10 @@ fn kernels<T: Real>() -> Vec<(&'static str, Kernel<T>)> {
                     .expand_dense(&mut x.out),
             )
         }),
-        ("full::workspace_len", |_| {
-            sink(Ok(full::workspace_len(black_box(D))))
+        ("full::kl_scratch, kl_grad_scratch, kl_cov_scratch", |_| {
+            sink(Ok(full::kl_scratch(black_box(D))
+                + full::kl_grad_scratch(black_box(D))
+                + full::kl_cov_scratch(black_box(D))))
         }),
     ]
 }
@@ -213,21 +305,45 @@ fn kernels<T: Real>() -> Vec<(&'static str, Kernel<T>)> {
 fn failing_kernels<T: Real>() -> Vec<(&'static str, Kernel<T>)> {
     vec![
         ("full::kl, workspace too small", |x| {
-            let (p, q) = (PackedTril::new(D, &x.raw_p), PackedTril::new(D, &x.raw_q));
-            sink(full::kl(&x.mean_p, p, &x.mean_q, q, &mut x.work[..1]))
+            let (p, q) = (PackedTril::new(D, &x.raw_p)?, PackedTril::new(D, &x.raw_q)?);
+            sink(kl(&x.mean_p, p, &x.mean_q, q, &mut x.work[..1]))
         }),
-        ("full::kl, short mean", |x| {
-            let (p, q) = (PackedTril::new(D, &x.raw_p), PackedTril::new(D, &x.raw_q));
-            sink(full::kl(&x.mean_p[1..], p, &x.mean_q, q, &mut x.work))
+        ("Gaussian::new, short mean", |x| {
+            let p = PackedTril::new(D, &x.raw_p)?;
+            sink(Gaussian::new(&x.mean_p[1..], p))
         }),
+        ("full::kl, q of another dimension", |x| {
+            let p = Gaussian::packed(&x.mean_p, &x.raw_p)?;
+            let q = Gaussian::packed(&x.mean_q[1..], &x.raw_q[..tril(D - 1)])?;
+            sink(full::kl(&p, &q, &mut x.work))
+        }),
+        ("full::kl_grad, short gradient buffer", |x| {
+            let p = Gaussian::packed(&x.mean_p, &x.raw_p)?;
+            let [a, b, c, e] = &mut x.g;
+            let g = Grads::new(GradMut::new(a, &mut b[..3]), GradMut::new(c, e));
+            sink(full::kl_grad(&p, &p, T::ONE, g, &mut x.grad_work))
+        }),
+        ("MatRef::row_major, short data", |x| {
+            sink(MatRef::row_major(D, &x.dense_p[1..]))
+        }),
+        (
+            "PackedTril::with_layout, non-positive plain diagonal",
+            |_| {
+                let zeros = [T::ZERO; D * (D + 1) / 2];
+                sink(PackedTril::with_layout(
+                    D,
+                    &zeros,
+                    Layout::RowMajor,
+                    Diagonal::Plain,
+                ))
+            },
+        ),
         ("full::kl_cov, not positive definite", |x| {
-            sink(full::kl_cov(
-                &x.mean_p,
-                &x.cov_p,
-                &x.mean_q,
-                &x.indefinite,
-                &mut x.work,
-            ))
+            let (p, q) = (
+                MatRef::row_major(D, &x.cov_p)?,
+                MatRef::row_major(D, &x.indefinite)?,
+            );
+            sink(full::kl_cov(&x.mean_p, p, &x.mean_q, q, &mut x.work))
         }),
         ("full::cholesky_in_place, not positive definite", |x| {
             x.chol_dense.copy_from_slice(&x.indefinite);

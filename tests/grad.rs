@@ -1,12 +1,15 @@
 //! Gradients of the full-rank KL: PyTorch autograd oracle, central finite
-//! differences in every input form, the VAE prior path, fixed = runtime,
-//! batched = looped, and zero allocations.
+//! differences in every input form (each packed layout and diagonal
+//! encoding, dense row-major and column-major), the VAE prior path, fixed =
+//! runtime, and zero allocations. (The batched layer's gradients are tested
+//! in `tests/batch_grad.rs`.)
 
 // Index loops mirror the subscripts of the linear algebra they check.
 #![allow(clippy::needless_range_loop)]
 
-use gaussian_kl::full::{self, KlGrad};
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril};
+use gaussian_kl::{
+    Diagonal, Error, Factor, Gaussian, GradMut, Grads, Layout, MatRef, Mode, PackedTril, full,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -21,7 +24,33 @@ use counting::allocations;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Form {
     Packed(Layout, Diagonal),
+    /// Dense row-major (`MatRef::row_major`).
     Dense,
+    /// Dense column-major (`MatRef::col_major`).
+    DenseCol,
+}
+
+impl Form {
+    fn is_dense(self) -> bool {
+        matches!(self, Form::Dense | Form::DenseCol)
+    }
+
+    /// Where entry `(i, j)` of a dense `d × d` matrix sits in this form.
+    fn at(self, d: usize, i: usize, j: usize) -> usize {
+        match self {
+            Form::Packed(layout, _) => layout.index(d, i, j),
+            Form::Dense => i * d + j,
+            Form::DenseCol => j * d + i,
+        }
+    }
+
+    /// Element `k` of a dense buffer as `(i, j)`.
+    fn entry(self, d: usize, k: usize) -> (usize, usize) {
+        match self {
+            Form::DenseCol => (k % d, k / d),
+            _ => (k / d, k % d),
+        }
+    }
 }
 
 const LAYOUTS: [Layout; 3] = [Layout::RowMajor, Layout::ColMajor, Layout::DiagFirst];
@@ -34,6 +63,7 @@ fn all_forms() -> Vec<Form> {
         }
     }
     v.push(Form::Dense);
+    v.push(Form::DenseCol);
     v
 }
 
@@ -41,7 +71,7 @@ fn tri(d: usize) -> usize {
     d * (d + 1) / 2
 }
 
-/// Converts a row-major raw factor (log diagonal, seed 000's form) into
+/// Converts a row-major raw factor (log diagonal, a VAE encoder's form) into
 /// `form`. Dense factors get junk above the diagonal, which must be ignored.
 fn to_form(d: usize, raw: &[f64], form: Form) -> Vec<f64> {
     match form {
@@ -59,12 +89,12 @@ fn to_form(d: usize, raw: &[f64], form: Form) -> Vec<f64> {
             }
             out
         }
-        Form::Dense => {
+        Form::Dense | Form::DenseCol => {
             let mut out = vec![7.25; d * d];
             for i in 0..d {
                 for j in 0..=i {
                     let v = raw[Layout::RowMajor.index(d, i, j)];
-                    out[i * d + j] = if i == j { v.exp() } else { v };
+                    out[form.at(d, i, j)] = if i == j { v.exp() } else { v };
                 }
             }
             out
@@ -78,7 +108,7 @@ fn to_form(d: usize, raw: &[f64], form: Form) -> Vec<f64> {
 fn grad_to_form(d: usize, raw: &[f64], g_raw: &[f64], form: Form) -> Vec<f64> {
     let mut out = match form {
         Form::Packed(..) => vec![0.0; tri(d)],
-        Form::Dense => vec![0.0; d * d],
+        Form::Dense | Form::DenseCol => vec![0.0; d * d],
     };
     for i in 0..d {
         for j in 0..=i {
@@ -89,11 +119,7 @@ fn grad_to_form(d: usize, raw: &[f64], g_raw: &[f64], form: Form) -> Vec<f64> {
                 _ if plain => g_raw[at] / raw[at].exp(),
                 _ => g_raw[at],
             };
-            let dst = match form {
-                Form::Packed(layout, _) => layout.index(d, i, j),
-                Form::Dense => i * d + j,
-            };
-            out[dst] = v;
+            out[form.at(d, i, j)] = v;
         }
     }
     out
@@ -101,30 +127,40 @@ fn grad_to_form(d: usize, raw: &[f64], g_raw: &[f64], form: Form) -> Vec<f64> {
 
 fn tril_of(d: usize, form: Form, data: &[f64]) -> PackedTril<'_, f64> {
     match form {
-        Form::Packed(layout, diag) => PackedTril::new(d, data).layout(layout).diagonal(diag),
-        Form::Dense => unreachable!("dense factors are not PackedTril"),
+        Form::Packed(layout, diag) => PackedTril::with_layout(d, data, layout, diag).unwrap(),
+        _ => unreachable!("dense factors are not PackedTril"),
     }
+}
+
+/// The factor `data` in `form` as a view.
+fn view(d: usize, form: Form, data: &[f64]) -> Factor<'_, f64> {
+    match form {
+        Form::Packed(..) => tril_of(d, form, data).into(),
+        Form::Dense => MatRef::row_major(d, data).unwrap().into(),
+        Form::DenseCol => MatRef::col_major(d, data).unwrap().into(),
+    }
+}
+
+/// A Gaussian with its factor in `form`.
+fn gauss<'a>(d: usize, form: Form, mean: &'a [f64], data: &'a [f64]) -> Gaussian<'a, f64> {
+    Gaussian::new(mean, view(d, form, data)).unwrap()
 }
 
 /// `KL(p‖q)` with both factors in `form` (the function being differentiated).
 fn kl_form(d: usize, form: Form, mp: &[f64], lp: &[f64], mq: &[f64], lq: &[f64]) -> f64 {
-    let mut work = vec![0.0; full::workspace_len(d)];
-    match form {
-        Form::Dense => full::kl_dense(mp, lp, mq, lq, &mut work).unwrap(),
-        _ => full::kl(
-            mp,
-            tril_of(d, form, lp),
-            mq,
-            tril_of(d, form, lq),
-            &mut work,
-        )
-        .unwrap(),
-    }
+    let mut work = vec![0.0; full::kl_scratch(d)];
+    full::kl(&gauss(d, form, mp, lp), &gauss(d, form, mq, lq), &mut work).unwrap()
+}
+
+/// Four gradient buffers as `Grads`.
+fn grads_of(b: &mut [Vec<f64>; 4]) -> Grads<GradMut<'_, f64>> {
+    let [a, b, c, e] = b;
+    Grads::new(GradMut::new(a, b), GradMut::new(c, e))
 }
 
 /// The four gradients (mean_p, l_p, mean_q, l_q) and the KL, from the kernel
 /// under test.
-type Grads = (f64, [Vec<f64>; 4]);
+type KlAndGrads = (f64, [Vec<f64>; 4]);
 
 fn grad_form(
     d: usize,
@@ -134,28 +170,22 @@ fn grad_form(
     mq: &[f64],
     lq: &[f64],
     upstream: f64,
-) -> Grads {
+) -> KlAndGrads {
     let n = lp.len();
-    let (mut a, mut b, mut c, mut e) = (vec![0.0; d], vec![0.0; n], vec![0.0; d], vec![0.0; n]);
-    let mut work = vec![0.0; full::grad_workspace_len(d)];
-    let g = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
-    let kl = match form {
-        Form::Dense => full::kl_grad_dense(mp, lp, mq, lq, upstream, g, &mut work).unwrap(),
-        _ => full::kl_grad(
-            mp,
-            tril_of(d, form, lp),
-            mq,
-            tril_of(d, form, lq),
-            upstream,
-            g,
-            &mut work,
-        )
-        .unwrap(),
-    };
-    (kl, [a, b, c, e])
+    // NaN in the buffers: every entry must be written (Mode::Overwrite).
+    let mut g = [
+        vec![f64::NAN; d],
+        vec![f64::NAN; n],
+        vec![f64::NAN; d],
+        vec![f64::NAN; n],
+    ];
+    let mut work = vec![0.0; full::kl_grad_scratch(d)];
+    let (p, q) = (gauss(d, form, mp, lp), gauss(d, form, mq, lq));
+    let kl = full::kl_grad(&p, &q, upstream, grads_of(&mut g), &mut work).unwrap();
+    (kl, g)
 }
 
-/// A seeded random pair in seed 000's raw form: means in [−1, 1], raw
+/// A seeded random pair in the raw form (log diagonal): means in [−1, 1], raw
 /// log-diagonal in [−0.4, 0.4], off-diagonal entries in [−1, 1]/√d so that
 /// `cond(L)` stays moderate at every `d`.
 fn random_pair(rng: &mut StdRng, d: usize) -> [Vec<f64>; 4] {
@@ -313,9 +343,15 @@ fn check_fd(d: usize, form: Form, pair: &[Vec<f64>; 4]) -> f64 {
     let (_, got) = grad_form(d, form, mp, &lp, mq, &lq, 1.0);
     // Dense: only the lower triangle is a parameter; the upper gradient is 0.
     let params = |n: usize| -> Vec<usize> {
-        match form {
-            Form::Dense => (0..n).filter(|&k| k % d <= k / d).collect(),
-            _ => (0..n).collect(),
+        if form.is_dense() {
+            (0..n)
+                .filter(|&k| {
+                    let (i, j) = form.entry(d, k);
+                    j <= i
+                })
+                .collect()
+        } else {
+            (0..n).collect()
         }
     };
     let mut fd = [vec![], vec![], vec![], vec![]];
@@ -348,10 +384,11 @@ fn check_fd(d: usize, form: Form, pair: &[Vec<f64>; 4]) -> f64 {
                 fd[k][i]
             );
         }
-        if form == Form::Dense && k % 2 == 1 {
+        if form.is_dense() && k % 2 == 1 {
             for i in 0..d {
                 for j in i + 1..d {
-                    assert_eq!(got[k][i * d + j], 0.0, "upper triangle of a dense gradient");
+                    let at = form.at(d, i, j);
+                    assert_eq!(got[k][at], 0.0, "upper triangle of a dense gradient");
                 }
             }
         }
@@ -509,14 +546,12 @@ fn f32_agrees_with_f64() {
         let n = tri(d);
         let (mut a, mut b, mut c, mut e) =
             (vec![0f32; d], vec![0f32; n], vec![0f32; d], vec![0f32; n]);
-        let mut work = vec![0f32; full::grad_workspace_len(d)];
+        let mut work = vec![0f32; full::kl_grad_scratch(d)];
         full::kl_grad(
-            &mp32,
-            PackedTril::new(d, &lp32),
-            &mq32,
-            PackedTril::new(d, &lq32),
+            &Gaussian::packed(&mp32, &lp32).unwrap(),
+            &Gaussian::packed(&mq32, &lq32).unwrap(),
             1.0,
-            KlGrad::new(&mut a, &mut b, &mut c, &mut e),
+            Grads::new(GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e)),
             &mut work,
         )
         .unwrap();
@@ -546,17 +581,9 @@ fn std_normal_gradient() {
             let l = to_form(d, &lp, form);
             let mut gm = vec![0.0; d];
             let mut gl = vec![0.0; l.len()];
-            let (kl, want_kl) = match form {
-                Form::Dense => (
-                    full::kl_std_normal_grad_dense(&mp, &l, 1.0, &mut gm, &mut gl).unwrap(),
-                    full::kl_std_normal_dense(&mp, &l).unwrap(),
-                ),
-                _ => (
-                    full::kl_std_normal_grad(&mp, tril_of(d, form, &l), 1.0, &mut gm, &mut gl)
-                        .unwrap(),
-                    full::kl_std_normal(&mp, tril_of(d, form, &l)).unwrap(),
-                ),
-            };
+            let p = gauss(d, form, &mp, &l);
+            let kl = full::kl_std_normal_grad(&p, 1.0, GradMut::new(&mut gm, &mut gl)).unwrap();
+            let want_kl = full::kl_std_normal(&p).unwrap();
             assert_eq!(kl.to_bits(), want_kl.to_bits());
             let id = to_form(d, &identity_raw, form);
             let (kl2, g2) = grad_form(d, form, &mp, &l, &zero_mean, &id, 1.0);
@@ -573,12 +600,11 @@ fn std_normal_gradient() {
             );
             // Central differences.
             let mut x = l.clone();
-            let fd = fd_grad(&mut x, FD_H, |x| match form {
-                Form::Dense => full::kl_std_normal_dense(&mp, x).unwrap(),
-                _ => full::kl_std_normal(&mp, tril_of(d, form, x)).unwrap(),
+            let fd = fd_grad(&mut x, FD_H, |x| {
+                full::kl_std_normal(&gauss(d, form, &mp, x)).unwrap()
             });
             for i in 0..l.len() {
-                if form == Form::Dense && i % d > i / d {
+                if form.is_dense() && form.entry(d, i).1 > form.entry(d, i).0 {
                     assert_eq!(gl[i], 0.0);
                     continue;
                 }
@@ -618,11 +644,11 @@ fn check_fixed<const D: usize>(rng: &mut StdRng) {
     );
     assert_eq!(kl.to_bits(), kl_rt.to_bits());
     assert_eq!(g.mean_p.as_slice(), g_rt[0].as_slice());
-    assert_eq!(g.l_p.as_flattened(), g_rt[1].as_slice());
+    assert_eq!(g.factor_p.as_flattened(), g_rt[1].as_slice());
     assert_eq!(g.mean_q.as_slice(), g_rt[2].as_slice());
-    assert_eq!(g.l_q.as_flattened(), g_rt[3].as_slice());
+    assert_eq!(g.factor_q.as_flattened(), g_rt[3].as_slice());
     // Packed fixed = packed runtime, every packed form.
-    for form in all_forms().into_iter().filter(|f| *f != Form::Dense) {
+    for form in all_forms().into_iter().filter(|f| !f.is_dense()) {
         let (x, y) = (to_form(D, &lp, form), to_form(D, &lq, form));
         let (kl_rt, g_rt) = grad_form(D, form, &mp, &x, &mq, &y, 0.75);
         let n = tri(D);
@@ -634,7 +660,10 @@ fn check_fixed<const D: usize>(rng: &mut StdRng) {
             &mq_a,
             tril_of(D, form, &y),
             0.75,
-            KlGrad::new(&mut p1, &mut p2, &mut p3, &mut p4),
+            Grads::new(
+                GradMut::new(&mut p1, &mut p2),
+                GradMut::new(&mut p3, &mut p4),
+            ),
         )
         .unwrap();
         assert_eq!(kl.to_bits(), kl_rt.to_bits());
@@ -663,18 +692,12 @@ fn shape_errors_and_no_panics() {
     let d = 3;
     let l = [0.1f64, 0.2, -0.3, 0.0, 0.5, 0.2];
     let m = [0.5f64, -0.5, 1.0];
-    let mut work = vec![0.0; full::grad_workspace_len(d)];
+    let g = Gaussian::packed(&m, &l).unwrap();
+    let mut work = vec![0.0; full::kl_grad_scratch(d)];
     let (mut a, mut b, mut c, mut e) = (vec![9.0; d], vec![9.0; 6], vec![9.0; d], vec![9.0; 6]);
     let call = |a: &mut [f64], b: &mut [f64], c: &mut [f64], e: &mut [f64], work: &mut [f64]| {
-        full::kl_grad(
-            &m,
-            PackedTril::new(d, &l),
-            &m,
-            PackedTril::new(d, &l),
-            1.0,
-            KlGrad::new(a, b, c, e),
-            work,
-        )
+        let grads = Grads::new(GradMut::new(a, b), GradMut::new(c, e));
+        full::kl_grad(&g, &g, 1.0, grads, work)
     };
     let lm = |what, expected, found| Error::LengthMismatch {
         what,
@@ -683,21 +706,21 @@ fn shape_errors_and_no_panics() {
     };
     assert_eq!(
         call(&mut a[..2], &mut b, &mut c, &mut e, &mut work),
-        Err(lm("grad.mean_p", 3, 2))
+        Err(lm("grad.p.mean", 3, 2))
     );
     assert_eq!(
         call(&mut a, &mut b[..5], &mut c, &mut e, &mut work),
-        Err(lm("grad.l_p", 6, 5))
+        Err(lm("grad.p.factor", 6, 5))
     );
     assert_eq!(
         call(&mut a, &mut b, &mut c[..0], &mut e, &mut work),
-        Err(lm("grad.mean_q", 3, 0))
+        Err(lm("grad.q.mean", 3, 0))
     );
     assert_eq!(
         call(&mut a, &mut b, &mut c, &mut e[..1], &mut work),
-        Err(lm("grad.l_q", 6, 1))
+        Err(lm("grad.q.factor", 6, 1))
     );
-    let short = full::grad_workspace_len(d) - 1;
+    let short = full::kl_grad_scratch(d) - 1;
     assert_eq!(
         call(&mut a, &mut b, &mut c, &mut e, &mut work[..short]),
         Err(Error::WorkspaceTooSmall {
@@ -707,83 +730,54 @@ fn shape_errors_and_no_panics() {
     );
     assert!(a.iter().chain(&b).chain(&c).chain(&e).all(|&v| v == 9.0));
 
-    // Non-positive plain diagonal: an error, outputs untouched.
-    let bad = [1.0f64, 0.2, 0.0, 0.0, 0.5, 1.0];
-    let r = full::kl_grad(
-        &m,
-        PackedTril::new(d, &bad).diagonal(Diagonal::Plain),
-        &m,
-        PackedTril::new(d, &l),
-        1.0,
-        KlGrad::new(&mut a, &mut b, &mut c, &mut e),
-        &mut work,
-    );
+    // Dimension mismatch: named "q", outputs untouched.
+    let g2 = Gaussian::packed(&m[..2], &l[..3]).unwrap();
+    let grads = Grads::new(GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e));
+    let r = full::kl_grad(&g, &g2, 1.0, grads, &mut work);
     assert_eq!(
         r,
-        Err(Error::NonPositiveDiagonal {
-            what: "l_p",
-            index: 1
+        Err(Error::DimensionMismatch {
+            what: "q",
+            expected: 3,
+            found: 2
         })
     );
     assert!(a.iter().chain(&b).chain(&c).chain(&e).all(|&v| v == 9.0));
+    assert_eq!(full::kl_grad_scratch(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_grad_scratch(usize::MAX / 2), usize::MAX);
 
-    // Dimension mismatch and absurd d with short slices.
-    let r = full::kl_grad(
-        &m,
-        PackedTril::new(d, &l),
-        &m,
-        PackedTril::new(usize::MAX, &l),
-        1.0,
-        KlGrad::new(&mut a, &mut b, &mut c, &mut e),
-        &mut work,
-    );
-    assert!(matches!(r, Err(Error::DimensionMismatch { .. })));
-    let r = full::kl_grad(
-        &m,
-        PackedTril::new(usize::MAX / 2, &l),
-        &m,
-        PackedTril::new(usize::MAX / 2, &l),
-        1.0,
-        KlGrad::new(&mut a, &mut b, &mut c, &mut e),
-        &mut work,
-    );
-    assert!(r.is_err());
-    assert_eq!(full::grad_workspace_len(usize::MAX), usize::MAX);
-    assert_eq!(full::grad_workspace_len(usize::MAX / 2), usize::MAX);
-
-    // Dense shapes.
-    let r = full::kl_grad_dense(
-        &m,
-        &[1.0; 9],
-        &m,
-        &[1.0; 9],
-        1.0,
-        KlGrad::new(&mut a, &mut b, &mut c, &mut e),
-        &mut work,
-    );
-    assert_eq!(r, Err(lm("grad.l_p", 9, 6)));
+    // A dense factor's gradient buffer is d² long (the input's data), not packed.
+    let eye = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+    let gd = Gaussian::new(&m, MatRef::row_major(d, &eye).unwrap()).unwrap();
+    let grads = Grads::new(GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e));
+    let r = full::kl_grad(&gd, &gd, 1.0, grads, &mut work);
+    assert_eq!(r, Err(lm("grad.p.factor", 9, 6)));
     // Fixed packed with the wrong d.
     let r = full::kl_grad_packed_fixed::<f64, 2>(
         &[0.0; 2],
-        PackedTril::new(3, &l),
+        PackedTril::new(3, &l).unwrap(),
         &[0.0; 2],
-        PackedTril::new(3, &l),
+        PackedTril::new(3, &l).unwrap(),
         1.0,
-        KlGrad::new(&mut a, &mut b, &mut c, &mut e),
+        Grads::new(GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e)),
     );
     assert!(matches!(
         r,
-        Err(Error::DimensionMismatch { what: "l_p", .. })
+        Err(Error::DimensionMismatch {
+            what: "factor_p",
+            ..
+        })
     ));
     // Std normal shapes.
     assert_eq!(
-        full::kl_std_normal_grad(&m, PackedTril::new(d, &l), 1.0, &mut a, &mut b[..2]),
-        Err(lm("grad_l", 6, 2))
+        full::kl_std_normal_grad(&g, 1.0, GradMut::new(&mut a, &mut b[..2])),
+        Err(lm("grad.factor", 6, 2))
     );
     assert_eq!(
-        full::kl_std_normal_grad_dense(&m, &[1.0; 9], 1.0, &mut a[..1], &mut [0.0; 9]),
-        Err(lm("grad_mean", 3, 1))
+        full::kl_std_normal_grad(&gd, 1.0, GradMut::new(&mut a[..1], &mut [0.0; 9])),
+        Err(lm("grad.mean", 3, 1))
     );
+    assert!(a.iter().chain(&b).chain(&c).chain(&e).all(|&v| v == 9.0));
 }
 
 #[test]
@@ -803,22 +797,14 @@ fn nan_and_infinity_propagate_without_panic() {
 #[test]
 fn zero_dimension() {
     let mut work: [f64; 0] = [];
-    let kl = full::kl_grad(
-        &[],
-        PackedTril::new(0, &[]),
-        &[],
-        PackedTril::new(0, &[]),
-        1.0,
-        KlGrad::new(&mut [], &mut [], &mut [], &mut []),
-        &mut work,
-    );
+    let g = Gaussian::packed(&[], &[]).unwrap();
+    let none = || GradMut::new(&mut [], &mut []);
+    let kl = full::kl_grad(&g, &g, 1.0, Grads::new(none(), none()), &mut work);
     assert_eq!(kl, Ok(0.0));
     let (kl, _) = full::kl_grad_fixed::<f64, 0>(&[], &[], &[], &[], 1.0).unwrap();
     assert_eq!(kl, 0.0);
-    assert_eq!(
-        full::kl_std_normal_grad_dense(&[], &[], 1.0, &mut [], &mut []),
-        Ok(0.0)
-    );
+    let gd = Gaussian::new(&[], MatRef::row_major(0, &[]).unwrap()).unwrap();
+    assert_eq!(full::kl_std_normal_grad(&gd, 1.0, none()), Ok(0.0));
 }
 
 // ---------------------------------------------------------------------------
@@ -829,8 +815,6 @@ fn single_pair_kernels_do_not_allocate() {
     let d = 9;
     let mut rng = StdRng::seed_from_u64(18);
     let [mp, lp, mq, lq] = random_pair(&mut rng, d);
-    let dense_p = to_form(d, &lp, Form::Dense);
-    let dense_q = to_form(d, &lq, Form::Dense);
     let n = tri(d);
     let (mut a, mut b, mut c, mut e) = (
         vec![0.0; d],
@@ -838,26 +822,35 @@ fn single_pair_kernels_do_not_allocate() {
         vec![0.0; d],
         vec![0.0; d * d],
     );
-    let mut work = vec![0.0; full::grad_workspace_len(d)];
+    let mut work = vec![0.0; full::kl_grad_scratch(d)];
     let mp_a: [f64; 9] = mp.clone().try_into().unwrap();
     let mq_a: [f64; 9] = mq.clone().try_into().unwrap();
     let forms: Vec<(Form, Vec<f64>, Vec<f64>)> = all_forms()
         .into_iter()
-        .filter(|f| *f != Form::Dense)
         .map(|f| (f, to_form(d, &lp, f), to_form(d, &lq, f)))
         .collect();
     let before = allocations();
     for (form, x, y) in &forms {
-        let (lp_t, lq_t) = (tril_of(d, *form, x), tril_of(d, *form, y));
-        let g = KlGrad::new(&mut a, &mut b[..n], &mut c, &mut e[..n]);
-        full::kl_grad(&mp, lp_t, &mq, lq_t, 1.0, g, &mut work).unwrap();
-        let g = KlGrad::new(&mut a, &mut b[..n], &mut c, &mut e[..n]);
-        full::kl_grad_packed_fixed::<f64, 9>(&mp_a, lp_t, &mq_a, lq_t, 1.0, g).unwrap();
-        full::kl_std_normal_grad(&mp, lp_t, 1.0, &mut a, &mut b[..n]).unwrap();
+        let len = x.len();
+        let (p, q) = (gauss(d, *form, &mp, x), gauss(d, *form, &mq, y));
+        for mode in [Mode::Overwrite, Mode::Accumulate] {
+            let g = Grads::new(
+                GradMut::new(&mut a, &mut b[..len]).mode(mode),
+                GradMut::new(&mut c, &mut e[..len]).mode(mode),
+            );
+            full::kl_grad(&p, &q, 1.0, g, &mut work).unwrap();
+            let g = GradMut::new(&mut a, &mut b[..len]).mode(mode);
+            full::kl_std_normal_grad(&p, 1.0, g).unwrap();
+        }
+        if !form.is_dense() {
+            let (lp_t, lq_t) = (tril_of(d, *form, x), tril_of(d, *form, y));
+            let g = Grads::new(
+                GradMut::new(&mut a, &mut b[..n]),
+                GradMut::new(&mut c, &mut e[..n]),
+            );
+            full::kl_grad_packed_fixed::<f64, 9>(&mp_a, lp_t, &mq_a, lq_t, 1.0, g).unwrap();
+        }
     }
-    let g = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
-    full::kl_grad_dense(&mp, &dense_p, &mq, &dense_q, 1.0, g, &mut work).unwrap();
-    full::kl_std_normal_grad_dense(&mp, &dense_p, 1.0, &mut a, &mut b).unwrap();
     let after = allocations();
     assert_eq!(after - before, 0);
     // The counter works.
@@ -866,282 +859,8 @@ fn single_pair_kernels_do_not_allocate() {
     drop(v);
 }
 
-// ---------------------------------------------------------------------------
-// The batched layer.
-
-#[cfg(feature = "std")]
-mod batch {
-    use super::*;
-    use gaussian_kl::batch::{Kernel, Options};
-    use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
-
-    /// `n` random Gaussians of dimension `d` in `form`, flattened.
-    fn batch_of(rng: &mut StdRng, d: usize, n: usize, form: Form) -> (Vec<f64>, Vec<f64>) {
-        let (mut means, mut factors) = (vec![], vec![]);
-        for _ in 0..n {
-            let [m, l, _, _] = random_pair(rng, d);
-            means.extend(m);
-            factors.extend(to_form(d, &l, form));
-        }
-        (means, factors)
-    }
-
-    fn gb<'a>(form: Form, means: &'a [f64], factors: &'a [f64]) -> GaussianBatch<'a, f64> {
-        let Form::Packed(layout, diag) = form else {
-            unreachable!()
-        };
-        GaussianBatch::new(means, factors)
-            .layout(layout)
-            .diagonal(diag)
-    }
-
-    /// Batched (the scalar kernel) = looped, bit for bit, with and without
-    /// broadcasting of `p`, `q` and the upstream weight; a broadcast side's
-    /// gradient is the sum, in batch order, of the per-pair gradients. (The
-    /// SIMD kernel against the same loop: `tests/batch_grad.rs`.)
-    #[test]
-    fn batch_equals_loop_with_broadcasting() {
-        let mut rng = StdRng::seed_from_u64(21);
-        let n = 5;
-        for d in [1, 2, 3, 7, 16] {
-            let t = tri(d);
-            for form in all_forms().into_iter().filter(|f| *f != Form::Dense) {
-                for (np, nq) in [(n, n), (n, 1), (1, n), (1, 1)] {
-                    for per_pair_upstream in [false, true] {
-                        let (mp, lp) = batch_of(&mut rng, d, np, form);
-                        let (mq, lq) = batch_of(&mut rng, d, nq, form);
-                        let upstream: Vec<f64> = if per_pair_upstream {
-                            (0..n).map(|b| 0.5 + b as f64 * 0.37).collect()
-                        } else {
-                            vec![1.7]
-                        };
-                        let mut kl = vec![0.0; n];
-                        let (mut g1, mut g2) = (vec![9.0; mp.len()], vec![9.0; lp.len()]);
-                        let (mut g3, mut g4) = (vec![9.0; mq.len()], vec![9.0; lq.len()]);
-                        let mut work = vec![0.0; batch_grad::workspace_len(d)];
-                        Options::new()
-                            .kernel(Kernel::Scalar)
-                            .kl_grad_packed(
-                                d,
-                                gb(form, &mp, &lp),
-                                gb(form, &mq, &lq),
-                                &upstream,
-                                &mut kl,
-                                BatchGrad {
-                                    means_p: &mut g1,
-                                    factors_p: &mut g2,
-                                    means_q: &mut g3,
-                                    factors_q: &mut g4,
-                                },
-                                &mut work,
-                            )
-                            .unwrap();
-                        // The loop.
-                        let (mut r1, mut r2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
-                        let (mut r3, mut r4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
-                        for b in 0..n {
-                            let (ip, iq) =
-                                (if np == 1 { 0 } else { b }, if nq == 1 { 0 } else { b });
-                            let u = upstream[if per_pair_upstream { b } else { 0 }];
-                            let (kl_b, g) = grad_form(
-                                d,
-                                form,
-                                &mp[ip * d..(ip + 1) * d],
-                                &lp[ip * t..(ip + 1) * t],
-                                &mq[iq * d..(iq + 1) * d],
-                                &lq[iq * t..(iq + 1) * t],
-                                u,
-                            );
-                            assert_eq!(kl[b].to_bits(), kl_b.to_bits());
-                            for (acc, part, i, w) in [
-                                (&mut r1, &g[0], ip, d),
-                                (&mut r2, &g[1], ip, t),
-                                (&mut r3, &g[2], iq, d),
-                                (&mut r4, &g[3], iq, t),
-                            ] {
-                                for (a, v) in acc[i * w..(i + 1) * w].iter_mut().zip(part) {
-                                    *a += v;
-                                }
-                            }
-                        }
-                        assert_eq!(
-                            (g1, g2, g3, g4),
-                            (r1, r2, r3, r4),
-                            "d={d} {form:?} {np} {nq}"
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn batch_std_normal_equals_loop() {
-        let mut rng = StdRng::seed_from_u64(22);
-        let n = 6;
-        for d in [1, 4, 11] {
-            let t = tri(d);
-            for form in all_forms().into_iter().filter(|f| *f != Form::Dense) {
-                let (m, l) = batch_of(&mut rng, d, n, form);
-                let upstream: Vec<f64> = (0..n).map(|b| 1.0 - 0.25 * b as f64).collect();
-                let mut kl = vec![0.0; n];
-                let (mut gm, mut gl) = (vec![0.0; m.len()], vec![0.0; l.len()]);
-                batch_grad::kl_std_normal_grad_packed(
-                    d,
-                    gb(form, &m, &l),
-                    &upstream,
-                    &mut kl,
-                    &mut gm,
-                    &mut gl,
-                )
-                .unwrap();
-                for b in 0..n {
-                    let (mut rm, mut rl) = (vec![0.0; d], vec![0.0; t]);
-                    let k = full::kl_std_normal_grad(
-                        &m[b * d..(b + 1) * d],
-                        tril_of(d, form, &l[b * t..(b + 1) * t]),
-                        upstream[b],
-                        &mut rm,
-                        &mut rl,
-                    )
-                    .unwrap();
-                    assert_eq!(kl[b].to_bits(), k.to_bits());
-                    assert_eq!(gm[b * d..(b + 1) * d], rm[..]);
-                    assert_eq!(gl[b * t..(b + 1) * t], rl[..]);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn batch_shape_errors() {
-        let d = 2;
-        let (m, l) = (vec![0.0; 6], vec![0.0; 9]);
-        let mut kl = vec![0.0; 3];
-        let (mut g1, mut g2, mut g3, mut g4) =
-            (vec![0.0; 6], vec![0.0; 9], vec![0.0; 6], vec![0.0; 9]);
-        let mut work = vec![0.0; batch_grad::workspace_len(d)];
-        let mut run = |pm: &[f64], pl: &[f64], up: &[f64], g4_len: usize, work_len: usize| {
-            batch_grad::kl_grad_packed(
-                d,
-                GaussianBatch::new(pm, pl),
-                GaussianBatch::new(&m, &l),
-                up,
-                &mut kl,
-                BatchGrad {
-                    means_p: &mut g1[..pm.len()],
-                    factors_p: &mut g2[..pl.len()],
-                    means_q: &mut g3,
-                    factors_q: &mut g4[..g4_len],
-                },
-                &mut work[..work_len],
-            )
-        };
-        let w = batch_grad::workspace_len(d);
-        let lm = |what, expected, found| {
-            Err(Error::LengthMismatch {
-                what,
-                expected,
-                found,
-            })
-        };
-        assert_eq!(run(&m[..4], &l, &[1.0], 9, w), lm("p.means", 6, 4));
-        assert_eq!(run(&m, &l[..8], &[1.0], 9, w), lm("p.factors", 9, 8));
-        assert_eq!(run(&m[..2], &l[..6], &[1.0], 9, w), lm("p.factors", 3, 6));
-        assert_eq!(run(&m, &l, &[1.0, 2.0], 9, w), lm("upstream", 3, 2));
-        assert_eq!(run(&m, &l, &[1.0], 3, w), lm("grad.factors_q", 9, 3));
-        assert_eq!(
-            run(&m, &l, &[1.0], 9, w - 1),
-            Err(Error::WorkspaceTooSmall {
-                expected: w,
-                found: w - 1
-            })
-        );
-        assert_eq!(run(&m, &l, &[1.0; 3], 9, w), Ok(()));
-        assert_eq!(
-            batch_grad::kl_std_normal_grad_packed(
-                d,
-                GaussianBatch::new(&m, &l),
-                &[1.0],
-                &mut [0.0; 2],
-                &mut [0.0; 6],
-                &mut [0.0; 9],
-            ),
-            lm("p.means", 4, 6)
-        );
-    }
-
-    /// Every batched kernel (the SIMD one at every available level, on the
-    /// stack for `d ≤ 16` and in the workspace above; the scalar loop), zip
-    /// and all pairs, and the prior path: no allocation.
-    #[test]
-    fn batch_does_not_allocate() {
-        let mut rng = StdRng::seed_from_u64(23);
-        let n = 8;
-        let form = Form::Packed(Layout::ColMajor, Diagonal::Log);
-        let mut options: Vec<Options> = gaussian_kl::simd::Level::all()
-            .iter()
-            .filter_map(|&l| Options::new().level(l))
-            .collect();
-        options.push(Options::new().kernel(Kernel::Scalar));
-        for d in [6, 20] {
-            let (mp, lp) = batch_of(&mut rng, d, n, form);
-            let (mq, lq) = batch_of(&mut rng, d, 3, form);
-            let mut kl = vec![0.0; 3 * n];
-            let (mut g1, mut g2) = (vec![0.0; mp.len()], vec![0.0; lp.len()]);
-            let (mut g3, mut g4) = (vec![0.0; mq.len()], vec![0.0; lq.len()]);
-            let mut work = vec![0.0; batch_grad::workspace_len(d)];
-            let upstream = vec![0.5; 3 * n];
-            for opts in &options {
-                let before = allocations();
-                opts.kl_grad_packed(
-                    d,
-                    gb(form, &mp, &lp),
-                    gb(form, &mq[..d], &lq[..tri(d)]),
-                    &upstream[..n],
-                    &mut kl[..n],
-                    BatchGrad {
-                        means_p: &mut g1,
-                        factors_p: &mut g2,
-                        means_q: &mut g3[..d],
-                        factors_q: &mut g4[..tri(d)],
-                    },
-                    &mut work,
-                )
-                .unwrap();
-                opts.kl_grad_all_pairs(
-                    d,
-                    gb(form, &mp, &lp),
-                    gb(form, &mq, &lq),
-                    &upstream,
-                    &mut kl,
-                    BatchGrad {
-                        means_p: &mut g1,
-                        factors_p: &mut g2,
-                        means_q: &mut g3,
-                        factors_q: &mut g4,
-                    },
-                    &mut work,
-                )
-                .unwrap();
-                assert_eq!(allocations() - before, 0, "d={d} {opts:?}");
-            }
-            let before = allocations();
-            batch_grad::kl_std_normal_grad_packed(
-                d,
-                gb(form, &mp, &lp),
-                &[1.0],
-                &mut kl[..n],
-                &mut g1,
-                &mut g2,
-            )
-            .unwrap();
-            assert_eq!(allocations() - before, 0);
-        }
-    }
-}
-
-/// `KlGrad::reborrow` lets one set of output slices serve repeated calls.
+/// `GradMut::reborrow` lets one set of output buffers serve repeated calls:
+/// `Overwrite` replaces what an earlier call wrote.
 #[test]
 fn reborrowed_outputs_are_overwritten() {
     let mut rng = StdRng::seed_from_u64(19);
@@ -1149,11 +868,16 @@ fn reborrowed_outputs_are_overwritten() {
     let [mp, lp, mq, lq] = random_pair(&mut rng, d);
     let n = tri(d);
     let (mut a, mut b, mut c, mut e) = (vec![0.0; d], vec![0.0; n], vec![0.0; d], vec![0.0; n]);
-    let mut g = KlGrad::new(&mut a, &mut b, &mut c, &mut e);
-    let mut work = vec![0.0; full::grad_workspace_len(d)];
-    let (tp, tq) = (PackedTril::new(d, &lp), PackedTril::new(d, &lq));
-    full::kl_grad(&mp, tp, &mq, tq, 3.0, g.reborrow(), &mut work).unwrap();
-    full::kl_grad(&mp, tp, &mq, tq, 1.0, g.reborrow(), &mut work).unwrap();
+    let (mut gp, mut gq) = (GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e));
+    let mut work = vec![0.0; full::kl_grad_scratch(d)];
+    let (p, q) = (
+        Gaussian::packed(&mp, &lp).unwrap(),
+        Gaussian::packed(&mq, &lq).unwrap(),
+    );
+    let g = Grads::new(gp.reborrow(), gq.reborrow());
+    full::kl_grad(&p, &q, 3.0, g, &mut work).unwrap();
+    let g = Grads::new(gp.reborrow(), gq.reborrow());
+    full::kl_grad(&p, &q, 1.0, g, &mut work).unwrap();
     let form = Form::Packed(Layout::RowMajor, Diagonal::Log);
     let (_, want) = grad_form(d, form, &mp, &lp, &mq, &lq, 1.0);
     assert_eq!([a, b, c, e], want);
@@ -1240,15 +964,57 @@ fn reference_grad(d: usize, pair: &[Vec<f64>; 4]) -> [Vec<f64>; 4] {
     [g_mp, g_lp, g_mq, g_lq]
 }
 
+/// `‖L_q L_qᵀ z − (μ_q − μ_p)‖_∞ / ‖ |L_q| |L_q|ᵀ |z| ‖_∞` for the kernel's
+/// `z = ∂KL/∂μ_q`: the residual of its two triangular solves, which are
+/// backward stable at any conditioning (`(L + ΔL) x = b`, `|ΔL| ≤ γ_d |L|`,
+/// Higham Thm 8.5), so this ratio is at most about `2 d ε` whatever `κ`.
+fn mean_grad_residual(d: usize, pair: &[Vec<f64>; 4], z: &[f64]) -> f64 {
+    let l = to_form(d, &pair[3], Form::Dense);
+    let lower = |i: usize, j: usize| if j <= i { l[i * d + j] } else { 0.0 };
+    // u = L_qᵀ z, then L_q u; the same with absolute values.
+    let u: Vec<f64> = (0..d)
+        .map(|k| (k..d).map(|i| lower(i, k) * z[i]).sum())
+        .collect();
+    let ua: Vec<f64> = (0..d)
+        .map(|k| (k..d).map(|i| (lower(i, k) * z[i]).abs()).sum())
+        .collect();
+    let (mut res, mut mag) = (0.0f64, 0.0f64);
+    for i in 0..d {
+        let r: f64 = (0..=i).map(|k| lower(i, k) * u[k]).sum::<f64>() - (pair[2][i] - pair[0][i]);
+        let m: f64 = (0..=i).map(|k| (lower(i, k) * ua[k]).abs()).sum();
+        res = res.max(r.abs());
+        mag = mag.max(m);
+    }
+    res / mag.max(f64::MIN_POSITIVE)
+}
+
 /// The kernel against the explicit-inverse reference for `d` up to 64 and
-/// `L_q` from well to badly conditioned (off-diagonal scale `s`). Both are
-/// f64 computations with error growing as `d · κ(L_q)² · ε` (the gradient
-/// of `L_q` carries `Σ_q⁻¹` twice), so the bound is `16 · d · κ² · ε` of
-/// the largest entry, `κ = ‖L_q‖_F ‖L_q⁻¹‖_F`. Cases where that bound
-/// exceeds `1e-3` would test nothing and are skipped (and printed).
+/// `L_q` from well to badly conditioned (off-diagonal scale `s`), with
+/// `κ = ‖L_q‖_F ‖L_q⁻¹‖_F`.
+///
+/// Error model, relative to the largest entry of each gradient: the
+/// kernel's back substitutions contribute `O(κ·ε)`; the reference forms
+/// `Σ_q⁻¹ = L_q⁻ᵀ L_q⁻¹` and multiplies by it twice, so its own error grows
+/// as `κ²·ε` with a small constant (a first-order bound is `d·κ²·ε`, which
+/// the measured errors undercut by up to 1e5 at large `d`). Measured over
+/// these 24 cases (seed 20): `error ≤ 2.7 · ε · (κ + κ²/500)`; worst at
+/// `d = 24, κ = 384` (2.6), κ-dominated at `κ ≤ 400` (ratios 0.1 – 1.5),
+/// κ²-dominated above `κ ≈ 4e3` (ratios 0.5 – 1.0, up to `κ = 2.7e7`). The
+/// tolerance `32 · ε · (κ + κ²/500)` sits 12× above the worst measured
+/// error and at most about 300× above the best.
+///
+/// When that tolerance reaches `1` (here `κ ≥ 1e10`: 4 of the 24 cases) the
+/// two computations share no digits and no relative bound holds. Those
+/// cases are checked against a looser stated bound instead of skipped:
+/// every gradient entry is finite, `∂/∂μ_p = −∂/∂μ_q` exactly, and the
+/// mean gradient's residual `‖Σ_q z − Δμ‖` is within `4 d ε` of
+/// `‖|L_q||L_q|ᵀ|z|‖` (backward stability, independent of `κ`; measured
+/// at most `0.34 d ε` across all 24 cases, 12× below the bound). That residual check also runs on
+/// every other case.
 #[test]
 fn explicit_inverse_reference_across_conditioning() {
     let mut rng = StdRng::seed_from_u64(20);
+    let (mut checked, mut loose, mut worst_ratio, mut worst_res) = (0, 0, 0.0f64, 0.0f64);
     for d in [2, 5, 12, 24, 40, 64] {
         for s in [0.25, 1.0, 2.0, 6.0] {
             let mut pair = random_pair(&mut rng, d);
@@ -1280,21 +1046,48 @@ fn explicit_inverse_reference_across_conditioning() {
                 inv_norm += col.iter().map(|x| x * x).sum::<f64>();
             }
             let kappa = nl * inv_norm.sqrt();
+            // Conditioning-independent checks, every case.
+            let res = mean_grad_residual(d, &pair, &got[2]) / (d as f64 * f64::EPSILON);
+            worst_res = worst_res.max(res);
+            assert!(
+                res <= 4.0,
+                "d={d} s={s}: mean-gradient residual {res:.2} d·ε"
+            );
+            assert!(got.iter().flatten().all(|v| v.is_finite()), "d={d} s={s}");
+            assert!(
+                got[0]
+                    .iter()
+                    .zip(&got[2])
+                    .all(|(a, b)| a.to_bits() == (-b).to_bits())
+            );
+            let model = f64::EPSILON * (kappa + kappa * kappa / 500.0);
+            let bound = 32.0 * model;
             let mut worst: f64 = 0.0;
             for k in 0..4 {
                 let e = max_diff(&got[k], &want[k]) / max_abs(&want[k]).max(f64::MIN_POSITIVE);
                 worst = worst.max(e);
             }
-            let bound = 16.0 * d as f64 * kappa * kappa * f64::EPSILON;
-            if bound > 1e-3 {
-                eprintln!("d={d:2} κ(L_q)={kappa:9.3e}: skipped, too ill-conditioned to bound");
+            if bound >= 1.0 {
+                loose += 1;
+                eprintln!(
+                    "d={d:2} κ(L_q)={kappa:9.3e}: no relative bound (tolerance {bound:.1e}); \
+                     finite, antisymmetric means, residual {res:.2} d·ε"
+                );
                 continue;
             }
+            checked += 1;
+            worst_ratio = worst_ratio.max(worst / model);
             eprintln!(
-                "d={d:2} κ(L_q)={kappa:9.3e}: worst error {worst:9.3e} of the largest entry ({:.1e} ε·d·κ²)",
-                worst / (d as f64 * kappa * kappa * f64::EPSILON)
+                "d={d:2} κ(L_q)={kappa:9.3e}: worst error {worst:9.3e} of the largest entry \
+                 ({:.2} ε·(κ + κ²/500)); residual {res:.2} d·ε",
+                worst / model
             );
             assert!(worst <= bound, "d={d} s={s}: {worst:e} > {bound:e}");
         }
     }
+    eprintln!(
+        "explicit inverse: {checked} cases bounded (worst {worst_ratio:.2} of 32), \
+         {loose} checked loosely; worst residual {worst_res:.2} d·ε (of 4)"
+    );
+    assert_eq!(checked + loose, 24);
 }

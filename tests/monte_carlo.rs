@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use gaussian_kl::{PackedTril, full};
+use gaussian_kl::{Gaussian, full};
 
 /// Solves `L u = b` for dense row-major lower-triangular `L` (f64).
 fn forward_solve(d: usize, l: &[f64], b: &[f64], u: &mut [f64]) {
@@ -41,12 +41,10 @@ fn log_density(
 
 fn monte_carlo(d: usize, n: usize, seed: u64) {
     let case = Case::random(&mut rng(seed), d);
-    let mut work = vec![0.0; full::workspace_len(d)];
+    let mut work = vec![0.0; full::kl_scratch(d)];
     let analytic = full::kl(
-        &case.mean_p,
-        PackedTril::new(d, &case.raw_p),
-        &case.mean_q,
-        PackedTril::new(d, &case.raw_q),
+        &Gaussian::packed(&case.mean_p, &case.raw_p).unwrap(),
+        &Gaussian::packed(&case.mean_q, &case.raw_q).unwrap(),
         &mut work,
     )
     .unwrap();

@@ -16,7 +16,7 @@
 //! `kl_dense` on the dense expansion, and `kl_packed_fixed` where `d ≤ 16`.
 //! Run with `--nocapture` to see the largest relative errors observed.
 
-use gaussian_kl::{Diagonal, Layout, PackedTril, Real, full};
+use gaussian_kl::{Diagonal, Gaussian, Layout, MatRef, PackedTril, Real, full};
 use serde_json::Value;
 
 /// The data file, compiled in: the build fails loudly if it is missing.
@@ -115,7 +115,7 @@ fn all_paths<T: Real>(c: &Case, tol: f64) -> f64 {
     let d = c.d;
     let r = |v: &[f64]| -> Vec<T> { v.iter().map(|&x| T::from_f64(x)).collect() };
     let (mp, mq, rp, rq) = (r(&c.mean_p), r(&c.mean_q), r(&c.raw_p), r(&c.raw_q));
-    let mut work = vec![T::ZERO; full::workspace_len(d)];
+    let mut work = vec![T::ZERO; full::kl_scratch(d)];
     let mut worst = 0.0f64;
     let mut record = |path: &str, got: T| {
         let rel = (got.to_f64() - c.kl).abs() / c.kl.abs();
@@ -130,13 +130,14 @@ fn all_paths<T: Real>(c: &Case, tol: f64) -> f64 {
     for layout in [Layout::RowMajor, Layout::ColMajor, Layout::DiagFirst] {
         let (lp, lq) = (to_layout(d, &rp, layout), to_layout(d, &rq, layout));
         let (pp, pq) = (
-            PackedTril::new(d, &lp).layout(layout),
-            PackedTril::new(d, &lq).layout(layout),
+            PackedTril::with_layout(d, &lp, layout, Diagonal::Log).expect("valid case"),
+            PackedTril::with_layout(d, &lq, layout, Diagonal::Log).expect("valid case"),
         );
-        record(
-            "kl",
-            full::kl(&mp, pp, &mq, pq, &mut work).expect("valid case"),
+        let (p, q) = (
+            Gaussian::new(&mp, pp).expect("valid case"),
+            Gaussian::new(&mq, pq).expect("valid case"),
         );
+        record("kl", full::kl(&p, &q, &mut work).expect("valid case"));
         if let Some(v) = packed_fixed(d, &mp, pp, &mq, pq) {
             record("kl_packed_fixed", v);
         }
@@ -152,12 +153,35 @@ fn all_paths<T: Real>(c: &Case, tol: f64) -> f64 {
     };
     let (lp, lq) = (plain(&rp), plain(&rq));
     let (pp, pq) = (
-        PackedTril::new(d, &lp).diagonal(Diagonal::Plain),
-        PackedTril::new(d, &lq).diagonal(Diagonal::Plain),
+        PackedTril::with_layout(d, &lp, Layout::RowMajor, Diagonal::Plain).expect("valid case"),
+        PackedTril::with_layout(d, &lq, Layout::RowMajor, Diagonal::Plain).expect("valid case"),
+    );
+    let (p, q) = (
+        Gaussian::new(&mp, pp).expect("valid case"),
+        Gaussian::new(&mq, pq).expect("valid case"),
     );
     record(
         "kl (plain diagonal)",
-        full::kl(&mp, pp, &mq, pq, &mut work).expect("valid case"),
+        full::kl(&p, &q, &mut work).expect("valid case"),
+    );
+    // The same factors dense and column-major (plain diagonal, upper NaN).
+    let col = |packed: &[T]| -> Vec<T> {
+        let mut a = vec![T::NAN; d * d];
+        for i in 0..d {
+            for j in 0..=i {
+                a[j * d + i] = packed[i * (i + 1) / 2 + j];
+            }
+        }
+        a
+    };
+    let (cp, cq) = (col(&lp), col(&lq));
+    let (p, q) = (
+        Gaussian::new(&mp, MatRef::col_major(d, &cp).expect("valid case")).expect("valid case"),
+        Gaussian::new(&mq, MatRef::col_major(d, &cq).expect("valid case")).expect("valid case"),
+    );
+    record(
+        "kl (dense column-major)",
+        full::kl(&p, &q, &mut work).expect("valid case"),
     );
     worst
 }

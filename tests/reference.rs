@@ -36,7 +36,7 @@
 mod common;
 
 use common::*;
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
+use gaussian_kl::{Diagonal, Error, Gaussian, Layout, MatRef, PackedTril, Real, full};
 
 const DIAGONALS: [Diagonal; 2] = [Diagonal::Log, Diagonal::Plain];
 
@@ -112,10 +112,6 @@ fn bits<T: Real>(x: T) -> u64 {
     x.to_f64().to_bits()
 }
 
-fn packed<T: Real>(d: usize, data: &[T], layout: Layout, diagonal: Diagonal) -> PackedTril<'_, T> {
-    PackedTril::new(d, data).layout(layout).diagonal(diagonal)
-}
-
 /// Seed for dimension `d`, case `k`, and a test-specific salt.
 fn seed(salt: u64, d: usize, k: u64) -> u64 {
     salt * 1_000_003 + (d as u64) * 101 + k
@@ -143,23 +139,24 @@ fn reference_for<T: Real>(c: &CaseT<T>, diagonal: Diagonal) -> Reference {
     }
 }
 
-// ---------------------------------------------------------------- kl, kl_dense
+// ---------------------------------------------------------------- kl, packed and dense
 
 /// `kl` in every layout and diagonal encoding, d = 1..=64, against the
 /// reference; every layout bit-identical to RowMajor; a Plain factor
-/// bit-identical to `kl_dense` of its dense expansion (NaN above the diagonal,
-/// which must be ignored).
+/// bit-identical to `kl` of its dense expansion (NaN above the diagonal,
+/// which must be ignored) in every storage order (row-major, column-major,
+/// transposed, strided sub-view).
 fn kl_every_layout<T: Real>() {
     let mut worst = Worst::default();
     for d in 1..=64 {
-        let mut work = vec![T::ZERO; full::workspace_len(d)];
+        let mut work = vec![T::ZERO; full::kl_scratch(d)];
         for k in 0..2 {
             let c = Case::random(&mut rng(seed(1, d, k)), d).round::<T>();
             for diagonal in DIAGONALS {
                 let r = reference_for(&c, diagonal);
                 let rp = encoded(d, &c.raw_p, diagonal);
                 let rq = encoded(d, &c.raw_q, diagonal);
-                let row_major = full::kl(
+                let row_major = kl_of(
                     &c.mean_p,
                     packed(d, &rp, Layout::RowMajor, diagonal),
                     &c.mean_q,
@@ -170,7 +167,7 @@ fn kl_every_layout<T: Real>() {
                 worst = worst.merge(check("kl", d, row_major, &r, r.kappa));
                 for layout in LAYOUTS {
                     let (lp, lq) = (to_layout(d, &rp, layout), to_layout(d, &rq, layout));
-                    let got = full::kl(
+                    let got = kl_of(
                         &c.mean_p,
                         packed(d, &lp, layout, diagonal),
                         &c.mean_q,
@@ -187,9 +184,21 @@ fn kl_every_layout<T: Real>() {
                 if diagonal == Diagonal::Plain {
                     let dp = packed_to_dense(d, &rp, T::NAN);
                     let dq = packed_to_dense(d, &rq, T::NAN);
-                    let dense = full::kl_dense(&c.mean_p, &dp, &c.mean_q, &dq, &mut work).unwrap();
-                    assert_eq!(bits(dense), bits(row_major), "kl_dense d={d}");
-                    worst = worst.merge(check("kl_dense", d, dense, &r, r.kappa));
+                    // Every storage order of the dense factors, p and q each
+                    // in its own: bit-identical to the packed form.
+                    let (fp, fq) = (dense_forms(d, &dp, 3), dense_forms(d, &dq, 1));
+                    for (a, b) in fp.iter().zip(fq.iter().rev()) {
+                        let got = kl_of(
+                            &c.mean_p,
+                            form_view(d, a),
+                            &c.mean_q,
+                            form_view(d, b),
+                            &mut work,
+                        )
+                        .unwrap();
+                        assert_eq!(bits(got), bits(row_major), "dense {}/{} d={d}", a.0, b.0);
+                        worst = worst.merge(check("kl, dense", d, got, &r, r.kappa));
+                    }
                 }
             }
         }
@@ -212,21 +221,21 @@ fn kl_every_layout_and_diagonal_matches_reference_f32() {
 fn kl_ignores_workspace_contents_and_excess() {
     let d = 9;
     let c = Case::random(&mut rng(77), d).round::<f64>();
-    let mut exact = vec![0.0; full::workspace_len(d)];
-    let mut big = vec![f64::NAN; full::workspace_len(d) + 17];
-    let a = full::kl(
+    let mut exact = vec![0.0; full::kl_scratch(d)];
+    let mut big = vec![f64::NAN; full::kl_scratch(d) + 17];
+    let a = kl_of(
         &c.mean_p,
-        PackedTril::new(d, &c.raw_p),
+        pt(d, &c.raw_p),
         &c.mean_q,
-        PackedTril::new(d, &c.raw_q),
+        pt(d, &c.raw_q),
         &mut exact,
     )
     .unwrap();
-    let b = full::kl(
+    let b = kl_of(
         &c.mean_p,
-        PackedTril::new(d, &c.raw_p),
+        pt(d, &c.raw_p),
         &c.mean_q,
-        PackedTril::new(d, &c.raw_q),
+        pt(d, &c.raw_q),
         &mut big,
     )
     .unwrap();
@@ -238,7 +247,7 @@ fn kl_ignores_workspace_contents_and_excess() {
 fn kl_cov_matches<T: Real>() {
     let mut worst = Worst::default();
     for d in 1..=64 {
-        let mut work = vec![T::ZERO; full::workspace_len(d)];
+        let mut work = vec![T::ZERO; full::kl_scratch(d)];
         let c = Case::random(&mut rng(seed(2, d, 0)), d).round::<T>();
         // Σ = L Lᵀ formed in f64 from the T-valued factors, then rounded to T:
         // the reference sees exactly the covariances the kernel sees.
@@ -251,9 +260,31 @@ fn kl_cov_matches<T: Real>() {
             &widen(&c.mean_q),
             &widen(&cq),
         );
-        let got = full::kl_cov(&c.mean_p, &cp, &c.mean_q, &cq, &mut work).unwrap();
+        let got = full::kl_cov(
+            &c.mean_p,
+            dense(d, &cp),
+            &c.mean_q,
+            dense(d, &cq),
+            &mut work,
+        )
+        .unwrap();
         let cond = r.kappa * r.kappa + r.kappa_p * r.kappa_p;
         worst = worst.merge(check("kl_cov", d, got, &r, cond));
+        // Every storage order reads the same lower triangle.
+        for (a, b) in dense_forms(d, &cp, 2)
+            .iter()
+            .zip(dense_forms(d, &cq, 1).iter().rev())
+        {
+            let again = full::kl_cov(
+                &c.mean_p,
+                form_view(d, a),
+                &c.mean_q,
+                form_view(d, b),
+                &mut work,
+            )
+            .unwrap();
+            assert_eq!(bits(again), bits(got), "kl_cov {}/{} d={d}", a.0, b.0);
+        }
         // Only the lower triangle is read: poison the strict upper one.
         let poison = |a: &[T]| -> Vec<T> {
             let mut a = a.to_vec();
@@ -264,8 +295,14 @@ fn kl_cov_matches<T: Real>() {
             }
             a
         };
-        let again =
-            full::kl_cov(&c.mean_p, &poison(&cp), &c.mean_q, &poison(&cq), &mut work).unwrap();
+        let again = full::kl_cov(
+            &c.mean_p,
+            dense(d, &poison(&cp)),
+            &c.mean_q,
+            dense(d, &poison(&cq)),
+            &mut work,
+        )
+        .unwrap();
         assert_eq!(
             bits(again),
             bits(got),
@@ -309,16 +346,18 @@ fn std_normal_matches<T: Real>() {
             let mut first = None;
             for layout in LAYOUTS {
                 let l = to_layout(d, &rp, layout);
-                let got = full::kl_std_normal(&c.mean_p, packed(d, &l, layout, diagonal)).unwrap();
+                let got = std_normal_of(&c.mean_p, packed(d, &l, layout, diagonal)).unwrap();
                 worst = worst.merge(check("kl_std_normal", d, got, &r, r.kappa));
                 let f0 = *first.get_or_insert(bits(got));
                 assert_eq!(bits(got), f0, "kl_std_normal {layout:?} d={d}");
             }
             if diagonal == Diagonal::Plain {
-                let dense = packed_to_dense(d, &rp, T::NAN);
-                let got = full::kl_std_normal_dense(&c.mean_p, &dense).unwrap();
-                worst = worst.merge(check("kl_std_normal_dense", d, got, &r, r.kappa));
-                assert_eq!(Some(bits(got)), first, "kl_std_normal_dense d={d}");
+                let dl = packed_to_dense(d, &rp, T::NAN);
+                for form in dense_forms(d, &dl, 2) {
+                    let got = std_normal_of(&c.mean_p, form_view(d, &form)).unwrap();
+                    worst = worst.merge(check("kl_std_normal, dense", d, got, &r, r.kappa));
+                    assert_eq!(Some(bits(got)), first, "kl_std_normal {} d={d}", form.0);
+                }
             }
         }
     }
@@ -337,11 +376,11 @@ fn kl_std_normal_matches_reference_f32() {
 
 // ---------------------------------------------------------------- fixed D
 
-/// `kl_fixed::<D>` bit-identical to `kl_dense`, `kl_packed_fixed::<D>`
+/// `kl_fixed::<D>` bit-identical to `kl` on dense row-major views, `kl_packed_fixed::<D>`
 /// bit-identical to `kl` in every layout and encoding, both against the reference.
 fn fixed_matches<T: Real, const D: usize>() -> Worst {
     let mut worst = Worst::default();
-    let mut work = vec![T::ZERO; full::workspace_len(D)];
+    let mut work = vec![T::ZERO; full::kl_scratch(D)];
     for k in 0..3 {
         let c = Case::random(&mut rng(seed(4, D, k)), D).round::<T>();
         let arr = |v: &[T]| -> [T; D] { v.try_into().unwrap() };
@@ -354,9 +393,15 @@ fn fixed_matches<T: Real, const D: usize>() -> Worst {
         let (sp, sq) = (square(&c.raw_p), square(&c.raw_q));
         let fixed = full::kl_fixed(&mp, &sp, &mq, &sq).unwrap();
         let flat = |a: &[[T; D]; D]| -> Vec<T> { a.iter().flatten().copied().collect() };
-        let dense =
-            full::kl_dense(&c.mean_p, &flat(&sp), &c.mean_q, &flat(&sq), &mut work).unwrap();
-        assert_eq!(bits(fixed), bits(dense), "kl_fixed::<{D}> vs kl_dense");
+        let dense = kl_of(
+            &c.mean_p,
+            dense(D, &flat(&sp)),
+            &c.mean_q,
+            dense(D, &flat(&sq)),
+            &mut work,
+        )
+        .unwrap();
+        assert_eq!(bits(fixed), bits(dense), "kl_fixed::<{D}> vs kl, dense");
         let r = reference_for(&c, Diagonal::Plain);
         worst = worst.merge(check("kl_fixed", D, fixed, &r, r.kappa));
         for diagonal in DIAGONALS {
@@ -369,7 +414,7 @@ fn fixed_matches<T: Real, const D: usize>() -> Worst {
                     packed(D, &lq, layout, diagonal),
                 );
                 let fixed = full::kl_packed_fixed(&mp, pp, &mq, pq).unwrap();
-                let runtime = full::kl(&c.mean_p, pp, &c.mean_q, pq, &mut work).unwrap();
+                let runtime = kl_of(&c.mean_p, pp, &c.mean_q, pq, &mut work).unwrap();
                 assert_eq!(
                     bits(fixed),
                     bits(runtime),
@@ -406,14 +451,14 @@ fn fixed_kernels_bit_identical_to_runtime_f32() {
 /// reproduces `M = I` exactly, so the result is 0).
 fn self_kl_zero<T: Real>() {
     for d in 1..=64 {
-        let mut work = vec![T::ZERO; full::workspace_len(d)];
+        let mut work = vec![T::ZERO; full::kl_scratch(d)];
         let c = Case::random(&mut rng(seed(5, d, 0)), d).round::<T>();
         for diagonal in DIAGONALS {
             let rp = encoded(d, &c.raw_p, diagonal);
             for layout in LAYOUTS {
                 let lp = to_layout(d, &rp, layout);
                 let l = packed(d, &lp, layout, diagonal);
-                let got = full::kl(&c.mean_p, l, &c.mean_p, l, &mut work)
+                let got = kl_of(&c.mean_p, l, &c.mean_p, l, &mut work)
                     .unwrap()
                     .to_f64();
                 let logdet: f64 = (0..d).map(|i| c.raw_p[rm(i, i)].to_f64().abs()).sum();
@@ -555,17 +600,17 @@ fn cholesky_reports_the_failing_pivot() {
                 }
                 assert_eq!(full::cholesky_packed_in_place(d, &mut pk), want);
 
-                let mut work = vec![0.0; full::workspace_len(d)];
+                let mut work = vec![0.0; full::kl_scratch(d)];
                 let m = vec![0.0; d];
                 assert_eq!(
-                    full::kl_cov(&m, &sigma, &m, &s, &mut work),
+                    full::kl_cov(&m, dense(d, &sigma), &m, dense(d, &s), &mut work),
                     Err(Error::NotPositiveDefinite {
                         what: "cov_q",
                         pivot: r
                     })
                 );
                 assert_eq!(
-                    full::kl_cov(&m, &s, &m, &sigma, &mut work),
+                    full::kl_cov(&m, dense(d, &s), &m, dense(d, &sigma), &mut work),
                     Err(Error::NotPositiveDefinite {
                         what: "cov_p",
                         pivot: r
@@ -594,82 +639,50 @@ fn lm(what: &'static str, expected: usize, found: usize) -> Error {
     }
 }
 
+/// Every shape error names the argument that is wrong: the views name their
+/// own (`mean`, `factor`, `matrix`) when they are built; `full::kl` names
+/// `q` when the two sides differ in dimension, and the workspace.
 #[test]
 fn kl_shape_errors() {
     let d = 3;
     let c = Case::random(&mut rng(9), d);
     let (mp, mq, rp, rq) = (&c.mean_p, &c.mean_q, &c.raw_p, &c.raw_q);
-    let mut work = vec![0.0; full::workspace_len(d)];
-    fn p(x: &[f64]) -> PackedTril<'_, f64> {
-        PackedTril::new(3, x)
-    }
-    let call = full::kl::<f64>;
+    let mut work = vec![0.0; full::kl_scratch(d)];
 
+    assert_eq!(Gaussian::new(&mp[..2], pt(3, rp)), Err(lm("mean", 3, 2)));
+    assert_eq!(Gaussian::new(&[0.0; 4], pt(3, rq)), Err(lm("mean", 3, 4)));
+    assert_eq!(Gaussian::packed(mp, &rp[..5]), Err(lm("factor", 6, 5)));
+    assert_eq!(PackedTril::new(3, &[0.0; 7]), Err(lm("factor", 6, 7)));
+    let p = Gaussian::packed(mp, rp).unwrap();
+    let q2 = Gaussian::packed(&mq[..2], &rq[..3]).unwrap();
     assert_eq!(
-        call(&mp[..2], p(rp), mq, p(rq), &mut work),
-        Err(lm("mean_p", 3, 2))
-    );
-    assert_eq!(
-        call(mp, p(rp), &[0.0; 4], p(rq), &mut work),
-        Err(lm("mean_q", 3, 4))
-    );
-    assert_eq!(
-        call(mp, p(&rp[..5]), mq, p(rq), &mut work),
-        Err(lm("l_p", 6, 5))
-    );
-    assert_eq!(
-        call(mp, p(rp), mq, p(&[0.0; 7]), &mut work),
-        Err(lm("l_q", 6, 7))
-    );
-    assert_eq!(
-        call(mp, p(rp), mq, PackedTril::new(2, &rq[..3]), &mut work),
+        full::kl(&p, &q2, &mut work),
         Err(Error::DimensionMismatch {
-            what: "l_q",
+            what: "q",
             expected: 3,
             found: 2
         })
     );
+    let q = Gaussian::packed(mq, rq).unwrap();
     assert_eq!(
-        call(
-            mp,
-            p(rp),
-            mq,
-            p(rq),
-            &mut work[..full::workspace_len(d) - 1]
-        ),
+        full::kl(&p, &q, &mut work[..full::kl_scratch(d) - 1]),
         Err(Error::WorkspaceTooSmall {
-            expected: full::workspace_len(d),
-            found: full::workspace_len(d) - 1
+            expected: full::kl_scratch(d),
+            found: full::kl_scratch(d) - 1
         })
     );
+    assert!(full::kl(&p, &q, &mut work).is_ok());
     for layout in LAYOUTS {
         // A non-positive plain diagonal entry, reported with its row, in every layout.
         for (bad_row, bad) in [(0usize, 0.0), (2, -1.5), (1, -0.0)] {
             let mut plain = log_to_plain(d, rp);
             plain[rm(bad_row, bad_row)] = bad;
-            let good = to_layout(d, &log_to_plain(d, rq), layout);
             let bad_l = to_layout(d, &plain, layout);
-            let pl = |x| packed(d, x, layout, Diagonal::Plain);
-            assert_eq!(
-                call(mp, pl(&bad_l), mq, pl(&good), &mut work),
-                Err(Error::NonPositiveDiagonal {
-                    what: "l_p",
-                    index: bad_row
-                })
-            );
-            assert_eq!(
-                call(mp, pl(&good), mq, pl(&bad_l), &mut work),
-                Err(Error::NonPositiveDiagonal {
-                    what: "l_q",
-                    index: bad_row
-                })
-            );
-            assert_eq!(
-                full::kl_std_normal(mp, pl(&bad_l)),
-                Err(Error::NonPositiveDiagonal {
-                    what: "l",
-                    index: bad_row
-                })
+            let got = PackedTril::with_layout(d, &bad_l, layout, Diagonal::Plain);
+            assert!(
+                matches!(got, Err(Error::NonPositiveDiagonal { what: "factor", item: None, index, value })
+                    if index == bad_row && value.to_bits() == bad.to_bits()),
+                "{layout:?} row {bad_row}: {got:?}"
             );
         }
     }
@@ -682,74 +695,60 @@ fn dense_and_cov_shape_errors() {
     let lp = packed_to_dense(d, &log_to_plain(d, &c.raw_p), 0.0);
     let lq = packed_to_dense(d, &log_to_plain(d, &c.raw_q), 0.0);
     let (mp, mq) = (&c.mean_p[..], &c.mean_q[..]);
-    let mut work = vec![0.0; full::workspace_len(d)];
-    let small = full::workspace_len(d) - 1;
+    let mut work = vec![0.0; full::kl_cov_scratch(d)];
+    let small = full::kl_cov_scratch(d) - 1;
     let ws = Err(Error::WorkspaceTooSmall {
-        expected: full::workspace_len(d),
+        expected: full::kl_cov_scratch(d),
         found: small,
     });
 
+    assert_eq!(MatRef::row_major(d, &lp[..8]), Err(lm("matrix", 9, 8)));
+    assert_eq!(MatRef::col_major(d, &lp[..8]), Err(lm("matrix", 9, 8)));
+    // The top-left 3 × 3 block of a 4-wide array needs 2·4 + 2 + 1 numbers.
     assert_eq!(
-        full::kl_dense(mp, &lp, &mq[..2], &lq, &mut work),
-        Err(lm("mean_q", 3, 2))
+        MatRef::from_strides(d, &[1.0; 10], 4, 1),
+        Err(lm("matrix", 11, 10))
     );
     assert_eq!(
-        full::kl_dense(mp, &lp[..8], mq, &lq, &mut work),
-        Err(lm("l_p", 9, 8))
-    );
-    assert_eq!(
-        full::kl_dense(mp, &lp, mq, &lq[..4], &mut work),
-        Err(lm("l_q", 9, 4))
-    );
-    assert_eq!(full::kl_dense(mp, &lp, mq, &lq, &mut work[..small]), ws);
-    let mut bad = lp.clone();
-    bad[2 * d + 2] = -1.0;
-    assert_eq!(
-        full::kl_dense(mp, &bad, mq, &lq, &mut work),
-        Err(Error::NonPositiveDiagonal {
-            what: "l_p",
-            index: 2
-        })
-    );
-    assert_eq!(
-        full::kl_dense(mp, &lp, mq, &bad, &mut work),
-        Err(Error::NonPositiveDiagonal {
-            what: "l_q",
-            index: 2
-        })
-    );
-
-    let (sp, sq) = (gram(d, &lp), gram(d, &lq));
-    assert_eq!(
-        full::kl_cov(mp, &sp, &mq[..1], &sq, &mut work),
-        Err(lm("mean_q", 3, 1))
-    );
-    assert_eq!(
-        full::kl_cov(mp, &sp[..3], mq, &sq, &mut work),
-        Err(lm("cov_p", 9, 3))
-    );
-    assert_eq!(
-        full::kl_cov(mp, &sp, mq, &sq[..3], &mut work),
-        Err(lm("cov_q", 9, 3))
-    );
-    assert_eq!(full::kl_cov(mp, &sp, mq, &sq, &mut work[..small]), ws);
-
-    assert_eq!(
-        full::kl_std_normal(&mp[..2], PackedTril::new(d, &c.raw_p)),
+        Gaussian::new(&mq[..2], dense(d, &lq)),
         Err(lm("mean", 3, 2))
     );
+    let mut bad = lp.clone();
+    bad[2 * d + 2] = -1.0;
+    // The diagonal of a column-major view is checked in place, too.
+    for l in [dense(d, &bad), MatRef::col_major(d, &bad).unwrap()] {
+        assert!(matches!(
+            Gaussian::new(mp, l),
+            Err(Error::NonPositiveDiagonal {
+                what: "factor",
+                item: None,
+                index: 2,
+                value: -1.0
+            })
+        ));
+    }
+
+    let (sp, sq) = (gram(d, &lp), gram(d, &lq));
+    let (cp, cq) = (dense(d, &sp), dense(d, &sq));
     assert_eq!(
-        full::kl_std_normal(mp, PackedTril::new(d, &c.raw_p[..5])),
-        Err(lm("l", 6, 5))
+        full::kl_cov(mp, cp, &mq[..1], cq, &mut work),
+        Err(lm("mean_q", 3, 1))
     );
-    assert_eq!(full::kl_std_normal_dense(mp, &lp[..8]), Err(lm("l", 9, 8)));
+    // The dimension is the covariance's: a short mean_p is blamed on mean_p.
     assert_eq!(
-        full::kl_std_normal_dense(mp, &bad),
-        Err(Error::NonPositiveDiagonal {
-            what: "l",
-            index: 2
+        full::kl_cov(&mp[..2], cp, mq, cq, &mut work),
+        Err(lm("mean_p", 3, 2))
+    );
+    let sq2 = gram(2, &lq[..4]);
+    assert_eq!(
+        full::kl_cov(mp, cp, mq, dense(2, &sq2), &mut work),
+        Err(Error::DimensionMismatch {
+            what: "cov_q",
+            expected: 3,
+            found: 2
         })
     );
+    assert_eq!(full::kl_cov(mp, cp, mq, cq, &mut work[..small]), ws);
 
     assert_eq!(
         full::cholesky_in_place(d, &mut sp.clone()[..8]),
@@ -761,14 +760,7 @@ fn dense_and_cov_shape_errors() {
     );
 
     let mut out = vec![0.0; 8];
-    assert_eq!(
-        PackedTril::new(d, &c.raw_p).expand_dense(&mut out),
-        Err(lm("out", 9, 8))
-    );
-    assert_eq!(
-        PackedTril::new(d, &c.raw_p[..4]).expand_dense(&mut [0.0; 9]),
-        Err(lm("packed", 6, 4))
-    );
+    assert_eq!(pt(d, &c.raw_p).expand_dense(&mut out), Err(lm("out", 9, 8)));
 }
 
 #[test]
@@ -777,27 +769,29 @@ fn fixed_errors() {
     let mut bad = l;
     bad[1][1] = 0.0;
     let m = [0.0; 2];
-    assert_eq!(
+    assert!(matches!(
         full::kl_fixed(&m, &bad, &m, &l),
         Err(Error::NonPositiveDiagonal {
-            what: "l_p",
-            index: 1
+            what: "factor_p",
+            index: 1,
+            ..
         })
-    );
-    assert_eq!(
+    ));
+    assert!(matches!(
         full::kl_fixed(&m, &l, &m, &bad),
         Err(Error::NonPositiveDiagonal {
-            what: "l_q",
-            index: 1
+            what: "factor_q",
+            index: 1,
+            ..
         })
-    );
+    ));
     let raw3 = [0.0f64; 3];
     let raw6 = [0.0f64; 6];
-    let (two, three) = (PackedTril::new(2, &raw3), PackedTril::new(3, &raw6));
+    let (two, three) = (pt(2, &raw3), pt(3, &raw6));
     assert_eq!(
         full::kl_packed_fixed(&m, three, &m, two),
         Err(Error::DimensionMismatch {
-            what: "l_p",
+            what: "factor_p",
             expected: 2,
             found: 3
         })
@@ -805,29 +799,9 @@ fn fixed_errors() {
     assert_eq!(
         full::kl_packed_fixed(&m, two, &m, three),
         Err(Error::DimensionMismatch {
-            what: "l_q",
+            what: "factor_q",
             expected: 2,
             found: 3
-        })
-    );
-    assert_eq!(
-        full::kl_packed_fixed(&m, PackedTril::new(2, &raw6[..2]), &m, two),
-        Err(lm("l_p", 3, 2))
-    );
-    let plain_bad = [1.0f64, 0.3, -2.0];
-    let pb = PackedTril::new(2, &plain_bad).diagonal(Diagonal::Plain);
-    assert_eq!(
-        full::kl_packed_fixed(&m, pb, &m, two),
-        Err(Error::NonPositiveDiagonal {
-            what: "l_p",
-            index: 1
-        })
-    );
-    assert_eq!(
-        full::kl_packed_fixed(&m, two, &m, pb),
-        Err(Error::NonPositiveDiagonal {
-            what: "l_q",
-            index: 1
         })
     );
 }
@@ -837,21 +811,20 @@ fn fixed_errors() {
 #[test]
 fn huge_dimensions_are_errors_not_panics() {
     let short = [0.0f64; 3];
-    let mut work = [0.0f64; 16];
     let m = [0.0f64; 2];
     for d in [usize::MAX, usize::MAX / 2, 1usize << (usize::BITS / 2 + 1)] {
         // d(d+1)/2 overflows usize.
-        let huge = PackedTril::new(d, &short);
         assert_eq!(
-            full::kl(&m, huge, &m, huge, &mut work),
+            PackedTril::new(d, &short),
+            Err(Error::DimensionTooLarge { d })
+        );
+        // d² overflows usize.
+        assert_eq!(
+            MatRef::row_major(d, &short),
             Err(Error::DimensionTooLarge { d })
         );
         assert_eq!(
-            full::kl_std_normal(&m, huge),
-            Err(Error::DimensionTooLarge { d })
-        );
-        assert_eq!(
-            huge.expand_dense(&mut [0.0; 4]),
+            MatRef::from_strides(d, &short, usize::MAX / 4, 1),
             Err(Error::DimensionTooLarge { d })
         );
         assert_eq!(
@@ -862,31 +835,20 @@ fn huge_dimensions_are_errors_not_panics() {
             full::cholesky_in_place(d, &mut [0.0; 4]),
             Err(Error::DimensionTooLarge { d })
         );
+        // A broadcast (zero-stride) matrix of any d is a valid view; the
+        // means then cannot match it.
+        let wide = MatRef::from_strides(d, &short, 0, 0).unwrap();
+        assert_eq!(Gaussian::new(&m, wide), Err(lm("mean", d, 2)));
         assert_eq!(
-            full::kl_packed_fixed(&m, huge, &m, huge),
-            Err(Error::DimensionMismatch {
-                what: "l_q",
-                expected: 2,
-                found: d
-            })
+            full::kl_cov(&m, wide, &m, wide, &mut [0.0; 8]),
+            Err(lm("mean_p", d, 2))
         );
     }
-    // d(d+1)/2 fits but the slices are short: a length error.
+    // d(d+1)/2 fits but the slice is short: a length error.
     let d = 1usize << (usize::BITS / 2 - 4);
-    let big = PackedTril::new(d, &short);
     assert_eq!(
-        full::kl(&m, big, &m, big, &mut work),
-        Err(lm("l_p", d * (d + 1) / 2, 3))
-    );
-    // A valid l_p with a huge l_q.
-    let ok = PackedTril::new(2, &short);
-    assert_eq!(
-        full::kl(&m, ok, &m, PackedTril::new(usize::MAX, &short), &mut work),
-        Err(Error::DimensionMismatch {
-            what: "l_q",
-            expected: 2,
-            found: usize::MAX
-        })
+        PackedTril::new(d, &short),
+        Err(lm("factor", d * (d + 1) / 2, 3))
     );
     // d² overflows while d(d+1)/2 does not: the dense paths.
     let d = 1usize << (usize::BITS / 2);
@@ -894,7 +856,10 @@ fn huge_dimensions_are_errors_not_panics() {
         full::cholesky_in_place(d, &mut [0.0; 4]),
         Err(Error::DimensionTooLarge { d })
     );
-    assert_eq!(full::workspace_len(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_scratch(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_cov_scratch(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_grad_scratch(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_grad_scratch(usize::MAX / 2), usize::MAX);
 }
 
 // ---------------------------------------------------------------- NaN, inf, d = 0
@@ -905,26 +870,20 @@ fn huge_dimensions_are_errors_not_panics() {
 fn nan_and_inf_propagate() {
     for d in [1usize, 4, 17] {
         let c = Case::random(&mut rng(seed(11, d, 0)), d);
-        let mut work = vec![0.0; full::workspace_len(d)];
+        let mut work = vec![0.0; full::kl_scratch(d)];
         let lp = packed_to_dense(d, &log_to_plain(d, &c.raw_p), 0.0);
         let lq = packed_to_dense(d, &log_to_plain(d, &c.raw_q), 0.0);
         let (sp, sq) = (gram(d, &lp), gram(d, &lq));
         let mut poisoned = |x: f64| {
             let mut mp = c.mean_p.clone();
             mp[d - 1] = x;
-            let kl = full::kl(
-                &mp,
-                PackedTril::new(d, &c.raw_p),
-                &c.mean_q,
-                PackedTril::new(d, &c.raw_q),
-                &mut work,
-            )
-            .unwrap();
-            let dense = full::kl_dense(&mp, &lp, &c.mean_q, &lq, &mut work).unwrap();
-            let cov = full::kl_cov(&mp, &sp, &c.mean_q, &sq, &mut work).unwrap();
-            let std = full::kl_std_normal(&mp, PackedTril::new(d, &c.raw_p)).unwrap();
-            let std_dense = full::kl_std_normal_dense(&mp, &lp).unwrap();
-            [kl, dense, cov, std, std_dense]
+            let kl = kl_of(&mp, pt(d, &c.raw_p), &c.mean_q, pt(d, &c.raw_q), &mut work).unwrap();
+            let dkl = kl_of(&mp, dense(d, &lp), &c.mean_q, dense(d, &lq), &mut work).unwrap();
+            let cov =
+                full::kl_cov(&mp, dense(d, &sp), &c.mean_q, dense(d, &sq), &mut work).unwrap();
+            let std = std_normal_of(&mp, pt(d, &c.raw_p)).unwrap();
+            let std_dense = std_normal_of(&mp, dense(d, &lp)).unwrap();
+            [kl, dkl, cov, std, std_dense]
         };
         for v in poisoned(f64::NAN) {
             assert!(v.is_nan(), "NaN mean gave {v} at d={d}");
@@ -942,7 +901,7 @@ fn nan_and_inf_propagate() {
             let mut rq = encoded(d, &c.raw_q, diagonal);
             rq[pos] = f64::NAN;
             let rp = encoded(d, &c.raw_p, diagonal);
-            let got = full::kl(
+            let got = kl_of(
                 &c.mean_p,
                 packed(d, &rp, Layout::RowMajor, diagonal),
                 &c.mean_q,
@@ -955,9 +914,9 @@ fn nan_and_inf_propagate() {
     }
     // d = 1 closed form: an infinite mean difference gives +∞.
     let mut work = [0.0; 3];
-    let one = PackedTril::new(1, &[0.0f64]);
+    let one = pt(1, &[0.0f64]);
     assert_eq!(
-        full::kl(&[f64::INFINITY], one, &[0.0], one, &mut work),
+        kl_of(&[f64::INFINITY], one, &[0.0], one, &mut work),
         Ok(f64::INFINITY)
     );
     // Fixed kernels propagate too.
@@ -982,19 +941,25 @@ fn zero_dimension_is_zero_everywhere() {
         for layout in LAYOUTS {
             for diagonal in DIAGONALS {
                 let l = packed(0, &e, layout, diagonal);
-                assert_eq!(full::kl(&e, l, &e, l, &mut work), Ok(T::ZERO));
-                assert_eq!(full::kl_std_normal(&e, l), Ok(T::ZERO));
+                assert_eq!(kl_of(&e, l, &e, l, &mut work), Ok(T::ZERO));
+                assert_eq!(std_normal_of(&e, l), Ok(T::ZERO));
                 assert_eq!(full::kl_packed_fixed::<T, 0>(&[], l, &[], l), Ok(T::ZERO));
             }
         }
-        assert_eq!(full::kl_dense(&e, &e, &e, &e, &mut work), Ok(T::ZERO));
-        assert_eq!(full::kl_cov(&e, &e, &e, &e, &mut work), Ok(T::ZERO));
-        assert_eq!(full::kl_std_normal_dense(&e, &e), Ok(T::ZERO));
+        assert_eq!(
+            kl_of(&e, dense(0, &e), &e, dense(0, &e), &mut work),
+            Ok(T::ZERO)
+        );
+        assert_eq!(
+            full::kl_cov(&e, dense(0, &e), &e, dense(0, &e), &mut work),
+            Ok(T::ZERO)
+        );
+        assert_eq!(std_normal_of(&e, dense(0, &e)), Ok(T::ZERO));
         assert_eq!(full::kl_fixed::<T, 0>(&[], &[], &[], &[]), Ok(T::ZERO));
         assert_eq!(full::cholesky_in_place::<T>(0, &mut []), Ok(()));
         assert_eq!(full::cholesky_packed_in_place::<T>(0, &mut []), Ok(()));
-        assert_eq!(PackedTril::new(0, &e).expand_dense(&mut []), Ok(()));
-        assert_eq!(full::workspace_len(0), 0);
+        assert_eq!(pt(0, &e).expand_dense(&mut []), Ok(()));
+        assert_eq!(full::kl_scratch(0), 0);
     }
     all::<f32>();
     all::<f64>();

@@ -4,7 +4,9 @@
 
 mod dd_reference;
 
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
+use gaussian_kl::{
+    Diagonal, Error, Gaussian, GradMut, Grads, Layout, MatRef, PackedTril, Real, full,
+};
 
 /// `full::kl` for `d = 2` with packed factors `[l00, l10, l11]`.
 fn kl2<T: Real>(
@@ -15,10 +17,21 @@ fn kl2<T: Real>(
     l_q: [T; 3],
     diag_q: Diagonal,
 ) -> Result<T, Error> {
-    let mut work = [T::ZERO; full::workspace_len(2)];
-    let p = PackedTril::new(2, &l_p).diagonal(diag_p);
-    let q = PackedTril::new(2, &l_q).diagonal(diag_q);
-    full::kl(&mean_p, p, &mean_q, q, &mut work)
+    let mut work = [T::ZERO; full::kl_scratch(2)];
+    let p = Gaussian::new(
+        &mean_p,
+        PackedTril::with_layout(2, &l_p, Layout::RowMajor, diag_p)?,
+    )?;
+    let q = Gaussian::new(
+        &mean_q,
+        PackedTril::with_layout(2, &l_q, Layout::RowMajor, diag_q)?,
+    )?;
+    full::kl(&p, &q, &mut work)
+}
+
+/// A dense row-major `d × d` view.
+fn dense<T: Real>(d: usize, a: &[T]) -> MatRef<'_, T> {
+    MatRef::row_major(d, a).unwrap()
 }
 
 fn f<T: Real>(x: f64) -> T {
@@ -81,39 +94,51 @@ fn zero_and_negative_plain_diagonals_are_errors<T: Real>() {
     let good = [f(1.0), f(0.5), f(2.0)];
     for bad_value in [0.0, -0.0, -1.0, f64::NEG_INFINITY] {
         let bad = [f(1.0), f(0.5), f(bad_value)];
-        assert_eq!(
-            kl2(mp, bad, Diagonal::Plain, mq, good, Diagonal::Plain),
-            Err(Error::NonPositiveDiagonal {
-                what: "l_p",
-                index: 1
-            })
-        );
-        assert_eq!(
-            kl2(mp, good, Diagonal::Plain, mq, bad, Diagonal::Plain),
-            Err(Error::NonPositiveDiagonal {
-                what: "l_q",
-                index: 1
-            })
-        );
-        // Dense factors, the fixed kernel and the std-normal prior agree.
-        let dense = [f(1.0), T::ZERO, f(0.5), f(bad_value)];
-        let good_dense = [f(1.0), T::ZERO, f(0.5), f(2.0)];
-        let mut work = [T::ZERO; full::workspace_len(2)];
-        assert!(matches!(
-            full::kl_dense(&mp, &dense, &mq, &good_dense, &mut work),
-            Err(Error::NonPositiveDiagonal { what: "l_p", .. })
+        let want = |e: Result<T, Error>| {
+            matches!(e, Err(Error::NonPositiveDiagonal { what: "factor", item: None, index: 1, value })
+                if value.to_bits() == bad_value.to_bits())
+        };
+        assert!(want(kl2(
+            mp,
+            bad,
+            Diagonal::Plain,
+            mq,
+            good,
+            Diagonal::Plain
+        )));
+        assert!(want(kl2(
+            mp,
+            good,
+            Diagonal::Plain,
+            mq,
+            bad,
+            Diagonal::Plain
+        )));
+        // Dense factors (in either storage order), the fixed kernel and
+        // the std-normal prior agree.
+        let dense_bad = [f(1.0), T::ZERO, f(0.5), f(bad_value)];
+        let col_bad = [f(1.0), f(0.5), T::ZERO, f(bad_value)];
+        assert!(want(
+            Gaussian::new(&mp, dense(2, &dense_bad)).map(|_| T::ZERO)
         ));
+        let col = MatRef::col_major(2, &col_bad).unwrap();
+        assert!(want(Gaussian::new(&mp, col).map(|_| T::ZERO)));
         let fixed = [[f(1.0), T::ZERO], [f(0.5), f(bad_value)]];
         let good_fixed = [[f(1.0), T::ZERO], [f(0.5), f(2.0)]];
         assert!(matches!(
             full::kl_fixed(&mp, &good_fixed, &mq, &fixed),
-            Err(Error::NonPositiveDiagonal { what: "l_q", .. })
+            Err(Error::NonPositiveDiagonal {
+                what: "factor_q",
+                index: 1,
+                ..
+            })
         ));
         assert!(matches!(
-            full::kl_std_normal_dense(&mp, &dense),
+            full::kl_grad_fixed(&mp, &fixed, &mq, &good_fixed, T::ONE),
             Err(Error::NonPositiveDiagonal {
-                what: "l",
-                index: 1
+                what: "factor_p",
+                index: 1,
+                ..
             })
         ));
     }
@@ -180,17 +205,18 @@ both!(
 fn infinite_means<T: Real>() {
     let (mp, lp, mut mq, lq) = base::<T>();
     // d = 1: y = ±∞, KL = +∞.
-    let mut work = [T::ZERO; full::workspace_len(1)];
+    let mut work = [T::ZERO; full::kl_scratch(1)];
     let one = [T::ZERO];
     for inf in [T::INFINITY, -T::INFINITY] {
-        let r = full::kl(
-            &[inf],
-            PackedTril::new(1, &one),
-            &one,
-            PackedTril::new(1, &one),
-            &mut work,
-        );
-        assert_eq!(r, Ok(T::INFINITY));
+        let mean = [inf];
+        let p = Gaussian::packed(&mean, &one).unwrap();
+        let q = Gaussian::packed(&one, &one).unwrap();
+        assert_eq!(full::kl(&p, &q, &mut work), Ok(T::INFINITY));
+        // The gradient does not panic either; its KL is the same.
+        let (mut a, mut b, mut c, mut e) = ([T::ZERO], [T::ZERO], [T::ZERO], [T::ZERO]);
+        let g = Grads::new(GradMut::new(&mut a, &mut b), GradMut::new(&mut c, &mut e));
+        let mut gw = [T::ZERO; full::kl_grad_scratch(1)];
+        assert_eq!(full::kl_grad(&p, &q, T::ONE, g, &mut gw), Ok(T::INFINITY));
     }
     // d = 2, only the last coordinate infinite: nothing subtracts ∞ from ∞.
     mq[1] = T::INFINITY;
@@ -204,7 +230,7 @@ fn infinite_means<T: Real>() {
     assert!(log_kl(mp, lp, mq2, lq2).is_nan());
     // The VAE prior: ‖μ‖² = ∞.
     assert_eq!(
-        full::kl_std_normal(&mq, PackedTril::new(2, &lp)),
+        full::kl_std_normal(&Gaussian::packed(&mq, &lp).unwrap()),
         Ok(T::INFINITY)
     );
 }
@@ -255,15 +281,16 @@ both!(
 );
 
 fn covariance_special_values<T: Real>() {
-    let mut work = [T::ZERO; full::workspace_len(2)];
-    let cov = [f(4.0), f(2.0), f(2.0), f(10.0)];
+    let mut work = [T::ZERO; full::kl_cov_scratch(2)];
+    let cov_data = [f(4.0), f(2.0), f(2.0), f(10.0)];
+    let cov = dense(2, &cov_data);
     let m = [T::ZERO, T::ZERO];
     // NaN anywhere in the lower triangle reaches a pivot: an error.
     for k in [0, 2, 3] {
-        let mut c = cov;
+        let mut c = cov_data;
         c[k] = T::NAN;
         assert_eq!(
-            full::kl_cov(&m, &c, &m, &cov, &mut work),
+            full::kl_cov(&m, dense(2, &c), &m, cov, &mut work),
             Err(Error::NotPositiveDefinite {
                 what: "cov_p",
                 pivot: if k == 0 { 0 } else { 1 }
@@ -271,13 +298,21 @@ fn covariance_special_values<T: Real>() {
         );
     }
     // The upper triangle is never read, NaN or not.
-    let mut c = cov;
+    let mut c = cov_data;
     c[1] = T::NAN;
-    assert_eq!(full::kl_cov(&m, &c, &m, &cov, &mut work), Ok(T::ZERO));
+    assert_eq!(
+        full::kl_cov(&m, dense(2, &c), &m, cov, &mut work),
+        Ok(T::ZERO)
+    );
+    // Column-major: the upper triangle is then c[2].
+    let mut c = cov_data;
+    c[2] = T::NAN;
+    let col = MatRef::col_major(2, &c).unwrap();
+    assert_eq!(full::kl_cov(&m, col, &m, cov, &mut work), Ok(T::ZERO));
     // Zero and singular covariances: errors.
     let zero = [T::ZERO; 4];
     assert!(matches!(
-        full::kl_cov(&m, &cov, &m, &zero, &mut work),
+        full::kl_cov(&m, cov, &m, dense(2, &zero), &mut work),
         Err(Error::NotPositiveDefinite {
             what: "cov_q",
             pivot: 0
@@ -285,7 +320,7 @@ fn covariance_special_values<T: Real>() {
     ));
     let singular = [f(1.0), f(1.0), f(1.0), f(1.0)];
     assert!(matches!(
-        full::kl_cov(&m, &singular, &m, &cov, &mut work),
+        full::kl_cov(&m, dense(2, &singular), &m, cov, &mut work),
         Err(Error::NotPositiveDefinite {
             what: "cov_p",
             pivot: 1
@@ -293,7 +328,7 @@ fn covariance_special_values<T: Real>() {
     ));
     // A NaN mean propagates.
     assert!(
-        full::kl_cov(&[T::NAN, T::ZERO], &cov, &m, &cov, &mut work)
+        full::kl_cov(&[T::NAN, T::ZERO], cov, &m, cov, &mut work)
             .unwrap()
             .is_nan()
     );
@@ -308,20 +343,28 @@ fn impossible_shapes<T: Real>() {
     let mut work = [T::ZERO; 16];
     let m = [T::ZERO; 2];
     // d whose d(d+1)/2 overflows: DimensionTooLarge, whatever the slices.
-    let huge = PackedTril::new(usize::MAX, &data);
     assert_eq!(
-        full::kl(&m, huge, &m, huge, &mut work),
+        PackedTril::new(usize::MAX, &data),
         Err(Error::DimensionTooLarge { d: usize::MAX })
     );
     assert_eq!(
-        full::kl_std_normal(&m, huge),
+        MatRef::row_major(usize::MAX, &data),
         Err(Error::DimensionTooLarge { d: usize::MAX })
     );
     // d that fits but does not match the slices: LengthMismatch.
-    let big = PackedTril::new(1 << 10, &data);
     assert!(matches!(
-        full::kl(&m, big, &m, big, &mut work),
-        Err(Error::LengthMismatch { what: "l_p", .. })
+        PackedTril::new(1 << 10, &data),
+        Err(Error::LengthMismatch { what: "factor", .. })
+    ));
+    // A broadcast matrix of absurd d is a valid view, which no mean fits.
+    let wide = MatRef::from_strides(usize::MAX, &data, 0, 0).unwrap();
+    assert!(matches!(
+        Gaussian::new(&m, wide),
+        Err(Error::LengthMismatch { what: "mean", .. })
+    ));
+    assert!(matches!(
+        full::kl_cov(&m, wide, &m, wide, &mut work),
+        Err(Error::LengthMismatch { what: "mean_p", .. })
     ));
     assert_eq!(
         full::cholesky_packed_in_place(usize::MAX, &mut [T::ZERO; 3]),
@@ -333,7 +376,8 @@ fn impossible_shapes<T: Real>() {
             d: 1 << (usize::BITS / 2)
         })
     );
-    assert_eq!(full::workspace_len(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_scratch(usize::MAX), usize::MAX);
+    assert_eq!(full::kl_grad_scratch(usize::MAX), usize::MAX);
     // Out-of-domain index maps wrap instead of panicking.
     for layout in [Layout::RowMajor, Layout::ColMajor, Layout::DiagFirst] {
         let _ = layout.index(usize::MAX, usize::MAX, usize::MAX);

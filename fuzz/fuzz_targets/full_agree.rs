@@ -7,8 +7,8 @@
 //!
 //! Checks, for `T` ∈ {f32, f64}:
 //! - bit-identical: `full::kl` with each factor in every layout; `full::kl_packed_fixed::<T, D>` (const `D`, for `d` in `FIXED_DIMS`);
-//!   with plain diagonals, `full::kl_dense` and `full::kl_fixed` on the dense
-//!   expansion. (SIMD levels and batch kernels join this list as they land.)
+//!   with plain diagonals, `full::kl` on the dense expansion as row-major,
+//!   column-major and transposed `MatRef`s, and `full::kl_fixed`. (SIMD levels and batch kernels join this list as they land.)
 //! - close to the reference (`dd::tolerance`):
 //!   `|KL̂ − KL| ≤ 8 · (d+1)^{3/2} · eps_T · κ_S(L_q) · S`, with Skeel's
 //!   condition number `κ_S(L_q) = ‖ |L_q⁻¹| |L_q| ‖∞` and
@@ -19,8 +19,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
-use gaussian_kl_fuzz::{Factor, FullCase, LAYOUTS, assert_close, assert_same, with_const_d};
+use gaussian_kl::{Diagonal, Error, PackedTril, Real, full};
+use gaussian_kl_fuzz::{FullCase, LAYOUTS, assert_close, assert_same, gaussian, mat, with_const_d};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -66,20 +66,13 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
     let d = case.d;
     let conv = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
     let (mean_p, mean_q) = (conv(&case.mean_p), conv(&case.mean_q));
-    fn tril<'a, T>(d: usize, f: &Factor, data: &'a [T], layout: Layout) -> PackedTril<'a, T> {
-        PackedTril {
-            d,
-            data,
-            layout,
-            diagonal: f.diagonal,
-        }
-    }
     let packed_p = case.l_p.packed::<T>(d, case.layout_p);
     let packed_q = case.l_q.packed::<T>(d, case.layout_q);
-    let lp = tril(d, &case.l_p, &packed_p, case.layout_p);
-    let lq = tril(d, &case.l_q, &packed_q, case.layout_q);
-    let mut work = vec![T::NAN; full::workspace_len(d)];
-    let kl = full::kl(&mean_p, lp, &mean_q, lq, &mut work).expect("well-formed case");
+    let lp = case.l_p.view(d, &packed_p, case.layout_p);
+    let lq = case.l_q.view(d, &packed_q, case.layout_q);
+    let mut work = vec![T::NAN; full::kl_scratch(d)];
+    let (p, q) = (gaussian(&mean_p, lp), gaussian(&mean_q, lq));
+    let kl = full::kl(&p, &q, &mut work).expect("well-formed case");
 
     // Every layout of each factor (the other kept): bit-identical.
     let pairs = LAYOUTS
@@ -90,10 +83,8 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
         let pp = case.l_p.packed::<T>(d, layout_p);
         let pq = case.l_q.packed::<T>(d, layout_q);
         let other = full::kl(
-            &mean_p,
-            tril(d, &case.l_p, &pp, layout_p),
-            &mean_q,
-            tril(d, &case.l_q, &pq, layout_q),
+            &gaussian(&mean_p, case.l_p.view(d, &pp, layout_p)),
+            &gaussian(&mean_q, case.l_q.view(d, &pq, layout_q)),
             &mut work,
         )
         .expect("well-formed case");
@@ -110,8 +101,20 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
         // The strict upper triangle is ignored: fill it with NaN to prove it.
         let dp = case.l_p.dense_plain::<T>(d, T::NAN);
         let dq = case.l_q.dense_plain::<T>(d, T::NAN);
-        let dense = full::kl_dense(&mean_p, &dp, &mean_q, &dq, &mut work).expect("well-formed");
-        assert_same(kl, dense, "kl_dense");
+        let (cp, cq) = (
+            case.l_p.dense_plain_col::<T>(d, T::NAN),
+            case.l_q.dense_plain_col::<T>(d, T::NAN),
+        );
+        // Row-major p against column-major q, column-major p against a
+        // transposed view of q's column-major storage read as row-major.
+        for (vp, vq) in [
+            (mat(d, &dp, d, 1), mat(d, &cq, 1, d)),
+            (mat(d, &cp, 1, d), mat(d, &cq, d, 1).transpose()),
+        ] {
+            let dense = full::kl(&gaussian(&mean_p, vp), &gaussian(&mean_q, vq), &mut work)
+                .expect("well-formed");
+            assert_same(kl, dense, "kl, dense");
+        }
         if let Some(fixed) = with_const_d!(d, D => fixed_dense::<T, D>(&mean_p, &dp, &mean_q, &dq))
         {
             assert_same(kl, fixed.expect("well-formed case"), "kl_fixed");
@@ -120,7 +123,7 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
 
     // Against the double-double reference.
     assert_close(kl, reference, d, kappa, "kl vs reference");
-    let std_normal = full::kl_std_normal(&mean_p, lp).expect("well-formed case");
+    let std_normal = full::kl_std_normal(&p).expect("well-formed case");
     assert_close(
         std_normal,
         &case.reference_std_normal(),

@@ -8,7 +8,7 @@
 //! tolerance are already here.
 
 use arbitrary::{Result, Unstructured};
-use gaussian_kl::{Diagonal, Layout, Real};
+use gaussian_kl::{Diagonal, Gaussian, Layout, MatRef, PackedTril, Real};
 
 #[path = "../../tests/dd_reference/mod.rs"]
 pub mod dd;
@@ -51,6 +51,25 @@ impl Factor {
                 Diagonal::Log => v.exp(),
                 Diagonal::Plain => v,
             };
+        }
+        out
+    }
+
+    /// The factor packed in `layout` as a view of `data` (from
+    /// [`Factor::packed`]); well-formed by construction.
+    pub fn view<'a, T: Real>(&self, d: usize, data: &'a [T], layout: Layout) -> PackedTril<'a, T> {
+        PackedTril::with_layout(d, data, layout, self.diagonal).expect("well-formed factor")
+    }
+
+    /// [`Factor::dense_plain`] stored column by column (the upper triangle,
+    /// at `[i + j·d]` for `j > i`, set to `upper`).
+    pub fn dense_plain_col<T: Real>(&self, d: usize, upper: T) -> Vec<T> {
+        let row = self.dense_plain(d, upper);
+        let mut out = vec![upper; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                out[j * d + i] = row[i * d + j];
+            }
         }
         out
     }
@@ -360,4 +379,17 @@ pub fn wild_len(u: &mut Unstructured<'_>, want: Option<usize>, cap: usize) -> Re
 /// `len` wild values converted to `T`.
 pub fn wild_vec<T: Real>(u: &mut Unstructured<'_>, len: usize) -> Result<Vec<T>> {
     (0..len).map(|_| Ok(T::from_f64(wild_value(u)?))).collect()
+}
+
+/// A Gaussian of a well-formed case (panics only on a generator bug).
+pub fn gaussian<'a, T: Real>(
+    mean: &'a [T],
+    factor: impl Into<gaussian_kl::Factor<'a, T>>,
+) -> Gaussian<'a, T> {
+    Gaussian::new(mean, factor).expect("well-formed case")
+}
+
+/// A dense `d × d` view with the given strides (panics only on a bug).
+pub fn mat<T: Real>(d: usize, data: &[T], row_stride: usize, col_stride: usize) -> MatRef<'_, T> {
+    MatRef::from_strides(d, data, row_stride, col_stride).expect("well-formed view")
 }

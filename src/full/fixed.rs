@@ -7,13 +7,14 @@ use crate::real::Real;
 use crate::tril::Diagonal;
 use crate::view::PackedTril;
 
-/// `KL(p‖q)` for compile-time dimension `D` with dense lower-triangular
-/// factors (`l[i][j]`, `j ≤ i`; the upper triangle is ignored) with a plain
-/// positive diagonal. Same arithmetic, in the same order, as
-/// [`kl`](super::kl): the results are bit-identical.
+/// `KL(p‖q)` for compile-time dimension `D` with dense row-major
+/// lower-triangular factors (`factor[i][j]`, `j ≤ i`; the upper triangle is
+/// ignored) with a plain positive diagonal. Same arithmetic, in the same
+/// order, as [`kl`](super::kl): the results are bit-identical.
 ///
 /// # Errors
-/// [`Error::NonPositiveDiagonal`] if a diagonal entry is `≤ 0`.
+/// [`Error::NonPositiveDiagonal`] (`"factor_p"`, `"factor_q"`) if a
+/// diagonal entry is `≤ 0`.
 ///
 /// ```
 /// use gaussian_kl::full::kl_fixed;
@@ -24,40 +25,47 @@ use crate::view::PackedTril;
 /// ```
 pub fn kl_fixed<T: Real, const D: usize>(
     mean_p: &[T; D],
-    l_p: &[[T; D]; D],
+    factor_p: &[[T; D]; D],
     mean_q: &[T; D],
-    l_q: &[[T; D]; D],
+    factor_q: &[[T; D]; D],
 ) -> Result<T, Error> {
-    let log_q = log_diag("l_q", l_q)?;
-    let log_p = log_diag("l_p", l_p)?;
-    Ok(kl_fixed_unchecked(mean_p, l_p, mean_q, l_q, log_p - log_q))
+    let log_q = log_diag("factor_q", factor_q)?;
+    let log_p = log_diag("factor_p", factor_p)?;
+    Ok(kl_fixed_unchecked(
+        mean_p,
+        factor_p,
+        mean_q,
+        factor_q,
+        log_p - log_q,
+    ))
 }
 
 /// `KL(p‖q)` for compile-time dimension `D` from packed factors in any
 /// layout and diagonal encoding (expanded onto the stack first).
 ///
 /// # Errors
-/// [`Error::DimensionMismatch`] if a factor's `d` is not `D`; the shape and
-/// diagonal errors of [`kl`](super::kl).
+/// [`Error::DimensionMismatch`] (`"factor_p"`, `"factor_q"`) if a factor's
+/// `d` is not `D`.
 ///
 /// ```
-/// use gaussian_kl::{full, PackedTril};
+/// use gaussian_kl::{full, Gaussian, PackedTril};
 /// let (mu_p, raw_p) = ([0.1f32, -0.3], [0.2, 0.5, -0.1]);
 /// let (mu_q, raw_q) = ([0.0f32, 0.4], [0.0, -0.2, 0.3]);
-/// let fixed = full::kl_packed_fixed::<f32, 2>(&mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q))?;
-/// let mut work = [0.0; full::workspace_len(2)];
-/// let runtime = full::kl(&mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q), &mut work)?;
+/// let (l_p, l_q) = (PackedTril::new(2, &raw_p)?, PackedTril::new(2, &raw_q)?);
+/// let fixed = full::kl_packed_fixed::<f32, 2>(&mu_p, l_p, &mu_q, l_q)?;
+/// let mut work = [0.0; full::kl_scratch(2)];
+/// let runtime = full::kl(&Gaussian::new(&mu_p, l_p)?, &Gaussian::new(&mu_q, l_q)?, &mut work)?;
 /// assert_eq!(fixed, runtime);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_packed_fixed<T: Real, const D: usize>(
     mean_p: &[T; D],
-    l_p: PackedTril<'_, T>,
+    factor_p: PackedTril<'_, T>,
     mean_q: &[T; D],
-    l_q: PackedTril<'_, T>,
+    factor_q: PackedTril<'_, T>,
 ) -> Result<T, Error> {
-    let (a_q, log_q) = expand("l_q", &l_q)?;
-    let (a_p, log_p) = expand("l_p", &l_p)?;
+    let (a_q, log_q) = expand("factor_q", &factor_q)?;
+    let (a_p, log_p) = expand("factor_p", &factor_p)?;
     Ok(kl_fixed_unchecked(
         mean_p,
         &a_p,

@@ -20,34 +20,45 @@
 //! `∂/∂L_q` row by row (`≈ d³/6 + d³/6`), so the whole pass costs `≈ 3×` the
 //! forward one for large `d`.
 
+//!
+//! The gradient of a factor is written in the factor's own form: a packed
+//! factor's in the same [`Layout`] (the diagonal entry differentiated with
+//! respect to the raw log-value for [`Diagonal::Log`], the plain value for
+//! [`Diagonal::Plain`]); a dense factor's with the same strides into a
+//! buffer as long as the input's data, holding `∂KL/∂data[k]` for every
+//! element `k` of that buffer: entries the KL does not read (the strict
+//! upper triangle, the gaps of a strided sub-view) get `0` in
+//! [`Mode::Overwrite`] and are left as they are in [`Mode::Accumulate`], and
+//! an element that several lower-triangle entries share (overlapping
+//! strides) gets the sum of their derivatives.
+
 use super::scalar::finish;
-use super::{check_dense, check_pair};
+use super::{check_dims, unpack};
 use crate::error::{Error, check_len};
 use crate::real::Real;
-use crate::tril::{Diagonal, Layout, pack_dense_lower, plain_log_diag_sum, row_start, tril_len};
-use crate::view::PackedTril;
+use crate::tril::{Diagonal, Layout, row_start, tril_len};
+use crate::view::{Factor, Gaussian, GradMut, Grads, MatRef, Mode, PackedTril};
 
-/// The four output slices of a gradient kernel, overwritten with
-/// `upstream · ∂KL/∂(argument)`, each in the form of its argument: means
-/// `d` long; factors in the argument's packed layout (`d(d+1)/2` long, the
-/// diagonal entry differentiated with respect to the raw log-value for
-/// [`Diagonal::Log`], the plain value for [`Diagonal::Plain`]) or, for the
-/// dense kernels, `d × d` row-major with zeros above the diagonal.
+/// The four output slices of the batch layer's per-pair scalar path,
+/// overwritten with `upstream · ∂KL/∂(argument)`, factors in their packed
+/// layouts.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 #[derive(Debug)]
-pub struct KlGrad<'a, T> {
+pub(crate) struct KlGrad<'a, T> {
     /// `∂/∂μ_p`, `d` long.
-    pub mean_p: &'a mut [T],
-    /// `∂/∂L_p`, in `L_p`'s form.
-    pub l_p: &'a mut [T],
+    pub(crate) mean_p: &'a mut [T],
+    /// `∂/∂L_p`, in `L_p`'s layout.
+    pub(crate) l_p: &'a mut [T],
     /// `∂/∂μ_q`, `d` long.
-    pub mean_q: &'a mut [T],
-    /// `∂/∂L_q`, in `L_q`'s form.
-    pub l_q: &'a mut [T],
+    pub(crate) mean_q: &'a mut [T],
+    /// `∂/∂L_q`, in `L_q`'s layout.
+    pub(crate) l_q: &'a mut [T],
 }
 
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 impl<'a, T> KlGrad<'a, T> {
     /// Bundles the four output slices.
-    pub fn new(
+    pub(crate) fn new(
         mean_p: &'a mut [T],
         l_p: &'a mut [T],
         mean_q: &'a mut [T],
@@ -60,32 +71,28 @@ impl<'a, T> KlGrad<'a, T> {
             l_q,
         }
     }
-
-    /// Re-borrows the slices (to call a kernel again with the same outputs).
-    pub fn reborrow(&mut self) -> KlGrad<'_, T> {
-        KlGrad {
-            mean_p: self.mean_p,
-            l_p: self.l_p,
-            mean_q: self.mean_q,
-            l_q: self.l_q,
-        }
-    }
 }
 
-/// Workspace length (in scalars) that [`kl_grad`] and [`kl_grad_dense`] need
-/// for dimension `d`: `3·d(d+1)/2 + 3d` (`L_q`, `M`, `W` as packed triangles;
-/// `y`, `z` and the diagonal of `L_p`). Saturates at `usize::MAX`.
+/// Scratch length (in scalars) that [`kl_grad`] needs for dimension `d`:
+/// `3·d(d+1)/2 + 3d` (`L_q`, `M`, `W` as packed triangles; `y`, `z` and the
+/// diagonal of `L_p`). Saturates at `usize::MAX`.
 ///
 /// ```
-/// assert_eq!(gaussian_kl::full::grad_workspace_len(3), 27);
-/// let work = [0.0f64; gaussian_kl::full::grad_workspace_len(4)];
+/// assert_eq!(gaussian_kl::full::kl_grad_scratch(3), 27);
+/// let work = [0.0f64; gaussian_kl::full::kl_grad_scratch(4)];
 /// # let _ = work;
 /// ```
-pub const fn grad_workspace_len(d: usize) -> usize {
+pub const fn kl_grad_scratch(d: usize) -> usize {
     match tril_len(d) {
         Some(t) => t.saturating_mul(3).saturating_add(d.saturating_mul(3)),
         None => usize::MAX,
     }
+}
+
+/// [`kl_grad_scratch`] under its pre-0.2 name, for the batch layer.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) const fn grad_workspace_len(d: usize) -> usize {
+    kl_grad_scratch(d)
 }
 
 /// Where a factor's gradient is written.
@@ -93,8 +100,8 @@ pub const fn grad_workspace_len(d: usize) -> usize {
 pub(crate) enum Dest {
     /// A packed vector in this layout.
     Packed(Layout),
-    /// A dense row-major `d × d` matrix (upper triangle left alone).
-    Dense,
+    /// A dense matrix: entry `(i, j)` at `i · row_stride + j · col_stride`.
+    Strided(usize, usize),
 }
 
 impl Dest {
@@ -102,18 +109,107 @@ impl Dest {
     fn index(self, d: usize, i: usize, j: usize) -> usize {
         match self {
             Dest::Packed(l) => l.index(d, i, j),
-            Dest::Dense => i * d + j,
+            Dest::Strided(rs, cs) => i * rs + j * cs,
         }
     }
 }
 
-/// How to write the gradients: destinations and diagonal encodings.
-#[derive(Clone, Copy)]
-pub(crate) struct Form {
-    pub(crate) dest_p: Dest,
-    pub(crate) dest_q: Dest,
-    pub(crate) log_p: bool,
-    pub(crate) log_q: bool,
+/// Whether two lower-triangle entries of a `d × d` strided matrix may share
+/// an element. Conservative: `false` only when the entries are provably
+/// distinct (the smaller stride's whole range fits inside one step of the
+/// larger one).
+fn strides_may_alias(d: usize, rs: usize, cs: usize) -> bool {
+    if d <= 1 {
+        return false;
+    }
+    let (a, b) = if rs <= cs { (rs, cs) } else { (cs, rs) };
+    a == 0 || (d - 1).saturating_mul(a) >= b
+}
+
+/// One side's gradient outputs as the kernel writes them.
+pub(crate) struct Sink<'a, T> {
+    mean: &'a mut [T],
+    factor: &'a mut [T],
+    dest: Dest,
+    /// The factor has a raw log diagonal (chain rule through `exp`).
+    log: bool,
+    /// `+=` into `mean` (else `=`).
+    add_mean: bool,
+    /// `+=` into `factor` (else `=`).
+    add_factor: bool,
+}
+
+impl<'a, T: Real> Sink<'a, T> {
+    /// Overwriting packed outputs (the batch layer's per-pair path).
+    fn packed(mean: &'a mut [T], factor: &'a mut [T], l: &PackedTril<'_, T>) -> Self {
+        Sink {
+            mean,
+            factor,
+            dest: Dest::Packed(l.layout),
+            log: l.diagonal == Diagonal::Log,
+            add_mean: false,
+            add_factor: false,
+        }
+    }
+
+    /// The outputs of `grad` for `factor`; shapes already checked. A dense
+    /// factor's buffer is zeroed first in [`Mode::Overwrite`].
+    fn new(grad: GradMut<'a, T>, factor: &Factor<'_, T>) -> Self {
+        let add = grad.mode == Mode::Accumulate;
+        match factor {
+            Factor::Packed(l) => Sink {
+                add_mean: add,
+                add_factor: add,
+                ..Sink::packed(grad.mean, grad.factor, l)
+            },
+            Factor::Dense(l) => {
+                if !add {
+                    grad.factor.fill(T::ZERO);
+                }
+                Sink {
+                    mean: grad.mean,
+                    factor: grad.factor,
+                    dest: Dest::Strided(l.row_stride, l.col_stride),
+                    log: false,
+                    add_mean: add,
+                    add_factor: add || strides_may_alias(l.d, l.row_stride, l.col_stride),
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn put_mean(&mut self, i: usize, v: T) {
+        if self.add_mean {
+            self.mean[i] += v;
+        } else {
+            self.mean[i] = v;
+        }
+    }
+
+    #[inline(always)]
+    fn put_factor(&mut self, d: usize, i: usize, j: usize, v: T) {
+        let at = self.dest.index(d, i, j);
+        if self.add_factor {
+            self.factor[at] += v;
+        } else {
+            self.factor[at] = v;
+        }
+    }
+}
+
+/// Checks one side's gradient buffers against its Gaussian.
+fn check_sink<T: Real>(
+    names: [&'static str; 2],
+    g: &Gaussian<'_, T>,
+    grad: &GradMut<'_, T>,
+) -> Result<(), Error> {
+    check_len(names[0], g.dim(), grad.mean.len())?;
+    let n = match &g.factor {
+        Factor::Packed(l) => l.data.len(),
+        Factor::Dense(l) => l.data.len(),
+    };
+    check_len(names[1], n, grad.factor.len())
 }
 
 /// The workspace, split.
@@ -133,15 +229,10 @@ pub(crate) struct GradWork<'w, T> {
 }
 
 impl<'w, T> GradWork<'w, T> {
-    /// Splits a workspace of at least [`grad_workspace_len`]`(d)` scalars.
+    /// Splits a workspace of at least [`kl_grad_scratch`]`(d)` scalars.
     pub(crate) fn split(d: usize, work: &'w mut [T]) -> Result<Self, Error> {
-        let need = grad_workspace_len(d);
-        if work.len() < need {
-            return Err(Error::WorkspaceTooSmall {
-                expected: need,
-                found: work.len(),
-            });
-        }
+        let need = kl_grad_scratch(d);
+        crate::error::check_work(need, work.len())?;
         let t = row_start(d);
         let (l2, rest) = work[..need].split_at_mut(t);
         let (m, rest) = rest.split_at_mut(t);
@@ -159,119 +250,124 @@ impl<'w, T> GradWork<'w, T> {
     }
 }
 
-/// Fused forward + backward pass on unpacked factors (the scalar reference
-/// of the gradient kernels). Shapes are the caller's to check.
-///
-/// The forward pass is the arithmetic of `scalar::kl_unpacked` in the same
-/// order, so the returned KL is bit-identical to [`kl`](super::kl).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)] // internal: the pieces of one pass
-pub(crate) fn kl_grad_unpacked<T: Real>(
+/// The scalar inputs of one fused pass.
+struct Pass<'a, T> {
     d: usize,
-    mean_p: &[T],
-    mean_q: &[T],
-    wk: &mut GradWork<'_, T>,
+    mean_p: &'a [T],
+    mean_q: &'a [T],
+    /// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
     log_det_diff: T,
     upstream: T,
-    form: Form,
-    out: &mut KlGrad<'_, T>,
+}
+
+/// Fused forward + backward pass on unpacked factors (`wk.l2` = `L_q`,
+/// `wk.m` = `L_p`; the scalar reference of the gradient kernels). Shapes
+/// are the caller's to check.
+///
+/// The forward pass is `scalar::kl_unpacked` itself, so the returned KL is
+/// bit-identical to [`kl`](super::kl).
+#[inline(always)]
+fn kl_grad_unpacked<T: Real>(
+    pass: &Pass<'_, T>,
+    wk: &mut GradWork<'_, T>,
+    sp: &mut Sink<'_, T>,
+    sq: &mut Sink<'_, T>,
 ) -> T {
-    let GradWork {
-        l2,
-        m,
-        w,
-        y,
-        z,
-        l1d,
-    } = wk;
-    let (l2, m, w, y, z, l1d) = (&**l2, &mut **m, &mut **w, &mut **y, &mut **z, &mut **l1d);
+    let d = pass.d;
     for i in 0..d {
-        l1d[i] = m[row_start(i) + i];
+        wk.l1d[i] = wk.m[row_start(i) + i];
     }
-
-    // Forward: L_q y = μ_q − μ_p and L_q M = L_p, by the reference kernel
-    // itself (it leaves y and M in place), so the KL is bit-identical to `kl`.
-    let kl = super::scalar::kl_unpacked(d, mean_p, mean_q, l2, m, y, log_det_diff);
-
+    // Forward: L_q y = μ_q − μ_p and L_q M = L_p (y and M left in place).
+    let kl = super::scalar::kl_unpacked(
+        d,
+        pass.mean_p,
+        pass.mean_q,
+        wk.l2,
+        wk.m,
+        wk.y,
+        pass.log_det_diff,
+    );
     // Backward: L_qᵀ [z | W] = [y | M] by right-looking back substitution,
     // in place (row i of W and z[i] are final once rows > i are done), each
     // finished row i emitted at once with its row of ∂/∂L_q.
     let t = row_start(d);
-    w[..t].copy_from_slice(&m[..t]);
-    z[..d].copy_from_slice(&y[..d]);
-    let g = upstream;
-    let KlGrad {
-        mean_p: g_mp,
-        l_p: g_lp,
-        mean_q: g_mq,
-        l_q: g_lq,
-    } = out;
+    wk.w[..t].copy_from_slice(&wk.m[..t]);
+    wk.z[..d].copy_from_slice(&wk.y[..d]);
     for i in (0..d).rev() {
-        let ri = row_start(i);
-        let l2row = &l2[ri..ri + i + 1];
-        let piv = l2row[i];
-        let (w_lo, w_hi) = w.split_at_mut(ri);
-        let wi = &mut w_hi[..=i];
-        let zi = z[i] / piv;
-        z[i] = zi;
-        for v in wi.iter_mut() {
-            *v /= piv;
-        }
-
-        g_mp[i] = -(g * zi);
-        g_mq[i] = g * zi;
-
-        // ∂/∂L_p, row i: W[i][j], minus 1/L_pᵢᵢ on the diagonal.
-        for j in 0..i {
-            g_lp[form.dest_p.index(d, i, j)] = g * wi[j];
-        }
-        let l1ii = l1d[i];
-        g_lp[form.dest_p.index(d, i, i)] = if form.log_p {
-            g * (wi[i] * l1ii - T::ONE)
-        } else {
-            g * (wi[i] - T::ONE / l1ii)
-        };
-
-        // ∂/∂L_q, row i: −(zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k]), plus 1/L_qᵢᵢ
-        // on the diagonal.
-        for j in 0..=i {
-            let rj = row_start(j);
-            let mut s = zi * y[j];
-            for (a, b) in wi[..=j].iter().zip(&m[rj..=rj + j]) {
-                s += *a * *b;
-            }
-            g_lq[form.dest_q.index(d, i, j)] = if j < i {
-                -(g * s)
-            } else if form.log_q {
-                g * (T::ONE - s * piv)
-            } else {
-                g * (T::ONE / piv - s)
-            };
-        }
-
-        // Eliminate row i from rows k < i: R[k] −= L_q[i][k] · W[i].
-        for k in 0..i {
-            let c = l2row[k];
-            z[k] -= c * zi;
-            let rk = row_start(k);
-            for (a, b) in w_lo[rk..=rk + k].iter_mut().zip(&wi[..=k]) {
-                *a -= c * *b;
-            }
-        }
+        backward_row(wk, d, i, pass.upstream, sp, sq);
     }
     kl
 }
 
-/// Checks the lengths of the four gradient slices.
-fn check_grad<T>(d: usize, n_factor: usize, out: &KlGrad<'_, T>) -> Result<(), Error> {
-    check_len("grad.mean_p", d, out.mean_p.len())?;
-    check_len("grad.l_p", n_factor, out.l_p.len())?;
-    check_len("grad.mean_q", d, out.mean_q.len())?;
-    check_len("grad.l_q", n_factor, out.l_q.len())
+/// Row `i` of the back substitution and of the four gradients.
+#[inline(always)]
+fn backward_row<T: Real>(
+    wk: &mut GradWork<'_, T>,
+    d: usize,
+    i: usize,
+    g: T,
+    sp: &mut Sink<'_, T>,
+    sq: &mut Sink<'_, T>,
+) {
+    let (l2, m, y) = (&*wk.l2, &*wk.m, &*wk.y);
+    let ri = row_start(i);
+    let l2row = &l2[ri..ri + i + 1];
+    let piv = l2row[i];
+    let (w_lo, w_hi) = wk.w.split_at_mut(ri);
+    let wi = &mut w_hi[..=i];
+    let zi = wk.z[i] / piv;
+    wk.z[i] = zi;
+    for v in wi.iter_mut() {
+        *v /= piv;
+    }
+
+    sp.put_mean(i, -(g * zi));
+    sq.put_mean(i, g * zi);
+
+    // ∂/∂L_p, row i: W[i][j], minus 1/L_pᵢᵢ on the diagonal.
+    for j in 0..i {
+        sp.put_factor(d, i, j, g * wi[j]);
+    }
+    let l1ii = wk.l1d[i];
+    let diag_p = if sp.log {
+        g * (wi[i] * l1ii - T::ONE)
+    } else {
+        g * (wi[i] - T::ONE / l1ii)
+    };
+    sp.put_factor(d, i, i, diag_p);
+
+    // ∂/∂L_q, row i: −(zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k]), plus 1/L_qᵢᵢ
+    // on the diagonal.
+    for j in 0..=i {
+        let rj = row_start(j);
+        let mut s = zi * y[j];
+        for (a, b) in wi[..=j].iter().zip(&m[rj..=rj + j]) {
+            s += *a * *b;
+        }
+        let v = if j < i {
+            -(g * s)
+        } else if sq.log {
+            g * (T::ONE - s * piv)
+        } else {
+            g * (T::ONE / piv - s)
+        };
+        sq.put_factor(d, i, j, v);
+    }
+
+    // Eliminate row i from rows k < i: R[k] −= L_q[i][k] · W[i].
+    for k in 0..i {
+        let c = l2row[k];
+        wk.z[k] -= c * zi;
+        let rk = row_start(k);
+        for (a, b) in w_lo[rk..=rk + k].iter_mut().zip(&wi[..=k]) {
+            *a -= c * *b;
+        }
+    }
 }
 
-/// Packed-input kernel on a split workspace (shared by the runtime and
-/// fixed-dimension entry points).
+/// Packed-input kernel on a split workspace, overwriting `out` (the batch
+/// layer's per-pair path). Shapes are the caller's to check.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) fn kl_grad_split<T: Real>(
     mean_p: &[T],
     l_p: PackedTril<'_, T>,
@@ -281,206 +377,164 @@ pub(crate) fn kl_grad_split<T: Real>(
     out: &mut KlGrad<'_, T>,
     wk: &mut GradWork<'_, T>,
 ) -> Result<T, Error> {
-    let d = l_p.d;
     let log_q = l_q.unpack_row_major("l_q", wk.l2)?;
     let log_p = l_p.unpack_row_major("l_p", wk.m)?;
-    let form = Form {
-        dest_p: Dest::Packed(l_p.layout),
-        dest_q: Dest::Packed(l_q.layout),
-        log_p: l_p.diagonal == Diagonal::Log,
-        log_q: l_q.diagonal == Diagonal::Log,
-    };
-    Ok(kl_grad_unpacked(
-        d,
+    let pass = Pass {
+        d: l_p.d,
         mean_p,
         mean_q,
-        wk,
-        log_p - log_q,
+        log_det_diff: log_p - log_q,
         upstream,
-        form,
-        out,
-    ))
+    };
+    let mut sp = Sink::packed(out.mean_p, out.l_p, &l_p);
+    let mut sq = Sink::packed(out.mean_q, out.l_q, &l_q);
+    Ok(kl_grad_unpacked(&pass, wk, &mut sp, &mut sq))
 }
 
-/// `KL(p‖q)` and `upstream · ∇KL` for factors in any packed layout and
-/// diagonal encoding, in one fused pass.
+/// The checked pair on a split workspace: unpacks, then writes `grad`.
+/// Every shape is checked; the only errors left are a plain diagonal entry
+/// `≤ 0` in a view built inside the crate, reported before any write.
+fn kl_grad_views<T: Real>(
+    p: &Gaussian<'_, T>,
+    q: &Gaussian<'_, T>,
+    upstream: T,
+    grad: Grads<GradMut<'_, T>>,
+    wk: &mut GradWork<'_, T>,
+) -> Result<T, Error> {
+    let log_q = unpack("q.factor", &q.factor, wk.l2)?;
+    let log_p = unpack("p.factor", &p.factor, wk.m)?;
+    let pass = Pass {
+        d: p.dim(),
+        mean_p: p.mean,
+        mean_q: q.mean,
+        log_det_diff: log_p - log_q,
+        upstream,
+    };
+    let mut sp = Sink::new(grad.p, &p.factor);
+    let mut sq = Sink::new(grad.q, &q.factor);
+    Ok(kl_grad_unpacked(&pass, wk, &mut sp, &mut sq))
+}
+
+/// `KL(p‖q)` and `upstream · ∇KL` with respect to both means and both
+/// factors, in one fused pass, for factors in any form.
 ///
-/// The gradients are written into `grad` in the form of each argument (see
-/// [`KlGrad`]): for a [`Diagonal::Log`] factor the diagonal entries are
-/// derivatives with respect to the raw log-values (the chain rule through
-/// `exp` applied). `upstream` is `∂loss/∂KL`, the vector a reverse-mode
-/// autodiff framework passes to a custom operation's backward; pass `1` for
-/// the plain gradient. The returned KL is not scaled by `upstream`, and is
-/// bit-identical to [`kl`](super::kl) on the same inputs.
+/// `upstream` is `∂loss/∂KL`, the scalar a reverse-mode autodiff framework
+/// passes to a custom operation's backward (`1` for the plain gradient).
+/// `grad.p` and `grad.q` are shaped as the inputs: means `d` long; a packed
+/// factor's gradient in its layout (`d(d+1)/2`, the diagonal with respect
+/// to the raw log-value for a log diagonal); a dense factor's with the same
+/// strides into a buffer of the input data's length, holding `∂KL/∂data[k]`
+/// for every element `k`: the elements the KL does not read (the strict
+/// upper triangle, the gaps of a strided sub-view) get `0` in
+/// [`Mode::Overwrite`] and are left alone in [`Mode::Accumulate`], and an
+/// element that several lower-triangle entries share (overlapping strides)
+/// gets the sum of their derivatives. Each buffer is overwritten or added
+/// into according to its [`Mode`]. The returned KL is not scaled by
+/// `upstream` and is bit-identical to [`kl`](super::kl).
 ///
-/// `work` must hold at least [`grad_workspace_len`]`(d)` scalars.
+/// `work` must hold at least [`kl_grad_scratch`]`(d)` scalars.
 ///
 /// # Errors
-/// The shape and diagonal errors of [`kl`](super::kl), and
-/// [`Error::LengthMismatch`] naming `grad.mean_p`, `grad.l_p`, `grad.mean_q`
-/// or `grad.l_q`. On error the outputs are left untouched. NaN and infinite
-/// inputs propagate into the KL and the gradients.
+/// [`Error::DimensionMismatch`] (`"q"`); [`Error::LengthMismatch`] naming
+/// `grad.p.mean`, `grad.p.factor`, `grad.q.mean` or `grad.q.factor`;
+/// [`Error::WorkspaceTooSmall`]. On error every output is untouched. NaN and
+/// infinite inputs propagate into the KL and the gradients.
 ///
 /// ```
-/// use gaussian_kl::{full, PackedTril};
-/// let (mu_p, raw_p) = ([0.1f64, -0.3], [0.2, 0.5, -0.1]);
-/// let (mu_q, raw_q) = ([0.0f64, 0.4], [0.0, -0.2, 0.3]);
+/// use gaussian_kl::{full, Gaussian, GradMut, Grads, Mode};
+/// let p = Gaussian::packed(&[0.1f64, -0.3], &[0.2, 0.5, -0.1])?;
+/// let q = Gaussian::packed(&[0.0, 0.4], &[0.0, -0.2, 0.3])?;
 /// let (mut g_mp, mut g_lp, mut g_mq, mut g_lq) = ([0.0; 2], [0.0; 3], [0.0; 2], [0.0; 3]);
-/// let mut work = [0.0; full::grad_workspace_len(2)];
-/// let kl = full::kl_grad(
-///     &mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q), 1.0,
-///     full::KlGrad::new(&mut g_mp, &mut g_lp, &mut g_mq, &mut g_lq), &mut work,
-/// )?;
-/// // ∂KL/∂μ_p = −∂KL/∂μ_q.
-/// assert_eq!(g_mp, [-g_mq[0], -g_mq[1]]);
+/// let mut work = [0.0; full::kl_grad_scratch(2)];
+/// let grad = Grads::new(GradMut::new(&mut g_mp, &mut g_lp), GradMut::new(&mut g_mq, &mut g_lq));
+/// let kl = full::kl_grad(&p, &q, 1.0, grad, &mut work)?;
+/// assert_eq!(g_mp, [-g_mq[0], -g_mq[1]]); // ∂KL/∂μ_p = −∂KL/∂μ_q
 /// // A central difference in the first raw entry of L_p agrees.
-/// let mut w = [0.0; full::workspace_len(2)];
 /// let h = 1e-6;
-/// let f = |x: f64, w: &mut [f64]| {
+/// let f = |x: f64, w: &mut [f64]| -> Result<f64, gaussian_kl::Error> {
 ///     let raw = [0.2 + x, 0.5, -0.1];
-///     full::kl(&mu_p, PackedTril::new(2, &raw), &mu_q, PackedTril::new(2, &raw_q), w).unwrap()
+///     full::kl(&Gaussian::packed(&[0.1, -0.3], &raw)?, &q, w)
 /// };
-/// let fd = (f(h, &mut w) - f(-h, &mut w)) / (2.0 * h);
+/// let fd = (f(h, &mut work)? - f(-h, &mut work)?) / (2.0 * h);
 /// assert!((fd - g_lp[0]).abs() < 1e-8);
-/// assert_eq!(kl, full::kl(&mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q), &mut w)?);
+/// assert_eq!(kl, full::kl(&p, &q, &mut work)?);
+/// // Accumulate: a second call adds the same gradient again.
+/// let before = g_lq;
+/// let grad = Grads::new(
+///     GradMut::new(&mut g_mp, &mut g_lp).mode(Mode::Accumulate),
+///     GradMut::new(&mut g_mq, &mut g_lq).mode(Mode::Accumulate),
+/// );
+/// full::kl_grad(&p, &q, 1.0, grad, &mut work)?;
+/// assert_eq!(g_lq[2], before[2] + before[2]);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_grad<T: Real>(
-    mean_p: &[T],
-    l_p: PackedTril<'_, T>,
-    mean_q: &[T],
-    l_q: PackedTril<'_, T>,
+    p: &Gaussian<'_, T>,
+    q: &Gaussian<'_, T>,
     upstream: T,
-    mut grad: KlGrad<'_, T>,
+    grad: Grads<GradMut<'_, T>>,
     work: &mut [T],
 ) -> Result<T, Error> {
-    let d = check_pair(mean_p, &l_p, mean_q, &l_q)?;
-    check_grad(d, l_p.data.len(), &grad)?;
+    let d = check_dims(p, q)?;
+    check_sink(["grad.p.mean", "grad.p.factor"], p, &grad.p)?;
+    check_sink(["grad.q.mean", "grad.q.factor"], q, &grad.q)?;
     let mut wk = GradWork::split(d, work)?;
-    kl_grad_split(mean_p, l_p, mean_q, l_q, upstream, &mut grad, &mut wk)
+    kl_grad_views(p, q, upstream, grad, &mut wk)
 }
 
-/// Dense-input kernel on a split workspace.
-#[allow(clippy::too_many_arguments)] // internal: the pieces of one pass
-pub(crate) fn kl_grad_dense_split<T: Real>(
-    d: usize,
-    mean_p: &[T],
-    l_p: &[T],
-    mean_q: &[T],
-    l_q: &[T],
-    upstream: T,
-    out: &mut KlGrad<'_, T>,
-    wk: &mut GradWork<'_, T>,
-) -> Result<T, Error> {
-    pack_dense_lower(d, l_q, wk.l2);
-    pack_dense_lower(d, l_p, wk.m);
-    let log_q = plain_log_diag_sum("l_q", d, wk.l2)?;
-    let log_p = plain_log_diag_sum("l_p", d, wk.m)?;
-    out.l_p.fill(T::ZERO);
-    out.l_q.fill(T::ZERO);
-    let form = Form {
-        dest_p: Dest::Dense,
-        dest_q: Dest::Dense,
-        log_p: false,
-        log_q: false,
-    };
-    Ok(kl_grad_unpacked(
-        d,
-        mean_p,
-        mean_q,
-        wk,
-        log_p - log_q,
-        upstream,
-        form,
-        out,
-    ))
+/// `‖L‖²_F` of a packed factor, writing `upstream · ∂/∂L` (the plain or
+/// raw-log diagonal rule) into `sink`.
+fn std_normal_packed<T: Real>(l: &PackedTril<'_, T>, g: T, sink: &mut Sink<'_, T>) -> T {
+    let (d, log) = (l.d, l.diagonal == Diagonal::Log);
+    let mut l_sq = T::ZERO;
+    for i in 0..d {
+        for j in 0..i {
+            let v = l.raw(i, j);
+            l_sq += v * v;
+            sink.put_factor(d, i, j, g * v);
+        }
+        let raw = l.raw(i, i);
+        let v = if log { raw.exp() } else { raw };
+        l_sq += v * v;
+        let gd = if log {
+            g * (v * v - T::ONE)
+        } else {
+            g * (v - T::ONE / v)
+        };
+        sink.put_factor(d, i, i, gd);
+    }
+    l_sq
 }
 
-/// [`kl_grad`] for dense row-major `d × d` lower-triangular factors with a
-/// plain positive diagonal (PyTorch's `scale_tril`; the strict upper triangle
-/// is ignored). `d` is `mean_p.len()`. The factor gradients are `d × d`
-/// row-major with zeros above the diagonal (the KL does not depend on the
-/// upper triangle).
-///
-/// # Errors
-/// As [`kl_grad`]; `l_p`, `l_q`, `grad.l_p` and `grad.l_q` must be `d²` long.
-///
-/// ```
-/// use gaussian_kl::full;
-/// let l = [1.0f64, 0.0, 0.5, 2.0];
-/// let (mut g_mp, mut g_lp, mut g_mq, mut g_lq) = ([0.0; 2], [0.0; 4], [0.0; 2], [0.0; 4]);
-/// let mut work = [0.0; full::grad_workspace_len(2)];
-/// let g = full::KlGrad::new(&mut g_mp, &mut g_lp, &mut g_mq, &mut g_lq);
-/// let kl = full::kl_grad_dense(&[0.0, 0.0], &l, &[0.0, 1.0], &l, 1.0, g, &mut work)?;
-/// assert!((kl - 0.125).abs() < 1e-15);
-/// // z = L⁻ᵀ y with y = (0, ½): ∂KL/∂μ_q = z = (−⅛, ¼).
-/// assert!((g_mq[0] + 0.125).abs() < 1e-15 && (g_mq[1] - 0.25).abs() < 1e-15);
-/// assert_eq!(g_lp[1], 0.0); // above the diagonal
-/// # Ok::<(), gaussian_kl::Error>(())
-/// ```
-pub fn kl_grad_dense<T: Real>(
-    mean_p: &[T],
-    l_p: &[T],
-    mean_q: &[T],
-    l_q: &[T],
-    upstream: T,
-    mut grad: KlGrad<'_, T>,
-    work: &mut [T],
-) -> Result<T, Error> {
-    let d = check_dense(mean_p, l_p, mean_q, l_q, ["l_p", "l_q"])?;
-    check_grad(d, l_p.len(), &grad)?;
-    let mut wk = GradWork::split(d, work)?;
-    kl_grad_dense_split(d, mean_p, l_p, mean_q, l_q, upstream, &mut grad, &mut wk)
+/// `‖L‖²_F` of a dense factor, writing `upstream · ∂/∂L` into `sink`.
+fn std_normal_dense<T: Real>(l: &MatRef<'_, T>, g: T, sink: &mut Sink<'_, T>) -> T {
+    let mut l_sq = T::ZERO;
+    for i in 0..l.d {
+        for j in 0..=i {
+            let v = l.get(i, j);
+            l_sq += v * v;
+            let gv = if j < i { g * v } else { g * (v - T::ONE / v) };
+            sink.put_factor(l.d, i, j, gv);
+        }
+    }
+    l_sq
 }
 
-/// `KL(p‖N(0, I))` (the VAE prior) and `upstream · ∇KL` in one pass, for a
-/// packed factor in any layout and diagonal encoding. No workspace.
-///
-/// `KL = ½(‖μ‖² + ‖L‖²_F − 2 Σ log Lᵢᵢ − d)`, so `∂/∂μ = μ` and
-/// `∂/∂L = L − diag(1/Lᵢᵢ)` (lower triangle); for a [`Diagonal::Log`]
-/// factor the diagonal entry is `Lᵢᵢ² − 1`, the derivative with respect to
-/// the raw value. `grad_mean` (`d` long) and `grad_l` (in `l`'s layout) are
-/// overwritten. The returned KL is bit-identical to
-/// [`kl_std_normal`](super::kl_std_normal) and not scaled by `upstream`.
-///
-/// # Errors
-/// The errors of [`kl_std_normal`](super::kl_std_normal), and
-/// [`Error::LengthMismatch`] naming `grad_mean` or `grad_l`. On error the
-/// outputs are left untouched.
-///
-/// ```
-/// use gaussian_kl::{full, PackedTril};
-/// let (mu, raw) = ([0.5f64, -1.0], [0.1, 0.3, -0.2]);
-/// let (mut g_mu, mut g_l) = ([0.0; 2], [0.0; 3]);
-/// let kl = full::kl_std_normal_grad(&mu, PackedTril::new(2, &raw), 2.0, &mut g_mu, &mut g_l)?;
-/// assert_eq!(kl, full::kl_std_normal(&mu, PackedTril::new(2, &raw))?);
-/// assert_eq!(g_mu, [1.0, -2.0]); // upstream · μ
-/// assert_eq!(g_l[1], 2.0 * 0.3); // upstream · L₁₀
-/// assert!((g_l[0] - 2.0 * ((0.2f64).exp() - 1.0)).abs() < 1e-15); // upstream · (L₀₀² − 1)
-/// # Ok::<(), gaussian_kl::Error>(())
-/// ```
-pub fn kl_std_normal_grad<T: Real>(
-    mean: &[T],
-    l: PackedTril<'_, T>,
-    upstream: T,
-    grad_mean: &mut [T],
-    grad_l: &mut [T],
-) -> Result<T, Error> {
-    let d = l.d;
-    l.check("l")?;
-    check_len("mean", d, mean.len())?;
-    check_len("grad_mean", d, grad_mean.len())?;
-    check_len("grad_l", l.data.len(), grad_l.len())?;
-    let log = l.diagonal == Diagonal::Log;
+/// `Σ log Lᵢᵢ` of a factor (no logarithm on a raw log diagonal).
+fn log_diag_sum<T: Real>(what: &'static str, factor: &Factor<'_, T>) -> Result<T, Error> {
+    let d = factor.dim();
     let mut log_sum = T::ZERO;
     for i in 0..d {
-        let raw = l.data[l.layout.index(d, i, i)];
+        let (raw, log) = match factor {
+            Factor::Packed(l) => (l.raw(i, i), l.diagonal == Diagonal::Log),
+            Factor::Dense(l) => (l.get(i, i), false),
+        };
         log_sum += if log {
             raw
         } else {
             if raw <= T::ZERO {
                 return Err(Error::NonPositiveDiagonal {
-                    what: "l",
+                    what,
                     index: i,
                     item: None,
                     value: raw.to_f64(),
@@ -489,104 +543,78 @@ pub fn kl_std_normal_grad<T: Real>(
             raw.ln()
         };
     }
-    let g = upstream;
-    let mut mu_sq = T::ZERO;
-    for (gm, &v) in grad_mean.iter_mut().zip(&mean[..d]) {
-        mu_sq += v * v;
-        *gm = g * v;
-    }
-    let mut l_sq = T::ZERO;
-    for i in 0..d {
-        for j in 0..i {
-            let at = l.layout.index(d, i, j);
-            let v = l.data[at];
-            l_sq += v * v;
-            grad_l[at] = g * v;
-        }
-        let at = l.layout.index(d, i, i);
-        let raw = l.data[at];
-        let v = if log { raw.exp() } else { raw };
-        l_sq += v * v;
-        grad_l[at] = if log {
-            g * (v * v - T::ONE)
-        } else {
-            g * (v - T::ONE / v)
-        };
-    }
-    Ok(finish(d, mu_sq, l_sq, log_sum))
+    Ok(log_sum)
 }
 
-/// [`kl_std_normal_grad`] for a dense row-major `d × d` factor with a plain
-/// diagonal (upper triangle ignored; its gradient is written as zeros).
-/// `d` is `mean.len()`; `l` and `grad_l` are `d²` long.
+/// `KL(p‖N(0, I))` (the VAE prior) and `upstream · ∇KL` in one pass, for a
+/// factor in any form. No workspace.
+///
+/// `KL = ½(‖μ‖² + ‖L‖²_F − 2 Σ log Lᵢᵢ − d)`, so `∂/∂μ = μ` and
+/// `∂/∂L = L − diag(1/Lᵢᵢ)` (lower triangle); for a raw log diagonal the
+/// diagonal entry is `Lᵢᵢ² − 1`, the derivative with respect to the raw
+/// value. `grad` is shaped as in [`kl_grad`] and overwritten or added into
+/// according to its [`Mode`]. The returned KL is bit-identical to
+/// [`kl_std_normal`](super::kl_std_normal) and not scaled by `upstream`.
 ///
 /// # Errors
-/// [`Error::LengthMismatch`] naming `l`, `grad_mean` or `grad_l`;
-/// [`Error::NonPositiveDiagonal`].
+/// [`Error::LengthMismatch`] naming `grad.mean` or `grad.factor`. On error
+/// the outputs are untouched.
 ///
 /// ```
-/// use gaussian_kl::full;
-/// let (mut g_mu, mut g_l) = ([0.0f64; 1], [0.0; 1]);
-/// let kl = full::kl_std_normal_grad_dense(&[1.0], &[2.0], 1.0, &mut g_mu, &mut g_l)?;
-/// assert_eq!(kl, full::kl_std_normal_dense(&[1.0], &[2.0])?);
-/// assert_eq!((g_mu[0], g_l[0]), (1.0, 2.0 - 0.5)); // μ, L − 1/L
+/// use gaussian_kl::{full, Gaussian, GradMut};
+/// let p = Gaussian::packed(&[0.5f64, -1.0], &[0.1, 0.3, -0.2])?;
+/// let (mut g_mu, mut g_l) = ([0.0; 2], [0.0; 3]);
+/// let kl = full::kl_std_normal_grad(&p, 2.0, GradMut::new(&mut g_mu, &mut g_l))?;
+/// assert_eq!(kl, full::kl_std_normal(&p)?);
+/// assert_eq!(g_mu, [1.0, -2.0]); // upstream · μ
+/// assert_eq!(g_l[1], 2.0 * 0.3); // upstream · L₁₀
+/// assert!((g_l[0] - 2.0 * ((0.2f64).exp() - 1.0)).abs() < 1e-15); // upstream · (L₀₀² − 1)
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_std_normal_grad_dense<T: Real>(
-    mean: &[T],
-    l: &[T],
+pub fn kl_std_normal_grad<T: Real>(
+    p: &Gaussian<'_, T>,
     upstream: T,
-    grad_mean: &mut [T],
-    grad_l: &mut [T],
+    grad: GradMut<'_, T>,
 ) -> Result<T, Error> {
-    let d = mean.len();
-    let n = d.checked_mul(d).ok_or(Error::DimensionTooLarge { d })?;
-    check_len("l", n, l.len())?;
-    check_len("grad_mean", d, grad_mean.len())?;
-    check_len("grad_l", n, grad_l.len())?;
-    let mut log_sum = T::ZERO;
-    for i in 0..d {
-        let v = l[i * d + i];
-        if v <= T::ZERO {
-            return Err(Error::NonPositiveDiagonal {
-                what: "l",
-                index: i,
-                item: None,
-                value: v.to_f64(),
-            });
-        }
-        log_sum += v.ln();
-    }
+    let d = p.dim();
+    check_sink(["grad.mean", "grad.factor"], p, &grad)?;
+    let log_sum = log_diag_sum("p.factor", &p.factor)?;
     let g = upstream;
+    let mut sink = Sink::new(grad, &p.factor);
     let mut mu_sq = T::ZERO;
-    for (gm, &v) in grad_mean.iter_mut().zip(mean) {
+    for (i, &v) in p.mean.iter().enumerate() {
         mu_sq += v * v;
-        *gm = g * v;
+        sink.put_mean(i, g * v);
     }
-    grad_l.fill(T::ZERO);
-    let mut l_sq = T::ZERO;
-    for i in 0..d {
-        for j in 0..=i {
-            let v = l[i * d + j];
-            l_sq += v * v;
-            grad_l[i * d + j] = if j < i { g * v } else { g * (v - T::ONE / v) };
-        }
-    }
+    let l_sq = match &p.factor {
+        Factor::Packed(l) => std_normal_packed(l, g, &mut sink),
+        Factor::Dense(l) => std_normal_dense(l, g, &mut sink),
+    };
     Ok(finish(d, mu_sq, l_sq, log_sum))
 }
 
 /// The gradients of [`kl_grad_fixed`]: `upstream · ∂KL/∂(argument)`, the
 /// factor gradients dense with zeros above the diagonal.
+///
+/// ```
+/// use gaussian_kl::full::{self, KlGradFixed};
+/// let i = [[1.0f64, 0.0], [0.0, 1.0]];
+/// let (kl, g): (f64, KlGradFixed<f64, 2>) = full::kl_grad_fixed(&[1.0, 0.0], &i, &[0.0; 2], &i, 1.0)?;
+/// assert_eq!(kl, 0.5); // ½‖μ_p − μ_q‖²
+/// assert_eq!((g.mean_p, g.mean_q), ([1.0, 0.0], [-1.0, 0.0]));
+/// assert_eq!(g.factor_p, [[0.0; 2]; 2]); // L_p = L_q: no factor gradient
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KlGradFixed<T, const D: usize> {
     /// `∂/∂μ_p`.
     pub mean_p: [T; D],
     /// `∂/∂L_p` (lower triangle; zeros above).
-    pub l_p: [[T; D]; D],
+    pub factor_p: [[T; D]; D],
     /// `∂/∂μ_q`.
     pub mean_q: [T; D],
     /// `∂/∂L_q` (lower triangle; zeros above).
-    pub l_q: [[T; D]; D],
+    pub factor_q: [[T; D]; D],
 }
 
 /// A stack workspace for dimension `D`: three `D × D` blocks hold the three
@@ -621,12 +649,35 @@ impl<T: Real, const D: usize> StackWork<T, D> {
     }
 }
 
-/// [`kl_grad_dense`] for compile-time dimension `D`, everything on the
-/// stack: returns the KL and the gradients. The same kernel as the runtime
-/// one: results are bit-identical to [`kl_grad_dense`].
+/// A dense row-major `D × D` factor as a [`Gaussian`], its diagonal checked
+/// under the name `what`.
+fn fixed_dense<'a, T: Real, const D: usize>(
+    what: &'static str,
+    mean: &'a [T; D],
+    factor: &'a [[T; D]; D],
+) -> Result<Gaussian<'a, T>, Error> {
+    let l = MatRef {
+        d: D,
+        data: factor.as_flattened(),
+        row_stride: D,
+        col_stride: 1,
+    };
+    l.check_diagonal(what, None)?;
+    Ok(Gaussian {
+        mean,
+        factor: Factor::Dense(l),
+    })
+}
+
+/// [`kl_grad`] for compile-time dimension `D` with dense row-major factors
+/// (`factor[i][j]`, `j ≤ i`, plain positive diagonal; the upper triangle is
+/// ignored), everything on the stack: returns the KL and the gradients. The
+/// same kernel as the runtime one: results are bit-identical to
+/// [`kl_grad`] on [`MatRef::row_major`] views of the same arrays.
 ///
 /// # Errors
-/// [`Error::NonPositiveDiagonal`] if a diagonal entry is `≤ 0`.
+/// [`Error::NonPositiveDiagonal`] (`"factor_p"`, `"factor_q"`) if a
+/// diagonal entry is `≤ 0`.
 ///
 /// ```
 /// use gaussian_kl::full;
@@ -634,81 +685,103 @@ impl<T: Real, const D: usize> StackWork<T, D> {
 /// let (kl, g) = full::kl_grad_fixed(&[0.0, 0.0], &l, &[0.0, 1.0], &l, 1.0)?;
 /// assert!((kl - 0.125).abs() < 1e-15);
 /// assert_eq!(g.mean_p, [-g.mean_q[0], -g.mean_q[1]]);
-/// assert_eq!(g.l_q[0][1], 0.0);
+/// assert_eq!(g.factor_q[0][1], 0.0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_grad_fixed<T: Real, const D: usize>(
     mean_p: &[T; D],
-    l_p: &[[T; D]; D],
+    factor_p: &[[T; D]; D],
     mean_q: &[T; D],
-    l_q: &[[T; D]; D],
+    factor_q: &[[T; D]; D],
     upstream: T,
 ) -> Result<(T, KlGradFixed<T, D>), Error> {
+    let q = fixed_dense("factor_q", mean_q, factor_q)?;
+    let p = fixed_dense("factor_p", mean_p, factor_p)?;
     let mut stack = StackWork::<T, D>::new();
     let mut wk = stack.split();
     let mut out = KlGradFixed {
         mean_p: [T::ZERO; D],
-        l_p: [[T::ZERO; D]; D],
+        factor_p: [[T::ZERO; D]; D],
         mean_q: [T::ZERO; D],
-        l_q: [[T::ZERO; D]; D],
+        factor_q: [[T::ZERO; D]; D],
     };
-    let kl = {
-        let mut grad = KlGrad::new(
-            &mut out.mean_p,
-            out.l_p.as_flattened_mut(),
-            &mut out.mean_q,
-            out.l_q.as_flattened_mut(),
-        );
-        kl_grad_dense_split(
-            D,
-            mean_p,
-            l_p.as_flattened(),
-            mean_q,
-            l_q.as_flattened(),
-            upstream,
-            &mut grad,
-            &mut wk,
-        )?
-    };
+    let grad = Grads::new(
+        GradMut::new(&mut out.mean_p, out.factor_p.as_flattened_mut()),
+        GradMut::new(&mut out.mean_q, out.factor_q.as_flattened_mut()),
+    );
+    let kl = kl_grad_views(&p, &q, upstream, grad, &mut wk)?;
     Ok((kl, out))
 }
 
-/// [`kl_grad`] for compile-time dimension `D` with a workspace on the stack.
-/// Bit-identical to [`kl_grad`].
+/// [`kl_grad`] for compile-time dimension `D` and packed factors, with the
+/// workspace on the stack. Bit-identical to [`kl_grad`].
 ///
 /// # Errors
-/// [`Error::DimensionMismatch`] if a factor's `d` is not `D`; the errors of
-/// [`kl_grad`].
+/// [`Error::DimensionMismatch`] (`"factor_p"`, `"factor_q"`) if a factor's
+/// `d` is not `D`; the gradient shape errors of [`kl_grad`].
 ///
 /// ```
-/// use gaussian_kl::{full, PackedTril};
+/// use gaussian_kl::{full, GradMut, Grads, PackedTril};
 /// let (mu_p, raw_p) = ([0.1f64, -0.3], [0.2, 0.5, -0.1]);
 /// let (mu_q, raw_q) = ([0.0f64, 0.4], [0.0, -0.2, 0.3]);
 /// let (mut g_mp, mut g_lp, mut g_mq, mut g_lq) = ([0.0; 2], [0.0; 3], [0.0; 2], [0.0; 3]);
-/// let g = full::KlGrad::new(&mut g_mp, &mut g_lp, &mut g_mq, &mut g_lq);
+/// let g = Grads::new(GradMut::new(&mut g_mp, &mut g_lp), GradMut::new(&mut g_mq, &mut g_lq));
 /// let kl = full::kl_grad_packed_fixed::<f64, 2>(
-///     &mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q), 1.0, g)?;
+///     &mu_p, PackedTril::new(2, &raw_p)?, &mu_q, PackedTril::new(2, &raw_q)?, 1.0, g)?;
 /// assert!(kl > 0.0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_grad_packed_fixed<T: Real, const D: usize>(
     mean_p: &[T; D],
-    l_p: PackedTril<'_, T>,
+    factor_p: PackedTril<'_, T>,
     mean_q: &[T; D],
-    l_q: PackedTril<'_, T>,
+    factor_q: PackedTril<'_, T>,
     upstream: T,
-    mut grad: KlGrad<'_, T>,
+    grad: Grads<GradMut<'_, T>>,
 ) -> Result<T, Error> {
-    if l_p.d != D {
-        return Err(Error::DimensionMismatch {
-            what: "l_p",
-            expected: D,
-            found: l_p.d,
-        });
-    }
-    let d = check_pair(mean_p, &l_p, mean_q, &l_q)?;
-    check_grad(d, l_p.data.len(), &grad)?;
+    let p = fixed_packed("factor_p", mean_p, factor_p)?;
+    let q = fixed_packed("factor_q", mean_q, factor_q)?;
+    check_sink(["grad.p.mean", "grad.p.factor"], &p, &grad.p)?;
+    check_sink(["grad.q.mean", "grad.q.factor"], &q, &grad.q)?;
     let mut stack = StackWork::<T, D>::new();
     let mut wk = stack.split();
-    kl_grad_split(mean_p, l_p, mean_q, l_q, upstream, &mut grad, &mut wk)
+    kl_grad_views(&p, &q, upstream, grad, &mut wk)
+}
+
+/// A packed factor of dimension `D` (checked, named `what`) as a [`Gaussian`].
+pub(crate) fn fixed_packed<'a, T: Real, const D: usize>(
+    what: &'static str,
+    mean: &'a [T; D],
+    factor: PackedTril<'a, T>,
+) -> Result<Gaussian<'a, T>, Error> {
+    if factor.d != D {
+        return Err(Error::DimensionMismatch {
+            what,
+            expected: D,
+            found: factor.d,
+        });
+    }
+    factor.check(what)?;
+    Ok(Gaussian {
+        mean,
+        factor: Factor::Packed(factor),
+    })
+}
+
+/// [`kl_std_normal_grad`] for a packed factor with the pre-0.2 argument
+/// list, overwriting `grad_mean` and `grad_l` (the batch layer's per-item
+/// path). Shapes are the caller's to check.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) fn kl_std_normal_grad_packed<T: Real>(
+    mean: &[T],
+    l: PackedTril<'_, T>,
+    upstream: T,
+    grad_mean: &mut [T],
+    grad_l: &mut [T],
+) -> Result<T, Error> {
+    let p = Gaussian {
+        mean,
+        factor: Factor::Packed(l),
+    };
+    kl_std_normal_grad(&p, upstream, GradMut::new(grad_mean, grad_l))
 }

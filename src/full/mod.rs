@@ -1,4 +1,4 @@
-//! KL divergence between two full-rank Gaussians (seed 000).
+//! KL divergence between two full-rank Gaussians.
 //!
 //! `p = N(μ_p, L_p L_pᵀ)`, `q = N(μ_q, L_q L_qᵀ)`, `L` lower triangular with a
 //! positive diagonal:
@@ -8,22 +8,30 @@
 //!           L_q y = μ_q − μ_p,   L_q M = L_p.
 //! ```
 //!
-//! Entry points, all checked (they return [`Error`], never panic):
+//! Each side is a [`Gaussian`]: a mean and a [`Factor`],
+//! either packed ([`PackedTril`]: `d(d+1)/2` numbers in
+//! any [`Layout`](crate::Layout), log or plain diagonal) or dense
+//! ([`MatRef`]: any strides, so row-major, column-major, transposed data
+//! and sub-views are read in place; only the lower triangle is read).
 //!
-//! | function | factors given as | memory |
+//! | operation | what | scratch |
 //! |---|---|---|
-//! | [`kl`] | [`PackedTril`] (any [`Layout`](crate::Layout), log or plain diagonal) | caller's workspace, [`workspace_len`] |
-//! | [`kl_dense`] | dense `d × d` row-major, plain diagonal (PyTorch `scale_tril`) | caller's workspace |
-//! | [`kl_cov`] | dense covariance matrices `Σ` (factored here by Cholesky) | caller's workspace |
-//! | [`kl_std_normal`], [`kl_std_normal_dense`] | `q = N(0, I)`, the VAE prior | none |
-//! | [`kl_fixed`], [`kl_packed_fixed`] | compile-time `D`, arrays on the stack | none |
-//! | [`kl_grad`], [`kl_grad_dense`] | KL and its gradient (packed / dense) | caller's workspace, [`grad_workspace_len`] |
-//! | [`kl_std_normal_grad`], [`kl_std_normal_grad_dense`] | the VAE prior's KL and gradient | none |
-//! | [`kl_grad_fixed`], [`kl_grad_packed_fixed`] | KL and gradient, compile-time `D` | none |
+//! | [`kl`] | `KL(p‖q)` | [`kl_scratch`] |
+//! | [`kl_std_normal`] | `KL(p‖N(0, I))`, the VAE prior | none |
+//! | [`kl_grad`] | KL and `upstream · ∇KL` into [`GradMut`](crate::GradMut) buffers | [`kl_grad_scratch`] |
+//! | [`kl_std_normal_grad`] | the VAE prior's KL and gradient | none |
+//! | [`kl_cov`] | KL from covariance matrices `Σ` (factored here by Cholesky) | [`kl_cov_scratch`] |
+//! | [`kl_fixed`], [`kl_packed_fixed`], [`kl_grad_fixed`], [`kl_grad_packed_fixed`] | compile-time `D`, on the stack | none |
 //! | [`kl_wide_f32x8`], [`kl_wide_f64x4`] | 8 / 4 pairs of compile-time `D` in lockstep (`wide` vectors) | none |
+//! | [`cholesky_in_place`], [`cholesky_packed_in_place`] | `Σ = L Lᵀ` in place | none |
 //!
-//! `d = 0` is allowed everywhere and gives `KL = 0` (two distributions on the
-//! zero-dimensional space are the same point mass).
+//! Every operation checks how its arguments fit together and every output
+//! and workspace shape before it writes anything: on `Err` the outputs are
+//! untouched. `d = 0` is allowed everywhere and gives `KL = 0` (two
+//! distributions on the zero-dimensional space are the same point mass).
+//! Every input form of the same factor (each packed layout, a plain or log
+//! diagonal with the same values, each dense stride pattern) reaches the same
+//! arithmetic in the same order: the results are bit-identical.
 
 // The SIMD batch kernels are reached through the `std` batch layer.
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
@@ -41,27 +49,36 @@ mod wide_fixed;
 pub use cholesky::{cholesky_in_place, cholesky_packed_in_place};
 pub use fixed::{kl_fixed, kl_packed_fixed};
 pub use grad::{
-    KlGrad, KlGradFixed, grad_workspace_len, kl_grad, kl_grad_dense, kl_grad_fixed,
-    kl_grad_packed_fixed, kl_std_normal_grad, kl_std_normal_grad_dense,
+    KlGradFixed, kl_grad, kl_grad_fixed, kl_grad_packed_fixed, kl_grad_scratch, kl_std_normal_grad,
 };
 pub use wide_fixed::{kl_wide_f32x8, kl_wide_f64x4};
 
-use crate::error::{Error, check_len};
+use crate::error::{Error, check_len, check_work};
 use crate::real::Real;
-use crate::tril::{pack_dense_lower, plain_log_diag_sum, row_start};
-use crate::view::PackedTril;
+use crate::tril::{Diagonal, plain_log_diag_sum, row_start};
+use crate::view::{Factor, Gaussian, MatRef, PackedTril};
 
-/// Workspace length (in scalars) that [`kl`], [`kl_dense`] and [`kl_cov`] need
-/// for dimension `d`: `d(d+1) + d` (two packed triangles and one vector).
-/// Saturates at `usize::MAX` for absurd `d`, which no slice can reach.
+/// Scratch length (in scalars) that [`kl`] needs for dimension `d`:
+/// `d(d+1) + d` (two packed triangles and one vector). Saturates at
+/// `usize::MAX` for absurd `d`, which no slice can reach.
 ///
 /// ```
-/// assert_eq!(gaussian_kl::full::workspace_len(3), 15);
-/// let mut work = [0.0f32; gaussian_kl::full::workspace_len(3)];
+/// assert_eq!(gaussian_kl::full::kl_scratch(3), 15);
+/// let mut work = [0.0f32; gaussian_kl::full::kl_scratch(3)];
 /// # let _ = &mut work;
 /// ```
-pub const fn workspace_len(d: usize) -> usize {
+pub const fn kl_scratch(d: usize) -> usize {
     d.saturating_mul(d.saturating_add(2))
+}
+
+/// Scratch length (in scalars) that [`kl_cov`] needs for dimension `d`
+/// (the same as [`kl_scratch`]: the factors are computed into it).
+///
+/// ```
+/// assert_eq!(gaussian_kl::full::kl_cov_scratch(2), 8);
+/// ```
+pub const fn kl_cov_scratch(d: usize) -> usize {
+    kl_scratch(d)
 }
 
 /// The workspace split into `(L_q, L_p → M, y)`.
@@ -69,174 +86,162 @@ type Parts<'w, T> = (&'w mut [T], &'w mut [T], &'w mut [T]);
 
 /// Splits the workspace into `(L_q, L_p → M, y)`.
 fn split_work<T>(d: usize, work: &mut [T]) -> Result<Parts<'_, T>, Error> {
-    let need = workspace_len(d);
-    if work.len() < need {
-        return Err(Error::WorkspaceTooSmall {
-            expected: need,
-            found: work.len(),
-        });
-    }
+    let need = kl_scratch(d);
+    check_work(need, work.len())?;
     let t = row_start(d);
     let (l2, rest) = work[..need].split_at_mut(t);
     let (m, y) = rest.split_at_mut(t);
     Ok((l2, m, y))
 }
 
-/// Checks the shapes of a pair and returns `d`.
-fn check_pair<T: Real>(
-    mean_p: &[T],
-    l_p: &PackedTril<'_, T>,
-    mean_q: &[T],
-    l_q: &PackedTril<'_, T>,
+/// Checks that `q` has the dimension of `p` and returns it.
+pub(crate) fn check_dims<T: Real>(
+    p: &Gaussian<'_, T>,
+    q: &Gaussian<'_, T>,
 ) -> Result<usize, Error> {
-    let d = l_p.d;
-    l_p.check("l_p")?;
-    if l_q.d != d {
+    let d = p.dim();
+    if q.dim() != d {
         return Err(Error::DimensionMismatch {
-            what: "l_q",
+            what: "q",
             expected: d,
-            found: l_q.d,
+            found: q.dim(),
         });
     }
-    l_q.check("l_q")?;
-    check_len("mean_p", d, mean_p.len())?;
-    check_len("mean_q", d, mean_q.len())?;
     Ok(d)
 }
 
-/// `KL(p‖q)` for factors in any packed layout and diagonal encoding.
+/// Copies the lower triangle of a dense matrix into a row-major packed
+/// triangle (`out.len() >= d(d+1)/2`; the upper triangle is not read).
+pub(crate) fn pack_lower<T: Real>(a: &MatRef<'_, T>, out: &mut [T]) {
+    for i in 0..a.d {
+        let r = row_start(i);
+        for j in 0..=i {
+            out[r + j] = a.get(i, j);
+        }
+    }
+}
+
+/// Copies a factor into `out` as a row-major packed triangle of plain
+/// values and returns `Σᵢ log Lᵢᵢ` (every input form gives the same bits).
+pub(crate) fn unpack<T: Real>(
+    what: &'static str,
+    factor: &Factor<'_, T>,
+    out: &mut [T],
+) -> Result<T, Error> {
+    match factor {
+        Factor::Packed(l) => l.unpack_row_major(what, out),
+        Factor::Dense(l) => {
+            pack_lower(l, out);
+            plain_log_diag_sum(what, l.d, out)
+        }
+    }
+}
+
+/// `KL(p‖q)` for factors in any packed layout, diagonal encoding or dense
+/// strides (each side may have its own form).
 ///
-/// `work` must hold at least [`workspace_len`]`(d)` scalars; its contents on
+/// `work` must hold at least [`kl_scratch`]`(d)` scalars; its contents on
 /// entry do not matter and on return are unspecified.
 ///
-/// Every [`Layout`](crate::Layout) gives a bit-identical result for the same
-/// factor, and a [`Diagonal::Plain`](crate::Diagonal::Plain) factor gives a
-/// result bit-identical to [`kl_dense`] on its dense expansion.
-///
 /// # Errors
-/// [`Error::DimensionMismatch`] if `l_q.d != l_p.d`; [`Error::LengthMismatch`]
-/// for a packed slice that is not `d(d+1)/2` long or a mean that is not `d`
-/// long; [`Error::WorkspaceTooSmall`]; [`Error::NonPositiveDiagonal`] for a
-/// plain diagonal entry `≤ 0`. NaN and infinite inputs are not errors: they
-/// propagate into the result (NaN, or ±∞ when a log-diagonal overflows `exp`).
+/// [`Error::DimensionMismatch`] (`"q"`, expected `p.dim()`) when the two
+/// sides differ in dimension; [`Error::WorkspaceTooSmall`]. The shapes and
+/// diagonals of each side were checked when its [`Gaussian`] was built. NaN
+/// and infinite inputs are not errors: they propagate into the result (NaN,
+/// or ±∞ when a log-diagonal overflows `exp`).
 ///
 /// ```
-/// use gaussian_kl::{full, PackedTril};
-/// // Seed 000's parameterization: raw numbers, exp on the diagonal.
-/// let (mu_p, raw_p) = ([0.1f64, -0.3], [0.2, 0.5, -0.1]);
-/// let (mu_q, raw_q) = ([0.0f64, 0.4], [0.0, -0.2, 0.3]);
-/// let mut work = [0.0; full::workspace_len(2)];
-/// let kl = full::kl(&mu_p, PackedTril::new(2, &raw_p), &mu_q, PackedTril::new(2, &raw_q), &mut work)?;
-/// assert!(kl > 0.0);
-/// // KL(p‖p) = 0
-/// let same = full::kl(&mu_p, PackedTril::new(2, &raw_p), &mu_p, PackedTril::new(2, &raw_p), &mut work)?;
-/// assert!(same.abs() < 1e-15);
+/// use gaussian_kl::{full, Gaussian, MatRef};
+/// // raw numbers, exp on the diagonal (a VAE encoder's output)
+/// let p = Gaussian::packed(&[0.1f64, -0.3], &[0.2, 0.5, -0.1])?;
+/// let q = Gaussian::packed(&[0.0, 0.4], &[0.0, -0.2, 0.3])?;
+/// let mut work = [0.0; full::kl_scratch(2)];
+/// assert!(full::kl(&p, &q, &mut work)? > 0.0);
+/// assert!(full::kl(&p, &p, &mut work)?.abs() < 1e-15);
+/// // L = [[1, 0], [5, 1]] stored column by column, against N(0, I)
+/// let l = Gaussian::new(&[0.0, 0.0], MatRef::col_major(2, &[1.0, 5.0, 0.0, 1.0])?)?;
+/// let i = Gaussian::new(&[0.0, 0.0], MatRef::row_major(2, &[1.0, 0.0, 0.0, 1.0])?)?;
+/// assert_eq!(full::kl(&l, &i, &mut work)?, 12.5);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl<T: Real>(
+pub fn kl<T: Real>(p: &Gaussian<'_, T>, q: &Gaussian<'_, T>, work: &mut [T]) -> Result<T, Error> {
+    let d = check_dims(p, q)?;
+    let (l2, m, y) = split_work(d, work)?;
+    let log_q = unpack("q.factor", &q.factor, l2)?;
+    let log_p = unpack("p.factor", &p.factor, m)?;
+    Ok(scalar::kl_unpacked(
+        d,
+        p.mean,
+        q.mean,
+        l2,
+        m,
+        y,
+        log_p - log_q,
+    ))
+}
+
+/// `KL(p‖q)` of two packed factors with the pre-0.2 argument list (the
+/// batch layer's scalar path): shapes are the caller's to check, `work`
+/// at least [`kl_scratch`]`(d)` long.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+pub(crate) fn kl_packed<T: Real>(
     mean_p: &[T],
     l_p: PackedTril<'_, T>,
     mean_q: &[T],
     l_q: PackedTril<'_, T>,
     work: &mut [T],
 ) -> Result<T, Error> {
-    let d = check_pair(mean_p, &l_p, mean_q, &l_q)?;
-    let (l2, m, y) = split_work(d, work)?;
-    let log_q = l_q.unpack_row_major("l_q", l2)?;
-    let log_p = l_p.unpack_row_major("l_p", m)?;
-    Ok(scalar::kl_unpacked(
-        d,
-        mean_p,
-        mean_q,
-        l2,
-        m,
-        y,
-        log_p - log_q,
-    ))
+    let p = Gaussian {
+        mean: mean_p,
+        factor: Factor::Packed(l_p),
+    };
+    let q = Gaussian {
+        mean: mean_q,
+        factor: Factor::Packed(l_q),
+    };
+    kl(&p, &q, work)
 }
 
-/// Checks a dense `d × d` argument and means, returning `d` (taken from `mean_p`).
-fn check_dense<T>(
-    mean_p: &[T],
-    a_p: &[T],
-    mean_q: &[T],
-    a_q: &[T],
-    names: [&'static str; 2],
-) -> Result<usize, Error> {
-    let d = mean_p.len();
-    check_len("mean_q", d, mean_q.len())?;
-    let n = d.checked_mul(d).ok_or(Error::DimensionTooLarge { d })?;
-    check_len(names[0], n, a_p.len())?;
-    check_len(names[1], n, a_q.len())?;
-    Ok(d)
-}
-
-/// `KL(p‖q)` for dense row-major `d × d` lower-triangular factors with a
-/// plain positive diagonal (PyTorch's `scale_tril`); the strict upper
-/// triangle is ignored. `d` is `mean_p.len()`.
+/// `KL(p‖q)` from covariance matrices `Σ_p`, `Σ_q` (PyTorch's
+/// `covariance_matrix`, or any strides): each is factored by Cholesky into
+/// the workspace, then the KL is computed as in [`kl`]. Only the lower
+/// triangle of each matrix is read (the upper is ignored, as LAPACK's
+/// `'L'`); the inputs are not modified. `d` is `cov_p.dim()`.
 ///
 /// # Errors
-/// As [`kl`]; `l_p` and `l_q` must be `d²` long.
+/// [`Error::LengthMismatch`] (`"mean_p"`, `"mean_q"`, expected `d`);
+/// [`Error::DimensionMismatch`] (`"cov_q"`); [`Error::WorkspaceTooSmall`]
+/// ([`kl_cov_scratch`]); [`Error::NotPositiveDefinite`] naming `cov_p` or
+/// `cov_q` and the failing pivot (a NaN pivot counts as failing).
 ///
 /// ```
-/// use gaussian_kl::full;
-/// let l = [1.0f64, 0.0, 0.5, 2.0];
-/// let mut work = [0.0; full::workspace_len(2)];
-/// let kl = full::kl_dense(&[0.0, 0.0], &l, &[0.0, 1.0], &l, &mut work)?;
-/// assert!((kl - 0.125).abs() < 1e-15); // ½‖y‖², y = L⁻¹(0, 1) = (0, ½)
-/// # Ok::<(), gaussian_kl::Error>(())
-/// ```
-pub fn kl_dense<T: Real>(
-    mean_p: &[T],
-    l_p: &[T],
-    mean_q: &[T],
-    l_q: &[T],
-    work: &mut [T],
-) -> Result<T, Error> {
-    let d = check_dense(mean_p, l_p, mean_q, l_q, ["l_p", "l_q"])?;
-    let (l2, m, y) = split_work(d, work)?;
-    pack_dense_lower(d, l_q, l2);
-    pack_dense_lower(d, l_p, m);
-    let log_q = plain_log_diag_sum("l_q", d, l2)?;
-    let log_p = plain_log_diag_sum("l_p", d, m)?;
-    Ok(scalar::kl_unpacked(
-        d,
-        mean_p,
-        mean_q,
-        l2,
-        m,
-        y,
-        log_p - log_q,
-    ))
-}
-
-/// `KL(p‖q)` from dense row-major `d × d` covariance matrices (PyTorch's
-/// `covariance_matrix`): each is factored by Cholesky into the workspace
-/// (only the lower triangle is read), then the KL is computed as in
-/// [`kl_dense`]. `d` is `mean_p.len()`; the inputs are not modified.
-///
-/// # Errors
-/// [`Error::NotPositiveDefinite`] naming `cov_p` or `cov_q` and the failing
-/// pivot (a NaN pivot counts as failing), and the shape errors of [`kl`].
-///
-/// ```
-/// use gaussian_kl::full;
+/// use gaussian_kl::{full, MatRef};
 /// let cov = [4.0f64, 2.0, 2.0, 10.0];
-/// let mut work = [0.0; full::workspace_len(2)];
-/// assert!(full::kl_cov(&[0.0, 0.0], &cov, &[0.0, 0.0], &cov, &mut work)?.abs() < 1e-15);
+/// let mut work = [0.0; full::kl_cov_scratch(2)];
+/// let c = MatRef::row_major(2, &cov)?;
+/// assert!(full::kl_cov(&[0.0, 0.0], c, &[0.0, 0.0], c, &mut work)?.abs() < 1e-15);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_cov<T: Real>(
     mean_p: &[T],
-    cov_p: &[T],
+    cov_p: MatRef<'_, T>,
     mean_q: &[T],
-    cov_q: &[T],
+    cov_q: MatRef<'_, T>,
     work: &mut [T],
 ) -> Result<T, Error> {
-    let d = check_dense(mean_p, cov_p, mean_q, cov_q, ["cov_p", "cov_q"])?;
+    let d = cov_p.d;
+    check_len("mean_p", d, mean_p.len())?;
+    if cov_q.d != d {
+        return Err(Error::DimensionMismatch {
+            what: "cov_q",
+            expected: d,
+            found: cov_q.d,
+        });
+    }
+    check_len("mean_q", d, mean_q.len())?;
     let (l2, m, y) = split_work(d, work)?;
-    pack_dense_lower(d, cov_q, l2);
-    pack_dense_lower(d, cov_p, m);
+    pack_lower(&cov_q, l2);
+    pack_lower(&cov_p, m);
     cholesky::factor_packed("cov_q", d, l2)?;
     cholesky::factor_packed("cov_p", d, m)?;
     let log_q = plain_log_diag_sum("cov_q", d, l2)?;
@@ -252,31 +257,18 @@ pub fn kl_cov<T: Real>(
     ))
 }
 
-/// `KL(p‖N(0, I))`, the VAE prior: `½(‖μ‖² + ‖L‖²_F − 2 Σ log Lᵢᵢ − d)`.
-/// No solve and no workspace. With a log diagonal no logarithm is evaluated.
-///
-/// # Errors
-/// Shape errors as [`kl`]; [`Error::NonPositiveDiagonal`] for a plain diagonal.
-///
-/// ```
-/// use gaussian_kl::{full, PackedTril};
-/// // p = N(0, I) itself: raw log diagonal 0, off-diagonal 0.
-/// assert_eq!(full::kl_std_normal(&[0.0f64; 2], PackedTril::new(2, &[0.0; 3]))?, 0.0);
-/// # Ok::<(), gaussian_kl::Error>(())
-/// ```
-pub fn kl_std_normal<T: Real>(mean: &[T], l: PackedTril<'_, T>) -> Result<T, Error> {
+/// `Σᵢ log Lᵢᵢ` of a packed factor (no logarithm on a log diagonal).
+fn packed_log_diag<T: Real>(what: &'static str, l: &PackedTril<'_, T>) -> Result<T, Error> {
     let d = l.d;
-    l.check("l")?;
-    check_len("mean", d, mean.len())?;
     let mut log_sum = T::ZERO;
     for i in 0..d {
-        let raw = l.data[l.layout.index(d, i, i)];
+        let raw = l.raw(i, i);
         log_sum += match l.diagonal {
-            crate::Diagonal::Log => raw,
-            crate::Diagonal::Plain => {
+            Diagonal::Log => raw,
+            Diagonal::Plain => {
                 if raw <= T::ZERO {
                     return Err(Error::NonPositiveDiagonal {
-                        what: "l",
+                        what,
                         index: i,
                         item: None,
                         value: raw.to_f64(),
@@ -286,39 +278,17 @@ pub fn kl_std_normal<T: Real>(mean: &[T], l: PackedTril<'_, T>) -> Result<T, Err
             }
         };
     }
-    let entry = |i: usize, j: usize| {
-        let raw = l.data[l.layout.index(d, i, j)];
-        if i == j && l.diagonal == crate::Diagonal::Log {
-            raw.exp()
-        } else {
-            raw
-        }
-    };
-    Ok(scalar::kl_std_normal_with(d, mean, entry, log_sum))
+    Ok(log_sum)
 }
 
-/// [`kl_std_normal`] for a dense row-major `d × d` factor with a plain
-/// diagonal (upper triangle ignored). `d` is `mean.len()`.
-///
-/// # Errors
-/// [`Error::LengthMismatch`] if `l.len() != d²`; [`Error::NonPositiveDiagonal`].
-///
-/// ```
-/// use gaussian_kl::full;
-/// let kl = full::kl_std_normal_dense(&[1.0f64], &[1.0])?;
-/// assert_eq!(kl, 0.5);
-/// # Ok::<(), gaussian_kl::Error>(())
-/// ```
-pub fn kl_std_normal_dense<T: Real>(mean: &[T], l: &[T]) -> Result<T, Error> {
-    let d = mean.len();
-    let n = d.checked_mul(d).ok_or(Error::DimensionTooLarge { d })?;
-    check_len("l", n, l.len())?;
+/// `Σᵢ log Lᵢᵢ` of a dense factor.
+fn dense_log_diag<T: Real>(what: &'static str, l: &MatRef<'_, T>) -> Result<T, Error> {
     let mut log_sum = T::ZERO;
-    for i in 0..d {
-        let v = l[i * d + i];
+    for i in 0..l.d {
+        let v = l.get(i, i);
         if v <= T::ZERO {
             return Err(Error::NonPositiveDiagonal {
-                what: "l",
+                what,
                 index: i,
                 item: None,
                 value: v.to_f64(),
@@ -326,10 +296,47 @@ pub fn kl_std_normal_dense<T: Real>(mean: &[T], l: &[T]) -> Result<T, Error> {
         }
         log_sum += v.ln();
     }
-    Ok(scalar::kl_std_normal_with(
-        d,
-        mean,
-        |i, j| l[i * d + j],
-        log_sum,
-    ))
+    Ok(log_sum)
+}
+
+/// `KL(p‖N(0, I))`, the VAE prior: `½(‖μ‖² + ‖L‖²_F − 2 Σ log Lᵢᵢ − d)`.
+/// No solve and no workspace. With a log diagonal no logarithm is evaluated.
+///
+/// # Errors
+/// None for a [`Gaussian`] built by its constructors (they check its
+/// shapes and diagonal); the `Result` is kept for symmetry with [`kl`].
+///
+/// ```
+/// use gaussian_kl::{full, Gaussian, MatRef};
+/// // p = N(0, I) itself: raw log diagonal 0, off-diagonal 0.
+/// assert_eq!(full::kl_std_normal(&Gaussian::packed(&[0.0f64; 2], &[0.0; 3])?)?, 0.0);
+/// let p = Gaussian::new(&[1.0f64], MatRef::row_major(1, &[1.0])?)?;
+/// assert_eq!(full::kl_std_normal(&p)?, 0.5);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn kl_std_normal<T: Real>(p: &Gaussian<'_, T>) -> Result<T, Error> {
+    let d = p.dim();
+    match &p.factor {
+        Factor::Packed(l) => {
+            let log_sum = packed_log_diag("p.factor", l)?;
+            let entry = |i: usize, j: usize| {
+                let raw = l.raw(i, j);
+                if i == j && l.diagonal == Diagonal::Log {
+                    raw.exp()
+                } else {
+                    raw
+                }
+            };
+            Ok(scalar::kl_std_normal_with(d, p.mean, entry, log_sum))
+        }
+        Factor::Dense(l) => {
+            let log_sum = dense_log_diag("p.factor", l)?;
+            Ok(scalar::kl_std_normal_with(
+                d,
+                p.mean,
+                |i, j| l.get(i, j),
+                log_sum,
+            ))
+        }
+    }
 }

@@ -20,9 +20,9 @@ macro_rules! wide_kernel {
         /// consecutive pairs of a PyTorch-layout batch of compile-time
         /// dimension `D`: `means_*` hold
         #[doc = concat!("`", stringify!($lanes), " · D`")]
-        /// numbers, `tril_*`
+        /// numbers, `factors_*`
         #[doc = concat!("`", stringify!($lanes), " · D(D+1)/2`")]
-        /// (row-major packed, raw log diagonal, seed 000's parameterization).
+        /// (row-major packed, raw log diagonal, a VAE encoder's output).
         ///
         /// # Errors
         /// [`Error::LengthMismatch`] naming the slice whose length is wrong.
@@ -33,16 +33,16 @@ macro_rules! wide_kernel {
         /// ```
         pub fn $name<const D: usize>(
             means_p: &[$t],
-            tril_p: &[$t],
+            factors_p: &[$t],
             means_q: &[$t],
-            tril_q: &[$t],
+            factors_q: &[$t],
         ) -> Result<[$t; $lanes], Error> {
             const L: usize = $lanes;
             let t = row_start(D);
             check_len("means_p", L * D, means_p.len())?;
-            check_len("tril_p", L * t, tril_p.len())?;
+            check_len("factors_p", L * t, factors_p.len())?;
             check_len("means_q", L * D, means_q.len())?;
-            check_len("tril_q", L * t, tril_q.len())?;
+            check_len("factors_q", L * t, factors_q.len())?;
             // Transposed blocks: a = L_q (1/L_qᵢᵢ on the diagonal),
             // m = L_p → M, y = μ_q − μ_p → y.
             let mut a = [[<$v>::ZERO; D]; D];
@@ -54,8 +54,8 @@ macro_rules! wide_kernel {
                 }));
                 for j in 0..=i {
                     let at = row_start(i) + j;
-                    a[i][j] = <$v>::new(core::array::from_fn(|l| tril_q[l * t + at]));
-                    m[i][j] = <$v>::new(core::array::from_fn(|l| tril_p[l * t + at]));
+                    a[i][j] = <$v>::new(core::array::from_fn(|l| factors_q[l * t + at]));
+                    m[i][j] = <$v>::new(core::array::from_fn(|l| factors_p[l * t + at]));
                 }
             }
             let mut ld = <$v>::ZERO;

@@ -16,7 +16,7 @@
 
 #![allow(dead_code)]
 
-use gaussian_kl::{Layout, Real};
+use gaussian_kl::{Diagonal, Error, Factor, Gaussian, Layout, MatRef, PackedTril, Real, full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -352,4 +352,85 @@ pub fn reference_kl(
 pub fn rel_err(got: f64, want: f64, scale: f64) -> f64 {
     let e = (got - want).abs() / scale;
     if e.is_nan() { f64::INFINITY } else { e }
+}
+
+// ---------------------------------------------------------------- API shorthands
+
+/// A packed row-major, raw-log-diagonal factor (panics on a bad length: a
+/// test bug, not a case under test).
+pub fn pt<T: Real>(d: usize, data: &[T]) -> PackedTril<'_, T> {
+    PackedTril::new(d, data).unwrap()
+}
+
+/// A packed factor in any layout and diagonal encoding.
+pub fn packed<T: Real>(
+    d: usize,
+    data: &[T],
+    layout: Layout,
+    diagonal: Diagonal,
+) -> PackedTril<'_, T> {
+    PackedTril::with_layout(d, data, layout, diagonal).unwrap()
+}
+
+/// A dense row-major `d × d` view.
+pub fn dense<T: Real>(d: usize, data: &[T]) -> MatRef<'_, T> {
+    MatRef::row_major(d, data).unwrap()
+}
+
+/// `full::kl` of two (mean, factor) pairs; shape errors of the views are
+/// returned as the `Gaussian` constructor reports them.
+pub fn kl_of<'a, T: Real>(
+    mean_p: &'a [T],
+    l_p: impl Into<Factor<'a, T>>,
+    mean_q: &'a [T],
+    l_q: impl Into<Factor<'a, T>>,
+    work: &mut [T],
+) -> Result<T, Error> {
+    full::kl(
+        &Gaussian::new(mean_p, l_p)?,
+        &Gaussian::new(mean_q, l_q)?,
+        work,
+    )
+}
+
+/// `full::kl_std_normal` of a (mean, factor) pair.
+pub fn std_normal_of<'a, T: Real>(mean: &'a [T], l: impl Into<Factor<'a, T>>) -> Result<T, Error> {
+    full::kl_std_normal(&Gaussian::new(mean, l)?)
+}
+
+/// One storage of a dense matrix: its name, data, row and column strides.
+pub type DenseForm<T> = (&'static str, Vec<T>, usize, usize);
+
+/// The same dense `d × d` matrix (given row-major) stored four ways, each
+/// with the strides that read it back: row-major, column-major, a transposed
+/// view of its transpose, and the top-left block of a larger row-major array
+/// with `pad` NaN columns and a NaN row after it.
+pub fn dense_forms<T: Real>(d: usize, row_major: &[T], pad: usize) -> Vec<DenseForm<T>> {
+    let mut col = vec![T::NAN; d * d];
+    for i in 0..d {
+        for j in 0..d {
+            col[j * d + i] = row_major[i * d + j];
+        }
+    }
+    let w = d + pad;
+    let mut sub = vec![T::NAN; w * (d + 1)];
+    for i in 0..d {
+        sub[i * w..i * w + d].copy_from_slice(&row_major[i * d..(i + 1) * d]);
+    }
+    vec![
+        ("row-major", row_major.to_vec(), d, 1),
+        ("column-major", col.clone(), 1, d),
+        // Lᵀ stored row-major is L column-major: its transpose view reads L.
+        ("transposed", col, 1, d),
+        ("strided sub-view", sub, w, 1),
+    ]
+}
+
+/// A view of one of [`dense_forms`].
+pub fn form_view<'a, T: Real>(d: usize, form: &'a DenseForm<T>) -> MatRef<'a, T> {
+    if form.0 == "transposed" {
+        MatRef::row_major(d, &form.1).unwrap().transpose()
+    } else {
+        MatRef::from_strides(d, &form.1, form.2, form.3).unwrap()
+    }
 }

@@ -2,7 +2,7 @@
 //! per-pair scalar reference.
 #![allow(dead_code)]
 
-use gaussian_kl::{PackedTril, Real, full};
+use gaussian_kl::{Gaussian, Real, full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -37,15 +37,13 @@ pub fn batch<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
 /// `S = ½(‖y‖² + ‖M‖² + 2|Δ log det| + d)` of the terms it sums (what a
 /// rounding error is relative to), both from `full::kl`.
 pub fn reference<T: Real>(d: usize, mp: &[T], tp: &[T], mq: &[T], tq: &[T]) -> (T, f64) {
-    let mut work = vec![T::ZERO; full::workspace_len(d)];
-    let kl = full::kl(
-        mp,
-        PackedTril::new(d, tp),
-        mq,
-        PackedTril::new(d, tq),
-        &mut work,
-    )
-    .unwrap();
+    let mut work = vec![T::ZERO; full::kl_scratch(d)];
+    let (p, q) = (
+        Gaussian::packed(mp, tp).unwrap(),
+        Gaussian::packed(mq, tq).unwrap(),
+    );
+    assert_eq!((p.dim(), q.dim()), (d, d));
+    let kl = full::kl(&p, &q, &mut work).unwrap();
     let mut ld = 0.0;
     for i in 0..d {
         let ii = i * (i + 1) / 2 + i;
