@@ -15,10 +15,10 @@
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicI32, Ordering};
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real, full};
+use gaussian_kl::{Diagonal, Error, Gaussian, Layout, PackedTril, Real, full};
 
 /// Elements in each buffer: the inputs and the workspace of `d ≤ 64`.
-const LEN: usize = 2 * 64 + 2 * (64 * 65 / 2) + full::workspace_len(64);
+const LEN: usize = 2 * 64 + 2 * (64 * 65 / 2) + full::kl_scratch(64);
 
 struct Buffer<T>(UnsafeCell<[T; LEN]>);
 
@@ -93,9 +93,9 @@ fn kl_in<T: Real>(buf: &mut [T; LEN], d: usize, lay: u32, diag: u32) -> Result<T
     } else {
         Diagonal::Log
     };
-    let p = PackedTril::new(d, &*l_p).layout(layout(lay)).diagonal(diagonal);
-    let q = PackedTril::new(d, &*l_q).layout(layout(lay)).diagonal(diagonal);
-    full::kl(mean_p, p, mean_q, q, work)
+    let p = PackedTril::with_layout(d, &*l_p, layout(lay), diagonal)?;
+    let q = PackedTril::with_layout(d, &*l_q, layout(lay), diagonal)?;
+    full::kl(&Gaussian::new(mean_p, p)?, &Gaussian::new(mean_q, q)?, work)
 }
 
 fn finish<T: Real>(r: Result<T, Error>) -> T {
@@ -134,10 +134,9 @@ pub extern "C" fn kl_std_normal_f64(d: usize, layout: u32, diagonal: u32) -> f64
         } else {
             Diagonal::Log
         };
-        let l = PackedTril::new(d, &rest[..d * (d + 1) / 2])
-            .layout(self::layout(layout))
-            .diagonal(diag);
-        full::kl_std_normal(mean, l)
+        PackedTril::with_layout(d, &rest[..d * (d + 1) / 2], self::layout(layout), diag)
+            .and_then(|l| Gaussian::new(mean, l))
+            .and_then(|p| full::kl_std_normal(&p))
     };
     finish(r)
 }

@@ -3,14 +3,14 @@
 
 #![no_std]
 
-use gaussian_kl::{PackedTril, full};
+use gaussian_kl::{Gaussian, full};
 
 /// Dimension of the exported function.
 const D: usize = 4;
 /// Packed lower-triangle length for `D`.
 const T: usize = D * (D + 1) / 2;
 
-/// `KL(p‖q)` for 4-dimensional Gaussians in seed 000's parameterization
+/// `KL(p‖q)` for 4-dimensional Gaussians in the packed parameterization
 /// (row-major packed, log diagonal), computed with a workspace on the stack.
 /// Returns NaN if the library reports an error (it cannot for these shapes).
 #[unsafe(no_mangle)]
@@ -20,15 +20,11 @@ pub extern "C" fn gaussian_kl_no_std_check(
     mean_q: &[f64; D],
     raw_q: &[f64; T],
 ) -> f64 {
-    let mut work = [0.0f64; full::workspace_len(D)];
-    full::kl(
-        mean_p,
-        PackedTril::new(D, raw_p),
-        mean_q,
-        PackedTril::new(D, raw_q),
-        &mut work,
-    )
-    .unwrap_or(f64::NAN)
+    let mut work = [0.0f64; full::kl_scratch(D)];
+    match (Gaussian::packed(mean_p, raw_p), Gaussian::packed(mean_q, raw_q)) {
+        (Ok(p), Ok(q)) => full::kl(&p, &q, &mut work).unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
 }
 
 #[panic_handler]
