@@ -94,12 +94,13 @@ pub fn kl_grad<T: SimdReal>(
     check_grads(p, g, &grad)?;
     let work = check_out_work(&run, d, pairing.n, out, work)?;
     // Everything is checked: from here on the outputs are written.
-    let Grads { p: mut gp, q: mut gq } = grad;
+    let Grads {
+        p: mut gp,
+        q: mut gq,
+    } = grad;
     let lanes = run.kernel == Kernel::Lanes;
-    let overwrite = lanes
-        && pairing.one_to_one
-        && gp.mode == Mode::Overwrite
-        && gq.mode == Mode::Overwrite;
+    let overwrite =
+        lanes && pairing.one_to_one && gp.mode == Mode::Overwrite && gq.mode == Mode::Overwrite;
     for gr in [&mut gp, &mut gq] {
         if gr.mode == Mode::Overwrite && !overwrite {
             gr.mean.fill(T::ZERO);
@@ -120,8 +121,7 @@ pub fn kl_grad<T: SimdReal>(
         overwrite,
     };
     let (ps, qs) = (side(p), side(g));
-    if lanes && lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work)
-    {
+    if lanes && lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work) {
         return Ok(());
     }
     grad_scalar(d, ps, qs, pairing, dst, work);

@@ -166,8 +166,8 @@ fn plan_run<T: SimdReal>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
             });
         }
     };
-    let per_task = task_scratch(op, kernel, d, t, level.lanes::<T>())
-        .ok_or(Error::DimensionTooLarge { d })?;
+    let per_task =
+        task_scratch(op, kernel, d, t, level.lanes::<T>()).ok_or(Error::DimensionTooLarge { d })?;
     let run = Run {
         level,
         kernel,
@@ -252,7 +252,9 @@ fn pairing<T>(p: &Gaussians<'_, T>, q: Pairs<'_, T>) -> Result<Pairing, Error> {
             })
         }
         Pairs::All(_) => Ok(Pairing {
-            n: np.checked_mul(nq).ok_or(Error::DimensionTooLarge { d: p.d })?,
+            n: np
+                .checked_mul(nq)
+                .ok_or(Error::DimensionTooLarge { d: p.d })?,
             map: lanes::Pairs::All { base: 0, n_q: nq },
             one_to_one: false,
         }),
