@@ -42,7 +42,8 @@ pub fn kl_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
 /// [`Error::BatchMismatch`] (`"q"`) for [`Pairs::Zip`] sizes that neither
 /// agree nor broadcast; [`Error::LengthMismatch`] (`"out"`);
 /// [`Error::WorkspaceTooSmall`]; [`Error::LevelUnavailable`];
-/// [`Error::DimensionTooLarge`]. On error `out` is untouched.
+/// [`Error::DimensionTooLarge`]. On error `out` is untouched. An empty
+/// batch needs no workspace.
 ///
 /// ```
 /// use gaussian_kl::{batch, Error, Exec, Gaussians, Kernel};
@@ -68,7 +69,7 @@ pub fn kl<T: SimdReal>(
     let d = p.d;
     let run = plan_run::<T>(Op::Kl, d, exec)?;
     let work = check_out_work(&run, d, pairing.n, out, work)?;
-    if d == 0 {
+    if d == 0 || pairing.n == 0 {
         // Two point masses on the zero-dimensional space are the same.
         out.fill(T::ZERO);
         return Ok(());

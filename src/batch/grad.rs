@@ -107,7 +107,7 @@ pub fn kl_grad<T: SimdReal>(
             gr.factor.fill(T::ZERO);
         }
     }
-    if d == 0 {
+    if d == 0 || pairing.n == 0 {
         out.fill(T::ZERO);
         return Ok(());
     }

@@ -127,6 +127,7 @@ impl Run {
     fn total(&self, d: usize) -> Result<usize, Error> {
         self.per_task
             .checked_mul(self.tasks)
+            .filter(|_| self.per_task != usize::MAX)
             .ok_or(Error::DimensionTooLarge { d })
     }
 }
@@ -166,16 +167,15 @@ fn plan_run<T: SimdReal>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
             });
         }
     };
-    let per_task =
-        task_scratch(op, kernel, d, t, level.lanes::<T>()).ok_or(Error::DimensionTooLarge { d })?;
-    let run = Run {
+    // An overflow is reported when the scratch is asked for (`Run::total`):
+    // an empty batch needs none, whatever `d`.
+    let per_task = task_scratch(op, kernel, d, t, level.lanes::<T>()).unwrap_or(usize::MAX);
+    Ok(Run {
         level,
         kernel,
         tasks,
         per_task,
-    };
-    run.total(d)?;
-    Ok(run)
+    })
 }
 
 /// One task's scratch (`None` on overflow).
@@ -272,6 +272,7 @@ fn side<'a, T>(g: &Gaussians<'a, T>) -> Side<'a, T> {
 }
 
 /// Checks `out` and the workspace; returns the workspace's needed prefix.
+/// An empty batch needs no workspace (its callers return before any kernel).
 fn check_out_work<'w, T>(
     run: &Run,
     d: usize,
@@ -280,6 +281,9 @@ fn check_out_work<'w, T>(
     work: &'w mut [T],
 ) -> Result<&'w mut [T], Error> {
     check_len("out", n, out.len())?;
+    if n == 0 {
+        return Ok(&mut work[..0]);
+    }
     let total = run.total(d)?;
     check_work(total, work.len())?;
     Ok(&mut work[..total])
