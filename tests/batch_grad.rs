@@ -231,9 +231,9 @@ fn check<T: SimdReal>(what: &str, d: usize, e: &Expected, out: &[T], grads: &[Ve
         assert!(err <= tol, "{what}: kl[{k}] {o} vs {} (tol {tol:e})", r.kl);
     }
     let c = 16.0 * (d + 1) as f64 * eps;
-    for s in 0..4 {
-        for (i, (&x, &y)) in grads[s].iter().zip(&e.grads[s]).enumerate() {
-            let tol = c * e.scale[s][i];
+    for (s, (g, (want, scale))) in grads.iter().zip(e.grads.iter().zip(&e.scale)).enumerate() {
+        for (i, (&x, &y)) in g.iter().zip(want).enumerate() {
+            let tol = c * scale[i];
             let err = common::rel_err(x.to_f64(), y, 1.0);
             assert!(
                 err <= tol,
@@ -274,6 +274,9 @@ fn run<T: SimdReal>(
     (out, g)
 }
 
+/// One call of a test: `p`, `q`, all pairs or zip, and its pairs.
+type Case<'a, T> = (&'a Side<T>, &'a Side<T>, bool, Vec<(usize, usize)>);
+
 fn every_kernel_meets_the_reference<T: SimdReal>(seed: u64) {
     let n = 19; // a full block of the widest level (16) and a tail
     for d in [1, 2, 3, 8, 17] {
@@ -290,7 +293,7 @@ fn every_kernel_meets_the_reference<T: SimdReal>(seed: u64) {
             let mut rng = common::rng(s + 6);
             let u: Vec<T> = common::round(&common::normals(&mut rng, n * n));
             // (p, q, all, pairs)
-            let cases: [(&Side<T>, &Side<T>, bool, Vec<(usize, usize)>); 5] = [
+            let cases: [Case<'_, T>; 5] = [
                 (&big_p, &big_q, false, (0..n).map(|k| (k, k)).collect()),
                 (&big_p, &one_q, false, (0..n).map(|k| (k, 0)).collect()),
                 (&one_p, &big_q, false, (0..n).map(|k| (0, k)).collect()),

@@ -381,26 +381,24 @@ fn check_wide<const D: usize>() {
     let (mp, tp) = batch_of::<f32>(D as u64, D, 8);
     let (mq, tq) = batch_of::<f32>(D as u64 + 50, D, 8);
     let out = kl_wide_f32x8::<D>(&mp, &tp, &mq, &tq).unwrap();
-    for k in 0..8 {
+    for (k, &o) in out.iter().enumerate() {
         let r = reference(D, k, (&mp, &tp), (&mq, &tq));
-        let err = common::rel_err(out[k] as f64, r.kl, 1.0);
+        let err = common::rel_err(o as f64, r.kl, 1.0);
         assert!(
             err <= tol::<f32>(D, &r),
-            "f32x8 D={D} k={k}: {} vs {}",
-            out[k],
+            "f32x8 D={D} k={k}: {o} vs {}",
             r.kl
         );
     }
     let (mp, tp) = batch_of::<f64>(D as u64, D, 4);
     let (mq, tq) = batch_of::<f64>(D as u64 + 50, D, 4);
     let out = kl_wide_f64x4::<D>(&mp, &tp, &mq, &tq).unwrap();
-    for k in 0..4 {
+    for (k, &o) in out.iter().enumerate() {
         let r = reference(D, k, (&mp, &tp), (&mq, &tq));
-        let err = common::rel_err(out[k], r.kl, 1.0);
+        let err = common::rel_err(o, r.kl, 1.0);
         assert!(
             err <= tol::<f64>(D, &r),
-            "f64x4 D={D} k={k}: {} vs {}",
-            out[k],
+            "f64x4 D={D} k={k}: {o} vs {}",
             r.kl
         );
     }

@@ -22,7 +22,7 @@
 //! `Err` the outputs are untouched.
 //!
 //! ## Kernels
-//! [`Kernel::Auto`](crate::Kernel::Auto) runs the lockstep kernel (one pair
+//! [`Kernel::Auto`] runs the lockstep kernel (one pair
 //! per SIMD lane) for `d ≤ 16` and the register-blocked kernel (one pair at a
 //! time, rows vectorized) above for [`kl`], the lockstep kernel at every `d`
 //! for [`kl_grad`], and the scalar kernel for the two operations against
@@ -36,7 +36,7 @@
 //! [`Par::Rayon`](crate::Par) (feature `rayon`) splits the forward operations
 //! into [`Exec::tasks`] contiguous parts, each with its own slice of `work`
 //! (the scratch functions count every task), bit-identical to
-//! [`Par::Seq`](crate::Par::Seq). The gradient operations run on the calling
+//! [`Par::Seq`]. The gradient operations run on the calling
 //! thread: `Par::Rayon` is [`Error::Unsupported`] there.
 //!
 //! ```
