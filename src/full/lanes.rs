@@ -89,7 +89,6 @@ impl Pairs {
     }
 
     /// The same map for the sub-range of outputs that starts at `k`.
-    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     pub(crate) fn skip(self, k: usize) -> Pairs {
         match self {
             Pairs::Zip {
