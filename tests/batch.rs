@@ -10,7 +10,7 @@ mod common;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Par, Real};
+use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Real};
 
 /// The levels to test: every one the host has; the rest are named on stderr.
 fn levels() -> Vec<Level> {
@@ -660,7 +660,7 @@ fn parallel_equals_serial_bitwise() {
             let mut prior_a = vec![0.0; n];
             batch::kl_std_normal(&p, &mut prior_a, &Exec::new(), &mut []).unwrap();
             for tasks in [0, 1, 3, 7] {
-                let par = seq.par(Par::Rayon(tasks));
+                let par = seq.par(gaussian_kl::Par::Rayon(tasks));
                 let per_task = batch::kl_scratch::<f32>(d, &seq).unwrap();
                 assert_eq!(
                     batch::kl_scratch::<f32>(d, &par).unwrap(),
@@ -674,7 +674,7 @@ fn parallel_equals_serial_bitwise() {
                 assert_eq!(all_a, all_b, "{kernel:?} all pairs d={d} tasks={tasks}");
             }
             let mut prior_b = vec![0.0; n];
-            let par = Exec::new().par(Par::Rayon(3));
+            let par = Exec::new().par(gaussian_kl::Par::Rayon(3));
             batch::kl_std_normal(&p, &mut prior_b, &par, &mut []).unwrap();
             assert_eq!(prior_a, prior_b);
         }
