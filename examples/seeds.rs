@@ -61,7 +61,11 @@ fn main() -> Result<(), gaussian_kl::Error> {
     let mut worst = 0.0f64;
     for b in 0..BATCH {
         let (p, q) = (PackedTril::new(D, &raw1[b])?, PackedTril::new(D, &raw2[b])?);
-        let kl = full::kl(&Gaussian::new(&mean1[b], p)?, &Gaussian::new(&mean2[b], q)?, &mut work)?;
+        let kl = full::kl(
+            &Gaussian::new(&mean1[b], p)?,
+            &Gaussian::new(&mean2[b], q)?,
+            &mut work,
+        )?;
         // The seed's own path: form the dense scale_tril, then solve.
         let (mut l1, mut l2) = ([0.0; D * D], [0.0; D * D]);
         p.expand_dense(&mut l1)?;

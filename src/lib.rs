@@ -65,8 +65,6 @@ extern crate std;
 
 #[cfg(feature = "std")]
 pub mod batch;
-#[cfg(feature = "std")]
-pub mod batch_grad;
 pub mod diag;
 pub mod error;
 #[cfg(feature = "std")]

@@ -1,27 +1,17 @@
-//! The batched gradient layer: the lockstep SIMD kernel at every level the
-//! host has against a loop over the single-pair kernel `full::kl_grad`
-//! (zip with every broadcast mix, all pairs; f32 and f64; every packed
-//! form), the scalar kernel bit-identical to that loop, shape errors, and no
-//! allocation.
-//!
-//! Tolerance of the SIMD kernel, per output entry:
-//! `|ĝ − g| ≤ 64 (d+1) eps_T · Σ_b |u_b| mag_b`, summed over the pairs `b`
-//! that add into the entry, `mag_b` the largest entry of pair `b`'s plain
-//! gradient. Both kernels run the same algorithm; they differ only by the
-//! rounding of fused multiply-adds, of `1 / L_qᵢᵢ` multiplications instead
-//! of divisions and of `exp(raw_p − raw_q)`, each a relative `O(eps)` change
-//! amplified by `O(d)` accumulation and the conditioning of `L_q` (here
-//! `κ ≤ 4`: diagonals `e^{±0.4}`, off-diagonals `≤ 1/√d`). The KL:
-//! `|KL̂ − KL| ≤ 64 (d+1) eps_T (|KL| + 2d)`.
+//! The batched gradients: every kernel (`Auto`, `Scalar`, `Lanes`) at every
+//! level the host has (the others are reported as SKIPPED) against an
+//! independent f64 reference gradient (dense covariances, Gauss–Jordan
+//! inverse, the textbook matrix derivatives), for `Zip` with every broadcast
+//! mix and `All`, every packed form, f32 and f64, both `Mode`s; the prior's
+//! gradient likewise; a batch equal to its pairs run one at a time; every
+//! error with every output untouched; NaN confined to its lane; `d = 0`.
 #![cfg(feature = "std")]
 
-use gaussian_kl::batch::{Kernel, Options};
-use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
-use gaussian_kl::full::{self, KlGrad};
+mod common;
+
+use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{Diagonal, Error, Layout, PackedTril, Real};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Mode};
 
 const FORMS: [(Layout, Diagonal); 4] = [
     (Layout::RowMajor, Diagonal::Log),
@@ -30,457 +20,749 @@ const FORMS: [(Layout, Diagonal); 4] = [
     (Layout::RowMajor, Diagonal::Plain),
 ];
 
+const KERNELS: [Kernel; 3] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes];
+
+/// The levels to test: every one the host has; the rest are named on stderr.
+fn levels() -> Vec<Level> {
+    let mut out = Vec::new();
+    for &l in Level::all() {
+        if l.is_available() {
+            out.push(l);
+        } else {
+            eprintln!("SKIPPED {l:?}: not available on this host/build");
+        }
+    }
+    out
+}
+
 fn tri(d: usize) -> usize {
     d * (d + 1) / 2
 }
 
-/// `n` random Gaussians in `form`: means in `[−1, 1)`, diagonals `e^{±0.4}`
-/// (raw log values or plain), off-diagonals `≤ 1/√d`.
-fn gaussians(
-    rng: &mut StdRng,
-    d: usize,
+/// `n` Gaussians in precision `T` and a packed form: `rm` holds the factors
+/// row-major (log or plain diagonal as the form says), `factors` the same
+/// numbers in the form's layout (what the kernel reads).
+struct Side<T> {
     n: usize,
+    means: Vec<T>,
+    rm: Vec<T>,
+    factors: Vec<T>,
     form: (Layout, Diagonal),
-) -> (Vec<f64>, Vec<f64>) {
-    let s = 1.0 / (d as f64).sqrt();
-    let means = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let mut factors = vec![0.0; n * tri(d)];
-    for f in factors.chunks_exact_mut(tri(d)) {
-        for i in 0..d {
-            for j in 0..=i {
-                f[form.0.index(d, i, j)] = if i == j {
-                    let raw: f64 = rng.random_range(-0.4..0.4);
-                    if form.1 == Diagonal::Log {
-                        raw
-                    } else {
-                        raw.exp()
-                    }
-                } else {
-                    s * rng.random_range(-1.0..1.0)
-                };
-            }
-        }
-    }
-    (means, factors)
 }
 
-fn conv<T: Real>(v: &[f64]) -> Vec<T> {
-    v.iter().map(|&x| T::from_f64(x)).collect()
-}
-
-/// One batched call's outputs: KL values, then the four gradients.
-#[derive(Clone, Debug, PartialEq)]
-struct Out<T> {
-    kl: Vec<T>,
-    grads: [Vec<T>; 4],
-}
-
-/// The inputs of one call, in `T`.
-struct Case<T> {
-    d: usize,
-    form: (Layout, Diagonal),
-    mp: Vec<T>,
-    lp: Vec<T>,
-    mq: Vec<T>,
-    lq: Vec<T>,
-    upstream: Vec<T>,
-}
-
-impl<T: SimdReal> Case<T> {
-    fn batch<'a>(&self, m: &'a [T], l: &'a [T]) -> GaussianBatch<'a, T> {
-        GaussianBatch::new(m, l)
-            .layout(self.form.0)
-            .diagonal(self.form.1)
-    }
-
-    fn tril<'a>(&self, data: &'a [T]) -> PackedTril<'a, T> {
-        PackedTril {
-            d: self.d,
-            data,
-            layout: self.form.0,
-            diagonal: self.form.1,
-        }
-    }
-
-    /// The batched call (`all` = all pairs), `kl_len` outputs.
-    fn run(&self, opts: Options, all: bool, kl_len: usize) -> Out<T> {
-        let mut kl = vec![T::NAN; kl_len];
-        let mut g = [
-            vec![T::NAN; self.mp.len()],
-            vec![T::NAN; self.lp.len()],
-            vec![T::NAN; self.mq.len()],
-            vec![T::NAN; self.lq.len()],
-        ];
-        let mut work = vec![T::NAN; batch_grad::workspace_len(self.d)];
-        let [g1, g2, g3, g4] = &mut g;
-        let grad = BatchGrad {
-            means_p: g1,
-            factors_p: g2,
-            means_q: g3,
-            factors_q: g4,
-        };
-        let (p, q) = (
-            self.batch(&self.mp, &self.lp),
-            self.batch(&self.mq, &self.lq),
-        );
-        let r = if all {
-            opts.kl_grad_all_pairs(self.d, p, q, &self.upstream, &mut kl, grad, &mut work)
-        } else {
-            opts.kl_grad_packed(self.d, p, q, &self.upstream, &mut kl, grad, &mut work)
-        };
-        r.unwrap();
-        Out { kl, grads: g }
-    }
-
-    /// The loop over `full::kl_grad`, pair `k` = `(ip, iq)`, each pair's
-    /// gradients added into its rows in pair order; also returns, per
-    /// output entry, `Σ_b |u_b| mag_b` (see the module docs).
-    fn looped(&self, pairs: &[(usize, usize)]) -> (Out<T>, [Vec<f64>; 4]) {
-        let (d, t) = (self.d, tri(self.d));
-        let mut out = Out {
-            kl: vec![],
-            grads: [
-                vec![T::ZERO; self.mp.len()],
-                vec![T::ZERO; self.lp.len()],
-                vec![T::ZERO; self.mq.len()],
-                vec![T::ZERO; self.lq.len()],
-            ],
-        };
-        let mut scale = out.grads.clone().map(|g| vec![0.0; g.len()]);
-        let mut work = vec![T::ZERO; full::grad_workspace_len(d)];
-        for (b, &(ip, iq)) in pairs.iter().enumerate() {
-            let u = self.upstream[if self.upstream.len() == 1 { 0 } else { b }];
-            let mut g = [
-                vec![T::ZERO; d],
-                vec![T::ZERO; t],
-                vec![T::ZERO; d],
-                vec![T::ZERO; t],
-            ];
-            let [g1, g2, g3, g4] = &mut g;
-            let kl = full::kl_grad(
-                &self.mp[ip * d..][..d],
-                self.tril(&self.lp[ip * t..][..t]),
-                &self.mq[iq * d..][..d],
-                self.tril(&self.lq[iq * t..][..t]),
-                u,
-                KlGrad::new(g1, g2, g3, g4),
-                &mut work,
-            )
-            .unwrap();
-            out.kl.push(kl);
-            let mag = g
-                .iter()
-                .flatten()
-                .fold(0.0f64, |m, x| m.max(x.to_f64().abs()));
-            for (k, (row, w)) in [(ip, d), (ip, t), (iq, d), (iq, t)].into_iter().enumerate() {
-                for (i, v) in g[k].iter().enumerate() {
-                    out.grads[k][row * w + i] += *v;
-                    scale[k][row * w + i] += mag;
-                }
-            }
-        }
-        (out, scale)
-    }
-}
-
-/// Asserts the SIMD output against the loop within the module's tolerance.
-fn assert_close<T: SimdReal>(
-    got: &Out<T>,
-    want: &Out<T>,
-    scale: &[Vec<f64>; 4],
-    d: usize,
-    what: &str,
-) {
-    if let Err(e) = check_close(got, want, scale, d) {
-        panic!("{what}: {e}");
-    }
-}
-
-/// The first entry of `got` farther from `want` than the tolerance, if any.
-fn check_close<T: SimdReal>(
-    got: &Out<T>,
-    want: &Out<T>,
-    scale: &[Vec<f64>; 4],
-    d: usize,
-) -> Result<(), String> {
-    let c = 64.0 * (d as f64 + 1.0) * T::EPSILON.to_f64();
-    for (b, (x, y)) in got.kl.iter().zip(&want.kl).enumerate() {
-        let (x, y) = (x.to_f64(), y.to_f64());
-        let tol = c * (y.abs() + 2.0 * d as f64);
-        let close = (x - y).abs() <= tol; // false for NaN
-        if !close {
-            return Err(format!("kl[{b}] {x} vs {y} (tol {tol:e})"));
-        }
-    }
-    for (k, scale) in scale.iter().enumerate() {
-        for (i, (x, y)) in got.grads[k].iter().zip(&want.grads[k]).enumerate() {
-            let (x, y) = (x.to_f64(), y.to_f64());
-            let tol = c * scale[i];
-            let close = (x - y).abs() <= tol;
-            if !close {
-                return Err(format!("gradient {k}[{i}] {x} vs {y} (tol {tol:e})"));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn levels() -> Vec<Level> {
-    Level::all()
-        .iter()
-        .copied()
-        .filter(|l| l.is_available())
-        .collect()
-}
-
-fn make<T: SimdReal>(
-    rng: &mut StdRng,
-    d: usize,
-    form: (Layout, Diagonal),
-    np: usize,
-    nq: usize,
-    n_up: usize,
-) -> Case<T> {
-    let (mp, lp) = gaussians(rng, d, np, form);
-    let (mq, lq) = gaussians(rng, d, nq, form);
-    let upstream: Vec<f64> = (0..n_up).map(|_| rng.random_range(-2.0..2.0)).collect();
-    Case {
-        d,
-        form,
-        mp: conv(&mp),
-        lp: conv(&lp),
-        mq: conv(&mq),
-        lq: conv(&lq),
-        upstream: conv(&upstream),
-    }
-}
-
-/// Zip with every broadcast mix: every level within tolerance of the loop,
-/// the scalar kernel bit-identical to it.
-fn zip_levels<T: SimdReal>(seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    // 21 pairs: full and partial blocks at 2, 4, 8 and 16 lanes.
-    let n = 21;
-    for d in [1, 2, 3, 5, 8, 13, 16, 17, 24] {
-        for form in FORMS {
-            for (np, nq) in [(n, n), (n, 1), (1, n)] {
-                for n_up in [1, n] {
-                    let case = make::<T>(&mut rng, d, form, np, nq, n_up);
-                    let pairs: Vec<_> = (0..n).map(|b| (b.min(np - 1), b.min(nq - 1))).collect();
-                    let (want, scale) = case.looped(&pairs);
-                    let scalar = case.run(Options::new().kernel(Kernel::Scalar), false, n);
-                    assert_eq!(scalar, want, "scalar kernel, d={d} {form:?} {np}×{nq}");
-                    for level in levels() {
-                        let opts = Options::new().level(level).unwrap();
-                        let got = case.run(opts, false, n);
-                        let what = format!("{level:?} d={d} {form:?} {np}×{nq} up {n_up}");
-                        assert_close(&got, &want, &scale, d, &what);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn zip_every_level_matches_the_loop_f64() {
-    zip_levels::<f64>(1);
-}
-
-#[test]
-fn zip_every_level_matches_the_loop_f32() {
-    zip_levels::<f32>(2);
-}
-
-/// All pairs: every level within tolerance of the loop over `(i, j)`
-/// row-major, the scalar kernel bit-identical to it.
-fn all_pairs_levels<T: SimdReal>(seed: u64) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    for d in [1, 3, 6, 16, 19] {
-        for form in FORMS {
-            for (np, nq) in [(1, 1), (3, 7), (5, 4), (1, 18)] {
-                for n_up in [1, np * nq] {
-                    let case = make::<T>(&mut rng, d, form, np, nq, n_up);
-                    let pairs: Vec<_> =
-                        (0..np).flat_map(|i| (0..nq).map(move |j| (i, j))).collect();
-                    let (want, scale) = case.looped(&pairs);
-                    let scalar = case.run(Options::new().kernel(Kernel::Scalar), true, np * nq);
-                    assert_eq!(scalar, want, "scalar kernel, d={d} {form:?} {np}×{nq}");
-                    for level in levels() {
-                        let opts = Options::new().level(level).unwrap();
-                        let got = case.run(opts, true, np * nq);
-                        let what = format!("{level:?} d={d} {form:?} {np}×{nq} up {n_up}");
-                        assert_close(&got, &want, &scale, d, &what);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn all_pairs_every_level_matches_the_loop_f64() {
-    all_pairs_levels::<f64>(3);
-}
-
-#[test]
-fn all_pairs_every_level_matches_the_loop_f32() {
-    all_pairs_levels::<f32>(4);
-}
-
-/// The SIMD kernel's result for a pair does not depend on the batch around
-/// it: pair `b` of a batch equals the same pair computed alone, bit for bit.
-#[test]
-fn a_pair_does_not_depend_on_its_batch() {
-    let mut rng = StdRng::seed_from_u64(5);
-    for d in [2, 7, 16, 20] {
-        let n = 19;
-        let case = make::<f32>(&mut rng, d, FORMS[0], n, n, n);
-        let batch = case.run(Options::new(), false, n);
-        let t = tri(d);
-        for b in [0, 7, 16, 18] {
-            let one = Case {
-                d,
-                form: case.form,
-                mp: case.mp[b * d..][..d].to_vec(),
-                lp: case.lp[b * t..][..t].to_vec(),
-                mq: case.mq[b * d..][..d].to_vec(),
-                lq: case.lq[b * t..][..t].to_vec(),
-                upstream: vec![case.upstream[b]],
+impl<T: SimdReal> Side<T> {
+    fn random(seed: u64, d: usize, n: usize, form: (Layout, Diagonal)) -> Self {
+        let mut rng = common::rng(seed);
+        let (mut means, mut rm, mut factors) = (vec![], vec![], vec![]);
+        for _ in 0..n {
+            means.extend(common::round::<T>(&common::random_mean(&mut rng, d)));
+            let raw = common::round::<T>(&common::random_raw(&mut rng, d));
+            let f = match form.1 {
+                Diagonal::Log => raw,
+                Diagonal::Plain => common::log_to_plain(d, &raw),
             };
-            let alone = one.run(Options::new(), false, 1);
-            assert_eq!(alone.kl[0].to_bits(), batch.kl[b].to_bits(), "d={d} b={b}");
-            assert_eq!(
-                alone.grads[1][..],
-                batch.grads[1][b * t..][..t],
-                "d={d} b={b}"
-            );
-            assert_eq!(
-                alone.grads[2][..],
-                batch.grads[2][b * d..][..d],
-                "d={d} b={b}"
+            factors.extend(common::to_layout(d, &f, form.0));
+            rm.extend(f);
+        }
+        Side {
+            n,
+            means,
+            rm,
+            factors,
+            form,
+        }
+    }
+
+    fn view(&self, d: usize) -> Gaussians<'_, T> {
+        Gaussians::with_layout(
+            self.n,
+            d,
+            &self.means,
+            &self.factors,
+            self.form.0,
+            self.form.1,
+        )
+        .unwrap()
+    }
+
+    /// Gaussian `k`: its f64 mean and dense plain factor.
+    fn dense(&self, d: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut f = common::widen(&self.rm[k * tri(d)..][..tri(d)]);
+        if self.form.1 == Diagonal::Log {
+            f = common::log_to_plain(d, &f);
+        }
+        (
+            common::widen(&self.means[k * d..][..d]),
+            common::packed_to_dense(d, &f, 0.0),
+        )
+    }
+}
+
+fn matmul(d: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut c = vec![0.0; d * d];
+    for i in 0..d {
+        for k in 0..d {
+            for j in 0..d {
+                c[i * d + j] += a[i * d + k] * b[k * d + j];
+            }
+        }
+    }
+    c
+}
+
+fn transpose(d: usize, a: &[f64]) -> Vec<f64> {
+    (0..d * d).map(|x| a[(x % d) * d + x / d]).collect()
+}
+
+/// The independent reference of one pair: `KL` (with its scale and
+/// conditioning) and `∂KL/∂(μ_p, L_p, μ_q, L_q)`, the factors' gradients as
+/// row-major packed triangles, a log diagonal's with respect to the raw
+/// value. From the textbook derivatives of
+/// `½(tr(Σ_q⁻¹Σ_p) + δᵀΣ_q⁻¹δ − d + ln det Σ_q − ln det Σ_p)`, `δ = μ_q − μ_p`:
+/// `∂/∂μ_p = −Σ_q⁻¹δ`, `∂/∂L_p = tril(Σ_q⁻¹L_p) − diag(1/L_pᵢᵢ)`,
+/// `∂/∂L_q = tril(2GL_q)`, `G = ½(Σ_q⁻¹ − Σ_q⁻¹(Σ_p + δδᵀ)Σ_q⁻¹)`.
+fn reference_pair(
+    d: usize,
+    (mp, lp): (&[f64], &[f64]),
+    (mq, lq): (&[f64], &[f64]),
+    (log_p, log_q): (bool, bool),
+) -> (common::Reference, [Vec<f64>; 4]) {
+    let r = common::reference_kl(d, mp, lp, mq, lq);
+    let sp = matmul(d, lp, &transpose(d, lp));
+    let sq = matmul(d, lq, &transpose(d, lq));
+    let (inv, _) = common::invert_logdet(d, &sq).unwrap();
+    let delta: Vec<f64> = (0..d).map(|i| mq[i] - mp[i]).collect();
+    let v: Vec<f64> = (0..d)
+        .map(|i| (0..d).map(|j| inv[i * d + j] * delta[j]).sum())
+        .collect();
+    let gmp: Vec<f64> = v.iter().map(|x| -x).collect();
+    let a = matmul(d, &inv, lp);
+    let mut inner = sp.clone();
+    for i in 0..d {
+        for j in 0..d {
+            inner[i * d + j] += delta[i] * delta[j];
+        }
+    }
+    let sandwich = matmul(d, &matmul(d, &inv, &inner), &inv);
+    let g2 = matmul(
+        d,
+        &(0..d * d).map(|x| inv[x] - sandwich[x]).collect::<Vec<_>>(),
+        lq,
+    );
+    let (mut glp, mut glq) = (vec![0.0; tri(d)], vec![0.0; tri(d)]);
+    for i in 0..d {
+        for j in 0..=i {
+            glp[common::rm(i, j)] = a[i * d + j];
+            glq[common::rm(i, j)] = g2[i * d + j];
+        }
+        let ii = common::rm(i, i);
+        glp[ii] -= 1.0 / lp[i * d + i];
+        if log_p {
+            glp[ii] *= lp[i * d + i];
+        }
+        if log_q {
+            glq[ii] *= lq[i * d + i];
+        }
+    }
+    (r, [gmp, glp, v, glq])
+}
+
+/// The reference of a whole call: per pair `k = (ip, iq)` with weight
+/// `u[k]`, the KL, and the weighted gradients summed into the Gaussians'
+/// rows (in the forms' layouts), with per-entry tolerance scales.
+struct Expected {
+    kl: Vec<common::Reference>,
+    grads: [Vec<f64>; 4],
+    scale: [Vec<f64>; 4],
+}
+
+fn expected<T: SimdReal>(
+    d: usize,
+    p: &Side<T>,
+    q: &Side<T>,
+    pairs: &[(usize, usize)],
+    u: &[T],
+) -> Expected {
+    let t = tri(d);
+    let shapes = [p.n * d, p.n * t, q.n * d, q.n * t];
+    let mut e = Expected {
+        kl: vec![],
+        grads: shapes.map(|n| vec![0.0; n]),
+        scale: shapes.map(|n| vec![0.0; n]),
+    };
+    let logs = (p.form.1 == Diagonal::Log, q.form.1 == Diagonal::Log);
+    for (k, &(ip, iq)) in pairs.iter().enumerate() {
+        let (mp, lp) = p.dense(d, ip);
+        let (mq, lq) = q.dense(d, iq);
+        let (r, g) = reference_pair(d, (&mp, &lp), (&mq, &lq), logs);
+        let uk = u[k].to_f64();
+        // A rounding error of the kernels is relative to the pair's largest
+        // gradient entry, amplified by the conditioning of L_q.
+        let mag = g.iter().flatten().fold(1.0f64, |m, x| m.max(x.abs())) * r.kappa * r.kappa;
+        let layouts = [None, Some(p.form.0), None, Some(q.form.0)];
+        for (s, (row, w)) in [(ip, d), (ip, t), (iq, d), (iq, t)].into_iter().enumerate() {
+            let gs = match layouts[s] {
+                Some(l) => common::to_layout(d, &g[s], l),
+                None => g[s].clone(),
+            };
+            for (i, v) in gs.iter().enumerate() {
+                e.grads[s][row * w + i] += uk * v;
+                e.scale[s][row * w + i] += uk.abs() * mag;
+            }
+        }
+        e.kl.push(r);
+    }
+    e
+}
+
+/// Tolerances. Gradients: `16 · (d + 1) · ε · scale` per entry, `scale`
+/// the sum over the entry's pairs of `|u| · κ² · max(1, largest gradient
+/// entry of the pair)`. Measured over the cases of this file (d ≤ 17, every
+/// form, kernel, level and broadcast mix): the worst error is 3.9 (f32) and
+/// 3.1 (f64, where the reference's own rounding in the Gauss–Jordan inverse
+/// and the products is of the same order) times `(d + 1) · ε · scale`; 16
+/// leaves a margin of 4×. The KL: `8 · d · ε · scale · κ` as in the forward
+/// tests (worst measured 2.1 for f32, 2.7 for f64).
+fn check<T: SimdReal>(what: &str, d: usize, e: &Expected, out: &[T], grads: &[Vec<T>; 4]) {
+    let eps = T::EPSILON.to_f64();
+    for (k, (&o, r)) in out.iter().zip(&e.kl).enumerate() {
+        let tol = 8.0 * d.max(1) as f64 * eps * r.scale * r.kappa;
+        let err = common::rel_err(o.to_f64(), r.kl, 1.0);
+        assert!(err <= tol, "{what}: kl[{k}] {o} vs {} (tol {tol:e})", r.kl);
+    }
+    let c = 16.0 * (d + 1) as f64 * eps;
+    for (s, (g, (want, scale))) in grads.iter().zip(e.grads.iter().zip(&e.scale)).enumerate() {
+        for (i, (&x, &y)) in g.iter().zip(want).enumerate() {
+            let tol = c * scale[i];
+            let err = common::rel_err(x.to_f64(), y, 1.0);
+            assert!(
+                err <= tol,
+                "{what}: gradient {s}[{i}] {x} vs {y} (tol {tol:e})"
             );
         }
     }
 }
 
-/// A wrong gradient would be caught: corrupting one entry of the loop's
-/// output makes the comparison fail.
+/// One `kl_grad` call; the gradient buffers start as `pre` (NaN for
+/// `Overwrite`: every entry must be written).
+fn run<T: SimdReal>(
+    exec: &Exec,
+    d: usize,
+    (p, q): (&Side<T>, &Side<T>),
+    all: bool,
+    u: &[T],
+    (mode, pre): (Mode, T),
+) -> (Vec<T>, [Vec<T>; 4]) {
+    let (pv, qv) = (p.view(d), q.view(d));
+    let qp = if all {
+        Pairs::All(&qv)
+    } else {
+        Pairs::Zip(&qv)
+    };
+    let mut out = vec![T::NAN; u.len()];
+    let mut g = [
+        p.means.len(),
+        p.factors.len(),
+        q.means.len(),
+        q.factors.len(),
+    ]
+    .map(|n| vec![pre; n]);
+    let mut work = vec![T::NAN; batch::kl_grad_scratch::<T>(d, exec).unwrap()];
+    let [a, b, c, e] = &mut g;
+    let grads = Grads::new(GradMut::new(a, b).mode(mode), GradMut::new(c, e).mode(mode));
+    batch::kl_grad(&pv, qp, u, &mut out, grads, exec, &mut work).unwrap();
+    (out, g)
+}
+
+/// One call of a test: `p`, `q`, all pairs or zip, and its pairs.
+type Case<'a, T> = (&'a Side<T>, &'a Side<T>, bool, Vec<(usize, usize)>);
+
+fn every_kernel_meets_the_reference<T: SimdReal>(seed: u64) {
+    let n = 19; // a full block of the widest level (16) and a tail
+    for d in [1, 2, 3, 8, 17] {
+        for (f, &form) in FORMS.iter().enumerate() {
+            let s = seed + 10 * d as u64 + f as u64;
+            let big_p = Side::<T>::random(s, d, n, form);
+            let big_q = Side::<T>::random(s + 1, d, n, form);
+            let one_p = Side::<T>::random(s + 2, d, 1, form);
+            let one_q = Side::<T>::random(s + 3, d, 1, form);
+            let (ap, aq) = (
+                Side::<T>::random(s + 4, d, 5, form),
+                Side::<T>::random(s + 5, d, 4, form),
+            );
+            let mut rng = common::rng(s + 6);
+            let u: Vec<T> = common::round(&common::normals(&mut rng, n * n));
+            // (p, q, all, pairs)
+            let cases: [Case<'_, T>; 5] = [
+                (&big_p, &big_q, false, (0..n).map(|k| (k, k)).collect()),
+                (&big_p, &one_q, false, (0..n).map(|k| (k, 0)).collect()),
+                (&one_p, &big_q, false, (0..n).map(|k| (0, k)).collect()),
+                (&one_p, &one_q, false, vec![(0, 0)]),
+                (&ap, &aq, true, (0..20).map(|k| (k / 4, k % 4)).collect()),
+            ];
+            for (c, (p, q, all, pairs)) in cases.iter().enumerate() {
+                let u = &u[..pairs.len()];
+                let e = expected(d, p, q, pairs, u);
+                for level in levels() {
+                    for kernel in KERNELS {
+                        let exec = Exec::new().level(level).kernel(kernel);
+                        let what = format!("{level:?} {kernel:?} d={d} {form:?} case {c}");
+                        let (out, g) = run(&exec, d, (p, q), *all, u, (Mode::Overwrite, T::NAN));
+                        check(&what, d, &e, &out, &g);
+                        // Accumulate adds the same sums into what is there.
+                        let pre = T::from_f64(0.75);
+                        let (out, g) = run(&exec, d, (p, q), *all, u, (Mode::Accumulate, pre));
+                        let mut shifted = Expected {
+                            kl: e.kl.clone(),
+                            grads: e.grads.clone(),
+                            scale: e.scale.clone(),
+                        };
+                        for s in 0..4 {
+                            for (x, sc) in shifted.grads[s].iter_mut().zip(&mut shifted.scale[s]) {
+                                *x += 0.75;
+                                *sc += 0.75 / (16.0 * (d + 1) as f64);
+                            }
+                        }
+                        check(&format!("{what} accumulate"), d, &shifted, &out, &g);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_at_every_level_meets_the_reference_f64() {
+    every_kernel_meets_the_reference::<f64>(100);
+}
+
+#[test]
+fn every_kernel_at_every_level_meets_the_reference_f32() {
+    every_kernel_meets_the_reference::<f32>(200);
+}
+
+#[test]
+fn std_normal_grad_meets_the_reference() {
+    fn one<T: SimdReal>() {
+        for d in [1, 2, 5, 17] {
+            for &form in &FORMS {
+                let n = 6;
+                let p = Side::<T>::random(300 + d as u64, d, n, form);
+                let mut q = Side::<T>::random(0, d, 1, (Layout::RowMajor, Diagonal::Log));
+                q.means.fill(T::ZERO);
+                q.rm.fill(T::ZERO);
+                q.factors.fill(T::ZERO);
+                let pairs: Vec<_> = (0..n).map(|k| (k, 0)).collect();
+                let u: Vec<T> = (0..n).map(|k| T::from_f64(0.5 + k as f64)).collect();
+                let mut e = expected(d, &p, &q, &pairs, &u);
+                for s in 2..4 {
+                    e.grads[s].clear();
+                    e.scale[s].clear();
+                }
+                for mode in [Mode::Overwrite, Mode::Accumulate] {
+                    let pre = if mode == Mode::Overwrite {
+                        T::NAN
+                    } else {
+                        T::ZERO
+                    };
+                    let mut out = vec![T::NAN; n];
+                    let mut g = [
+                        vec![pre; p.means.len()],
+                        vec![pre; p.factors.len()],
+                        vec![],
+                        vec![],
+                    ];
+                    let [a, b, _, _] = &mut g;
+                    let gm = GradMut::new(a, b).mode(mode);
+                    let pv = p.view(d);
+                    batch::kl_std_normal_grad(&pv, &u, &mut out, gm, &Exec::new(), &mut [])
+                        .unwrap();
+                    check(&format!("prior d={d} {form:?} {mode:?}"), d, &e, &out, &g);
+                    // The KL is bit-identical to the forward prior operation.
+                    let mut fwd = vec![T::NAN; n];
+                    batch::kl_std_normal(&pv, &mut fwd, &Exec::new(), &mut []).unwrap();
+                    assert_eq!(fwd, out);
+                }
+            }
+        }
+    }
+    one::<f32>();
+    one::<f64>();
+}
+
+#[test]
+fn a_batch_is_bitwise_its_pairs_run_one_at_a_time() {
+    // The same kernel on one-pair batches: checks the indexing and that a
+    // pair's lane does not change its result.
+    for level in levels() {
+        for kernel in KERNELS {
+            let exec = Exec::new().level(level).kernel(kernel);
+            for d in [1, 3, 8, 17] {
+                let n = 2 * level.lanes::<f32>() + 3;
+                let form = FORMS[0];
+                let (p, q) = (
+                    Side::<f32>::random(1, d, n, form),
+                    Side::<f32>::random(2, d, n, form),
+                );
+                let u: Vec<f32> = (0..n).map(|k| 1.0 + k as f32 / 8.0).collect();
+                let (out, g) = run(&exec, d, (&p, &q), false, &u, (Mode::Overwrite, f32::NAN));
+                let t = tri(d);
+                for k in [0, 1, n / 2, n - 1] {
+                    let pick = |s: &Side<f32>| Side {
+                        n: 1,
+                        means: s.means[k * d..][..d].to_vec(),
+                        rm: s.rm[k * t..][..t].to_vec(),
+                        factors: s.factors[k * t..][..t].to_vec(),
+                        form,
+                    };
+                    let (p1, q1) = (pick(&p), pick(&q));
+                    let (o1, g1) = run(
+                        &exec,
+                        d,
+                        (&p1, &q1),
+                        false,
+                        &u[k..k + 1],
+                        (Mode::Overwrite, f32::NAN),
+                    );
+                    let what = format!("{level:?} {kernel:?} d={d} k={k}");
+                    assert_eq!(o1[0].to_bits(), out[k].to_bits(), "{what}");
+                    for (s, w) in [d, t, d, t].into_iter().enumerate() {
+                        assert_eq!(g1[s][..], g[s][k * w..][..w], "{what} gradient {s}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn the_tolerance_catches_a_wrong_entry() {
-    let mut rng = StdRng::seed_from_u64(6);
-    let case = make::<f64>(&mut rng, 4, FORMS[0], 9, 1, 9);
-    let pairs: Vec<_> = (0..9).map(|b| (b, 0)).collect();
-    let (mut want, scale) = case.looped(&pairs);
-    want.grads[3][2] *= 1.0 + 1e-9;
-    let got = case.run(Options::new(), false, 9);
-    assert!(check_close(&got, &want, &scale, 4).is_err());
-    // Uncorrupted, the same comparison passes.
-    let (want, scale) = case.looped(&pairs);
-    assert_eq!(check_close(&got, &want, &scale, 4), Ok(()));
+    // A gradient entry scaled by 1 + 1e-5 (f64) fails the check.
+    let d = 3;
+    let form = FORMS[0];
+    let (p, q) = (
+        Side::<f64>::random(5, d, 4, form),
+        Side::<f64>::random(6, d, 4, form),
+    );
+    let pairs: Vec<_> = (0..4).map(|k| (k, k)).collect();
+    let u = [1.0; 4];
+    let e = expected(d, &p, &q, &pairs, &u);
+    let (out, mut g) = run(
+        &Exec::new(),
+        d,
+        (&p, &q),
+        false,
+        &u,
+        (Mode::Overwrite, f64::NAN),
+    );
+    check("unchanged", d, &e, &out, &g);
+    g[3][2] *= 1.0 + 1e-5;
+    let r = std::panic::catch_unwind(|| check("planted", d, &e, &out, &g));
+    assert!(r.is_err(), "a wrong entry passed");
 }
 
+/// Every error of `kl_grad` and `kl_std_normal_grad` names its argument and
+/// leaves every output (KL and gradients) as it was.
 #[test]
-fn all_pairs_shape_errors() {
-    let d = 2;
-    let (m, l) = (vec![0.0f64; 6], vec![0.0f64; 9]);
-    let mut work = vec![0.0; batch_grad::workspace_len(d)];
-    let mut g = [vec![0.0; 6], vec![0.0; 9], vec![0.0; 6], vec![0.0; 9]];
-    let mut call = |pm: &[f64], pl: &[f64], up: &[f64], kl_len: usize| {
-        let mut kl = vec![0.0; kl_len];
-        let [g1, g2, g3, g4] = &mut g;
-        batch_grad::kl_grad_all_pairs(
-            d,
-            GaussianBatch::new(pm, pl),
-            GaussianBatch::new(&m, &l),
-            up,
-            &mut kl,
-            BatchGrad {
-                means_p: &mut g1[..pm.len()],
-                factors_p: &mut g2[..pl.len()],
-                means_q: g3,
-                factors_q: g4,
-            },
+fn every_error_names_its_argument_and_leaves_the_outputs_untouched() {
+    let d = 3;
+    let form = FORMS[0];
+    let (p, q) = (
+        Side::<f64>::random(7, d, 4, form),
+        Side::<f64>::random(8, d, 4, form),
+    );
+    let (pv, qv) = (p.view(d), q.view(d));
+    let exec = Exec::new();
+    let need = batch::kl_grad_scratch::<f64>(d, &Exec::new().kernel(Kernel::Scalar)).unwrap();
+    let s = -3.5; // the sentinel
+    // (out, upstream, grad lens [4], work, exec)
+    type Call = (usize, usize, [usize; 4], usize, Exec);
+    let good: Call = (4, 4, [12, 24, 12, 24], need, exec.kernel(Kernel::Scalar));
+    let try_call = |(n_out, n_up, gl, n_work, e): Call, qv: &Gaussians<'_, f64>| {
+        let mut out = vec![s; n_out];
+        let mut g = gl.map(|n| vec![s; n]);
+        let mut work = vec![0.0; n_work];
+        let [a, b, c, dd] = &mut g;
+        let grads = Grads::new(GradMut::new(a, b), GradMut::new(c, dd));
+        let r = batch::kl_grad(
+            &pv,
+            Pairs::Zip(qv),
+            &vec![1.0; n_up],
+            &mut out,
+            grads,
+            &e,
             &mut work,
-        )
+        );
+        let untouched = out.iter().chain(g.iter().flatten()).all(|&v| v == s);
+        (r, untouched)
     };
-    let lm = |what, expected, found| {
-        Err(Error::LengthMismatch {
-            what,
-            expected,
-            found,
-        })
-    };
-    assert_eq!(call(&m, &l, &[1.0], 9), Ok(()));
-    assert_eq!(call(&m[..2], &l[..3], &[1.0; 3], 3), Ok(()));
-    assert_eq!(call(&m, &l, &[1.0], 8), lm("kl", 9, 8));
-    assert_eq!(call(&m[..5], &l, &[1.0], 9), lm("p.means", 4, 5));
-    assert_eq!(call(&m, &l[..6], &[1.0], 9), lm("p.factors", 9, 6));
-    assert_eq!(call(&m, &l, &[1.0; 2], 9), lm("upstream", 9, 2));
-    let plain = [1.0, 0.5, -1.0];
-    assert_eq!(
-        batch_grad::kl_grad_all_pairs(
-            1,
-            GaussianBatch::new(&[0.0, 1.0, 2.0], &plain).diagonal(Diagonal::Plain),
-            GaussianBatch::new(&[0.0], &[0.0]),
-            &[1.0],
-            &mut [0.0; 3],
-            BatchGrad {
-                means_p: &mut [0.0; 3],
-                factors_p: &mut [0.0; 3],
-                means_q: &mut [0.0; 1],
-                factors_q: &mut [0.0; 1],
+    let cases: Vec<(Call, Error)> = vec![
+        (
+            (3, 4, good.2, need, good.4),
+            Error::LengthMismatch {
+                what: "out",
+                expected: 4,
+                found: 3,
             },
-            &mut work,
         ),
-        Err(Error::NonPositiveDiagonal {
-            what: "p.factors",
-            index: 2
+        (
+            (4, 1, good.2, need, good.4),
+            Error::LengthMismatch {
+                what: "upstream",
+                expected: 4,
+                found: 1,
+            },
+        ),
+        (
+            (4, 4, [11, 24, 12, 24], need, good.4),
+            Error::LengthMismatch {
+                what: "grad.p.mean",
+                expected: 12,
+                found: 11,
+            },
+        ),
+        (
+            (4, 4, [12, 25, 12, 24], need, good.4),
+            Error::LengthMismatch {
+                what: "grad.p.factor",
+                expected: 24,
+                found: 25,
+            },
+        ),
+        (
+            (4, 4, [12, 24, 0, 24], need, good.4),
+            Error::LengthMismatch {
+                what: "grad.q.mean",
+                expected: 12,
+                found: 0,
+            },
+        ),
+        (
+            (4, 4, [12, 24, 12, 6], need, good.4),
+            Error::LengthMismatch {
+                what: "grad.q.factor",
+                expected: 24,
+                found: 6,
+            },
+        ),
+        (
+            (4, 4, good.2, need - 1, good.4),
+            Error::WorkspaceTooSmall {
+                expected: need,
+                found: need - 1,
+            },
+        ),
+    ];
+    for (call, want) in cases {
+        let (r, untouched) = try_call(call, &qv);
+        assert_eq!(r, Err(want));
+        assert!(untouched, "{want:?}: an output was written");
+    }
+    // the kernel the gradient lacks
+    let (r, untouched) = try_call((4, 4, good.2, need, exec.kernel(Kernel::Blocked)), &qv);
+    assert!(
+        matches!(r, Err(Error::Unsupported { what: "kernel", .. })),
+        "{r:?}"
+    );
+    assert!(untouched);
+    // a level the host lacks
+    match Level::all().iter().find(|l| !l.is_available()) {
+        Some(&level) => {
+            let (r, untouched) = try_call((4, 4, good.2, need, exec.level(level)), &qv);
+            assert_eq!(r, Err(Error::LevelUnavailable { level }));
+            assert!(untouched);
+        }
+        None => eprintln!("SKIPPED LevelUnavailable: every level is available here"),
+    }
+    #[cfg(feature = "rayon")]
+    {
+        let (r, untouched) = try_call(
+            (4, 4, good.2, need, exec.par(gaussian_kl::Par::Rayon(2))),
+            &qv,
+        );
+        assert!(
+            matches!(r, Err(Error::Unsupported { what: "par", .. })),
+            "{r:?}"
+        );
+        assert!(untouched);
+    }
+    // sides that do not fit together
+    let q2 = Side::<f64>::random(9, d, 2, form);
+    let (r, untouched) = try_call(good, &q2.view(d));
+    assert_eq!(
+        r,
+        Err(Error::BatchMismatch {
+            what: "q",
+            expected: 4,
+            found: 2
         })
     );
+    assert!(untouched);
+    let q_d2 = Side::<f64>::random(9, 2, 4, form);
+    let (r, untouched) = try_call(good, &q_d2.view(2));
+    assert_eq!(
+        r,
+        Err(Error::DimensionMismatch {
+            what: "q",
+            expected: 3,
+            found: 2
+        })
+    );
+    assert!(untouched);
+    // the good call works (the cases above differ from it in one argument)
+    let (r, _) = try_call(good, &qv);
+    assert_eq!(r, Ok(()));
+
+    // The prior's gradient.
+    let prior = |n_out: usize, n_up: usize, gl: [usize; 2], e: Exec| {
+        let mut out = vec![s; n_out];
+        let (mut a, mut b) = (vec![s; gl[0]], vec![s; gl[1]]);
+        let r = batch::kl_std_normal_grad(
+            &pv,
+            &vec![1.0; n_up],
+            &mut out,
+            GradMut::new(&mut a, &mut b),
+            &e,
+            &mut [],
+        );
+        let untouched = out.iter().chain(&a).chain(&b).all(|&v| v == s);
+        (r, untouched)
+    };
+    let cases = [
+        (
+            (3, 4, [12, 24]),
+            Error::LengthMismatch {
+                what: "out",
+                expected: 4,
+                found: 3,
+            },
+        ),
+        (
+            (4, 5, [12, 24]),
+            Error::LengthMismatch {
+                what: "upstream",
+                expected: 4,
+                found: 5,
+            },
+        ),
+        (
+            (4, 4, [13, 24]),
+            Error::LengthMismatch {
+                what: "grad.mean",
+                expected: 12,
+                found: 13,
+            },
+        ),
+        (
+            (4, 4, [12, 23]),
+            Error::LengthMismatch {
+                what: "grad.factor",
+                expected: 24,
+                found: 23,
+            },
+        ),
+    ];
+    for ((n_out, n_up, gl), want) in cases {
+        let (r, untouched) = prior(n_out, n_up, gl, exec);
+        assert_eq!(r, Err(want));
+        assert!(untouched, "{want:?}");
+    }
+    for kernel in [Kernel::Lanes, Kernel::Blocked] {
+        let (r, untouched) = prior(4, 4, [12, 24], exec.kernel(kernel));
+        assert!(matches!(r, Err(Error::Unsupported { what: "kernel", .. })));
+        assert!(untouched);
+    }
+    if let Some(&level) = Level::all().iter().find(|l| !l.is_available()) {
+        let (r, untouched) = prior(4, 4, [12, 24], exec.level(level));
+        assert_eq!(r, Err(Error::LevelUnavailable { level }));
+        assert!(untouched);
+    }
+    assert_eq!(prior(4, 4, [12, 24], exec).0, Ok(()));
 }
 
 /// NaN and infinite inputs propagate into the pairs they touch and nowhere
 /// else (the other lanes of the block stay finite).
 #[test]
 fn nan_stays_in_its_lane() {
-    let mut rng = StdRng::seed_from_u64(7);
     let (d, n) = (3, 16);
-    let mut case = make::<f32>(&mut rng, d, FORMS[0], n, n, 1);
-    case.mp[5 * d] = f32::NAN;
-    case.lq[9 * tri(d)] = f32::INFINITY;
-    let out = case.run(Options::new(), false, n);
-    let t = tri(d);
-    for b in 0..n {
-        let bad = b == 5 || b == 9;
-        assert_eq!(out.kl[b].is_finite(), !bad, "pair {b}: {}", out.kl[b]);
-        if !bad {
-            let rows = [&out.grads[0][b * d..][..d], &out.grads[1][b * t..][..t]];
-            let rows = [
-                rows[0],
-                rows[1],
-                &out.grads[2][b * d..][..d],
-                &out.grads[3][b * t..][..t],
-            ];
-            assert!(
-                rows.iter().all(|r| r.iter().all(|v| v.is_finite())),
-                "pair {b}"
-            );
+    let form = FORMS[0];
+    let (mut p, mut q) = (
+        Side::<f32>::random(7, d, n, form),
+        Side::<f32>::random(8, d, n, form),
+    );
+    p.means[5 * d] = f32::NAN;
+    q.factors[9 * tri(d)] = f32::INFINITY;
+    let u = vec![1.0f32; n];
+    for level in levels() {
+        for kernel in KERNELS {
+            let exec = Exec::new().level(level).kernel(kernel);
+            let (out, g) = run(&exec, d, (&p, &q), false, &u, (Mode::Overwrite, 0.0));
+            let t = tri(d);
+            for b in 0..n {
+                let bad = b == 5 || b == 9;
+                assert_eq!(
+                    out[b].is_finite(),
+                    !bad,
+                    "{level:?} {kernel:?} pair {b}: {}",
+                    out[b]
+                );
+                if !bad {
+                    let rows = [
+                        &g[0][b * d..][..d],
+                        &g[1][b * t..][..t],
+                        &g[2][b * d..][..d],
+                        &g[3][b * t..][..t],
+                    ];
+                    assert!(
+                        rows.iter().all(|r| r.iter().all(|v| v.is_finite())),
+                        "pair {b}"
+                    );
+                }
+            }
         }
     }
 }
 
 #[test]
-fn zero_dimension() {
-    let mut kl = [9.0f64; 4];
-    let mut work = [0.0f64; 0];
-    let grad = BatchGrad {
-        means_p: &mut [],
-        factors_p: &mut [],
-        means_q: &mut [],
-        factors_q: &mut [],
-    };
-    let e = GaussianBatch::<f64>::new(&[], &[]);
-    batch_grad::kl_grad_all_pairs(0, e, e, &[1.0], &mut kl, grad, &mut work).unwrap();
-    assert_eq!(kl, [0.0; 4]);
+fn zero_dimension_and_empty_batches() {
+    let e = Gaussians::<f64>::new(2, 0, &[], &[]).unwrap();
+    let mut out = [9.0f64; 4];
+    let grads = Grads::new(
+        GradMut::new(&mut [], &mut []),
+        GradMut::new(&mut [], &mut []),
+    );
+    batch::kl_grad(
+        &e,
+        Pairs::All(&e),
+        &[1.0; 4],
+        &mut out,
+        grads,
+        &Exec::new(),
+        &mut [],
+    )
+    .unwrap();
+    assert_eq!(out, [0.0; 4]);
+    // An empty p against one q: q's gradient is the empty sum, 0 when
+    // overwritten, unchanged when accumulated.
+    let form = FORMS[0];
+    let q = Side::<f64>::random(1, 2, 1, form);
+    let p = Gaussians::<f64>::new(0, 2, &[], &[]).unwrap();
+    for (mode, want) in [(Mode::Overwrite, 0.0), (Mode::Accumulate, 5.0)] {
+        let (mut a, mut b) = ([5.0; 2], [5.0; 3]);
+        let grads = Grads::new(
+            GradMut::new(&mut [], &mut []),
+            GradMut::new(&mut a, &mut b).mode(mode),
+        );
+        batch::kl_grad(
+            &p,
+            Pairs::Zip(&q.view(2)),
+            &[],
+            &mut [],
+            grads,
+            &Exec::new(),
+            &mut [],
+        )
+        .unwrap();
+        assert!(a.iter().chain(&b).all(|&v| v == want), "{mode:?}");
+    }
 }

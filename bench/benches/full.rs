@@ -8,8 +8,9 @@
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gaussian_kl::batch::{Gaussians, Kernel, Options};
+use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::SimdReal;
+use gaussian_kl::{Exec, Gaussians, Kernel};
 use std::hint::black_box;
 
 const DIMS: [usize; 9] = [2, 3, 4, 8, 16, 32, 64, 128, 256];
@@ -38,19 +39,20 @@ fn group<T: SimdReal>(c: &mut Criterion, name: &str, nalgebra: Peer<T>, faer: Pe
         for n in sizes::<T>(d) {
             let (mp, tp) = support::batch::<T>(1, d, n);
             let (mq, tq) = support::batch::<T>(2, d, n);
-            let (p, q) = (Gaussians::new(d, &mp, &tp), Gaussians::new(d, &mq, &tq));
+            let p = Gaussians::new(n, d, &mp, &tp).unwrap();
+            let q = Gaussians::new(n, d, &mq, &tq).unwrap();
             let mut out = vec![T::ZERO; n];
             // Checked equal before timing: every peer against the crate.
-            let mut check = vec![T::ZERO; n.min(64)];
-            let m = check.len();
+            let m = n.min(64);
+            let mut check = vec![T::ZERO; m];
             let (cp, cq) = (
-                Gaussians::new(d, &mp[..m * d], &tp[..m * d * (d + 1) / 2]),
-                Gaussians::new(d, &mq[..m * d], &tq[..m * d * (d + 1) / 2]),
+                (&mp[..m * d], &tp[..m * d * (d + 1) / 2]),
+                (&mq[..m * d], &tq[..m * d * (d + 1) / 2]),
             );
-            Options::new().kl_full(&cp, &cq, &mut check).unwrap();
+            support::kl_zip(&Exec::new(), d, cp, cq, &mut check);
             for peer in [nalgebra, faer] {
                 let mut o = vec![T::ZERO; m];
-                peer(d, cp.means, cp.tril, cq.means, cq.tril, &mut o);
+                peer(d, cp.0, cp.1, cq.0, cq.1, &mut o);
                 for (a, b) in o.iter().zip(&check) {
                     let scale = 1.0 + b.to_f64().abs();
                     assert!(
@@ -60,14 +62,27 @@ fn group<T: SimdReal>(c: &mut Criterion, name: &str, nalgebra: Peer<T>, faer: Pe
                 }
             }
             g.throughput(Throughput::Elements(n as u64));
+            let simd = Exec::new();
+            let scalar = Exec::new().kernel(Kernel::Scalar);
+            let need = batch::kl_scratch::<T>(d, &simd).unwrap();
+            let need = need.max(batch::kl_scratch::<T>(d, &scalar).unwrap());
+            let mut work = vec![T::ZERO; need];
+            let mut run = |exec: &Exec, out: &mut [T]| {
+                batch::kl(
+                    black_box(&p),
+                    Pairs::Zip(black_box(&q)),
+                    out,
+                    exec,
+                    &mut work,
+                )
+            };
             g.bench_function(BenchmarkId::new("simd", n), |b| {
-                b.iter(|| Options::new().kl_full(black_box(&p), black_box(&q), black_box(&mut out)))
+                b.iter(|| run(&simd, black_box(&mut out)))
             });
-            let scalar = Options::new().kernel(Kernel::Scalar);
             let dram = n * d * d > (8 << 20);
             if !dram {
                 g.bench_function(BenchmarkId::new("scalar", n), |b| {
-                    b.iter(|| scalar.kl_full(black_box(&p), black_box(&q), black_box(&mut out)))
+                    b.iter(|| run(&scalar, black_box(&mut out)))
                 });
                 g.bench_function(BenchmarkId::new("nalgebra", n), |b| {
                     b.iter(|| nalgebra(d, black_box(&mp), &tp, &mq, &tq, black_box(&mut out)))

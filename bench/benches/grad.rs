@@ -1,21 +1,21 @@
-//! Forward only (`full::kl`) against forward + backward (`full::kl_grad`),
-//! pairs per second, at d ∈ {3, 16, 64}, with batches sized to sit in L2 and
-//! to spill to DRAM. The target is a fused pass costing at most 3× the
-//! forward one. Also the N(0, I) prior path.
+//! The scalar kernels (group `full_grad_d<d>`, f64): forward only
+//! (`batch::kl` with `Kernel::Scalar`, one pair at a time) against forward +
+//! backward (`batch::kl_grad` with `Kernel::Scalar`), pairs per second, at
+//! d ∈ {3, 16, 64}, with batches sized to sit in L2 and to spill to DRAM.
+//! The target is a fused pass costing at most 3× the forward one. Also the
+//! N(0, I) prior path (`batch::kl_std_normal`, `batch::kl_std_normal_grad`).
 //!
-//! The batched layer likewise (group `batch_grad_<type>_d<d>`): the SIMD
-//! forward kernel (`batch::kl_full`) against the SIMD gradient kernel
-//! (`batch_grad::kl_grad_packed`) and the scalar gradient loop
-//! (`Kernel::Scalar`), in f32 and f64.
+//! The SIMD kernels likewise (group `batch_grad_<type>_d<d>`): the forward
+//! kernel (`batch::kl`) against the lockstep gradient kernel
+//! (`batch::kl_grad`) and the scalar gradient loop (`Kernel::Scalar`), in
+//! f32 and f64.
 //!
 //! `cargo bench -p gaussian-kl-bench --bench grad -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gaussian_kl::PackedTril;
-use gaussian_kl::batch::{self, Gaussians, Kernel, Options};
-use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
-use gaussian_kl::full::{self, KlGrad};
+use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::SimdReal;
+use gaussian_kl::{Exec, Gaussians, GradMut, Grads, Kernel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -62,66 +62,45 @@ fn batch_sizes(d: usize) -> [(&'static str, usize); 2] {
 
 fn bench(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(1);
+    let scalar = Exec::new().kernel(Kernel::Scalar);
     for d in [3usize, 16, 64] {
         let t = d * (d + 1) / 2;
         for (place, n) in batch_sizes(d) {
             let n = n.max(1);
             let (mp, lp) = gaussians(&mut rng, d, n);
             let (mq, lq) = gaussians(&mut rng, d, n);
+            let p = Gaussians::new(n, d, &mp, &lp).unwrap();
+            let q = Gaussians::new(n, d, &mq, &lq).unwrap();
             let (mut g1, mut g2) = (vec![0.0; n * d], vec![0.0; n * t]);
             let (mut g3, mut g4) = (vec![0.0; n * d], vec![0.0; n * t]);
             let mut out = vec![0.0; n];
-            let mut work = vec![0.0; full::grad_workspace_len(d)];
+            let up = vec![1.0; n];
+            let need = batch::kl_grad_scratch::<f64>(d, &scalar).unwrap();
+            let need = need.max(batch::kl_scratch::<f64>(d, &scalar).unwrap());
+            let mut work = vec![0.0; need];
             let mut group = c.benchmark_group(format!("full_grad_d{d}"));
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(BenchmarkId::new("forward", place), |b| {
                 b.iter(|| {
-                    for i in 0..n {
-                        out[i] = full::kl(
-                            &mp[i * d..(i + 1) * d],
-                            PackedTril::new(d, &lp[i * t..(i + 1) * t]),
-                            &mq[i * d..(i + 1) * d],
-                            PackedTril::new(d, &lq[i * t..(i + 1) * t]),
-                            &mut work,
-                        )
-                        .unwrap();
-                    }
+                    batch::kl(&p, Pairs::Zip(&q), &mut out, &scalar, &mut work).unwrap();
                     black_box(&mut out);
                 })
             });
             group.bench_function(BenchmarkId::new("forward+backward", place), |b| {
                 b.iter(|| {
-                    for i in 0..n {
-                        let g = KlGrad::new(
-                            &mut g1[i * d..(i + 1) * d],
-                            &mut g2[i * t..(i + 1) * t],
-                            &mut g3[i * d..(i + 1) * d],
-                            &mut g4[i * t..(i + 1) * t],
-                        );
-                        out[i] = full::kl_grad(
-                            &mp[i * d..(i + 1) * d],
-                            PackedTril::new(d, &lp[i * t..(i + 1) * t]),
-                            &mq[i * d..(i + 1) * d],
-                            PackedTril::new(d, &lq[i * t..(i + 1) * t]),
-                            1.0,
-                            g,
-                            &mut work,
-                        )
+                    let g = Grads::new(
+                        GradMut::new(&mut g1, &mut g2),
+                        GradMut::new(&mut g3, &mut g4),
+                    );
+                    batch::kl_grad(&p, Pairs::Zip(&q), &up, &mut out, g, &scalar, &mut work)
                         .unwrap();
-                    }
                     black_box((&mut out, &mut g2, &mut g4));
                 })
             });
             if place == "L2" {
                 group.bench_function(BenchmarkId::new("std_normal_forward", place), |b| {
                     b.iter(|| {
-                        for i in 0..n {
-                            out[i] = full::kl_std_normal(
-                                &mp[i * d..(i + 1) * d],
-                                PackedTril::new(d, &lp[i * t..(i + 1) * t]),
-                            )
-                            .unwrap();
-                        }
+                        batch::kl_std_normal(&p, &mut out, &scalar, &mut []).unwrap();
                         black_box(&mut out);
                     })
                 });
@@ -129,16 +108,9 @@ fn bench(c: &mut Criterion) {
                     BenchmarkId::new("std_normal_forward+backward", place),
                     |b| {
                         b.iter(|| {
-                            for i in 0..n {
-                                out[i] = full::kl_std_normal_grad(
-                                    &mp[i * d..(i + 1) * d],
-                                    PackedTril::new(d, &lp[i * t..(i + 1) * t]),
-                                    1.0,
-                                    &mut g1[i * d..(i + 1) * d],
-                                    &mut g2[i * t..(i + 1) * t],
-                                )
+                            let g = GradMut::new(&mut g1, &mut g2);
+                            batch::kl_std_normal_grad(&p, &up, &mut out, g, &scalar, &mut [])
                                 .unwrap();
-                            }
                             black_box((&mut out, &mut g2));
                         })
                     },
@@ -154,6 +126,7 @@ fn bench(c: &mut Criterion) {
 fn bench_batch<T: SimdReal>(c: &mut Criterion, name: &str) {
     let mut rng = StdRng::seed_from_u64(2);
     let size = core::mem::size_of::<T>();
+    let (simd, scalar) = (Exec::new(), Exec::new().kernel(Kernel::Scalar));
     for d in [3usize, 16, 64] {
         let t = d * (d + 1) / 2;
         for (place, n) in batch_sizes(d) {
@@ -163,44 +136,42 @@ fn bench_batch<T: SimdReal>(c: &mut Criterion, name: &str) {
             let (mp, lp) = gaussians(&mut rng, d, n);
             let (mq, lq) = gaussians(&mut rng, d, n);
             let (mp, lp, mq, lq) = (conv(mp), conv(lp), conv(mq), conv(lq));
+            let p = Gaussians::new(n, d, &mp, &lp).unwrap();
+            let q = Gaussians::new(n, d, &mq, &lq).unwrap();
             let (mut g1, mut g2) = (vec![T::ZERO; n * d], vec![T::ZERO; n * t]);
             let (mut g3, mut g4) = (vec![T::ZERO; n * d], vec![T::ZERO; n * t]);
             let mut out = vec![T::ZERO; n];
-            let mut work = vec![T::ZERO; batch_grad::workspace_len(d)];
+            let up = vec![T::ONE; n];
+            let need = [
+                batch::kl_scratch::<T>(d, &simd),
+                batch::kl_grad_scratch::<T>(d, &simd),
+                batch::kl_grad_scratch::<T>(d, &scalar),
+            ]
+            .into_iter()
+            .map(Result::unwrap)
+            .max()
+            .unwrap_or(0);
+            let mut work = vec![T::ZERO; need];
             let mut group = c.benchmark_group(format!("batch_grad_{name}_d{d}"));
             group.throughput(Throughput::Elements(n as u64));
             group.bench_function(BenchmarkId::new("simd_forward", place), |b| {
-                let (p, q) = (Gaussians::new(d, &mp, &lp), Gaussians::new(d, &mq, &lq));
                 b.iter(|| {
-                    batch::kl_full(&p, &q, &mut out).unwrap();
+                    batch::kl(&p, Pairs::Zip(&q), &mut out, &simd, &mut work).unwrap();
                     black_box(&mut out);
                 })
             });
-            for (label, opts) in [
-                ("simd_forward+backward", Options::new()),
-                (
-                    "scalar_forward+backward",
-                    Options::new().kernel(Kernel::Scalar),
-                ),
+            for (label, exec) in [
+                ("simd_forward+backward", simd),
+                ("scalar_forward+backward", scalar),
             ] {
                 group.bench_function(BenchmarkId::new(label, place), |b| {
                     b.iter(|| {
-                        let grad = BatchGrad {
-                            means_p: &mut g1,
-                            factors_p: &mut g2,
-                            means_q: &mut g3,
-                            factors_q: &mut g4,
-                        };
-                        opts.kl_grad_packed(
-                            d,
-                            GaussianBatch::new(&mp, &lp),
-                            GaussianBatch::new(&mq, &lq),
-                            &[T::ONE],
-                            &mut out,
-                            grad,
-                            &mut work,
-                        )
-                        .unwrap();
+                        let g = Grads::new(
+                            GradMut::new(&mut g1, &mut g2),
+                            GradMut::new(&mut g3, &mut g4),
+                        );
+                        batch::kl_grad(&p, Pairs::Zip(&q), &up, &mut out, g, &exec, &mut work)
+                            .unwrap();
                         black_box((&mut out, &mut g2, &mut g4));
                     })
                 });

@@ -10,8 +10,9 @@
 #[path = "../benches/support/mod.rs"]
 mod support;
 
-use gaussian_kl::batch::{Gaussians, Kernel, Options};
+use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::{Level, SimdReal};
+use gaussian_kl::{Exec, Gaussians, Kernel};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -34,12 +35,20 @@ fn rate(n: usize, secs: f64, mut f: impl FnMut()) -> f64 {
 fn crate_rate<T: SimdReal>(d: usize, n: usize, secs: f64, kernel: Kernel) -> f64 {
     let (mp, tp) = support::batch::<T>(1, d, n);
     let (mq, tq) = support::batch::<T>(2, d, n);
-    let (p, q) = (Gaussians::new(d, &mp, &tp), Gaussians::new(d, &mq, &tq));
+    let p = Gaussians::new(n, d, &mp, &tp).unwrap();
+    let q = Gaussians::new(n, d, &mq, &tq).unwrap();
     let mut out = vec![T::ZERO; n];
-    let opts = Options::new().kernel(kernel);
+    let exec = Exec::new().kernel(kernel);
+    let mut work = vec![T::ZERO; batch::kl_scratch::<T>(d, &exec).unwrap()];
     rate(n, secs, || {
-        opts.kl_full(black_box(&p), black_box(&q), black_box(&mut out))
-            .unwrap()
+        batch::kl(
+            black_box(&p),
+            Pairs::Zip(&q),
+            black_box(&mut out),
+            &exec,
+            &mut work,
+        )
+        .unwrap()
     })
 }
 
@@ -51,12 +60,7 @@ fn peer_rate(d: usize, n: usize, secs: f64, peer: Peer) -> f64 {
     let mut out = vec![0.0; n];
     // Checked equal to the crate before timing.
     let mut check = vec![0.0; n];
-    gaussian_kl::batch::kl_full(
-        &Gaussians::new(d, &mp, &tp),
-        &Gaussians::new(d, &mq, &tq),
-        &mut check,
-    )
-    .unwrap();
+    support::kl_zip(&Exec::new(), d, (&mp, &tp), (&mq, &tq), &mut check);
     peer(d, &mp, &tp, &mq, &tq, &mut out);
     for (a, b) in out.iter().zip(&check) {
         assert!(

@@ -29,17 +29,10 @@ const R: usize = 4;
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
 
-/// Workspace length (in scalars) for dimension `d` at any level. Saturates
-/// at `usize::MAX`.
-pub(crate) const fn work_len(d: usize) -> usize {
-    d.saturating_mul(d.saturating_add(MAX_LANES))
-        .saturating_add(d.saturating_mul(d))
-        .saturating_add(d)
-}
-
 /// Computes `out[k]` for every `k < out.len()`; shapes (and plain-diagonal
-/// positivity) are the caller's to check. Returns `false` if the host lacks
-/// `level`.
+/// positivity) are the caller's to check, and `work` holds at least
+/// `d·w + d(d+1)/2 + d` scalars, `w` = `d + 1` rounded up to whole vectors
+/// (the batch layer's scratch). Returns `false` if the host lacks `level`.
 pub(crate) fn kl_blocked<T: SimdReal>(
     level: Level,
     d: usize,
@@ -90,73 +83,96 @@ impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
         let inv = &mut rest[..d];
         for (k, o) in out.iter_mut().enumerate() {
             let (kp, kq) = pairs.get(k);
-            let mp = &p.means[kp * d..kp * d + d];
-            let mq = &q.means[kq * d..kq * d + d];
-            let tp = PackedTril {
-                d,
-                data: &p.tril[kp * tri..kp * tri + tri],
-                layout: p.layout,
-                diagonal: p.diagonal,
-            };
             let tq = PackedTril {
                 d,
                 data: &q.tril[kq * tri..kq * tri + tri],
                 layout: q.layout,
                 diagonal: q.diagonal,
             };
-            // L_q unpacked (row-major packed), its diagonal inverted.
-            let mut ld = T::ZERO;
-            if tq.layout == Layout::RowMajor {
-                lq.copy_from_slice(tq.data);
-            } else {
-                for i in 0..d {
-                    for j in 0..=i {
-                        lq[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
-                    }
-                }
-            }
-            for i in 0..d {
-                let ii = row_start(i) + i;
-                let raw = lq[ii];
-                (inv[i], lq[ii]) = match tq.diagonal {
-                    Diagonal::Log => {
-                        ld -= raw;
-                        ((-raw).exp(), raw.exp())
-                    }
-                    Diagonal::Plain => {
-                        ld -= raw.ln();
-                        (T::ONE / raw, raw)
-                    }
-                };
-            }
-            // [μ_q − μ_p | L_p], zero-padded: M's column j is column j + 1.
-            for i in 0..d {
-                let row = &mut b[i * w..i * w + w];
-                row[0] = mq[i] - mp[i];
-                if tp.layout == Layout::RowMajor {
-                    row[1..i + 2].copy_from_slice(&tp.data[row_start(i)..row_start(i) + i + 1]);
-                } else {
-                    for j in 0..=i {
-                        row[j + 1] = tp.data[tp.layout.index(d, i, j)];
-                    }
-                }
-                let raw = row[i + 1];
-                row[i + 1] = match tp.diagonal {
-                    Diagonal::Log => {
-                        ld += raw;
-                        raw.exp()
-                    }
-                    Diagonal::Plain => {
-                        ld += raw.ln();
-                        raw
-                    }
-                };
-                row[i + 2..].fill(T::ZERO);
-            }
+            let tp = PackedTril {
+                d,
+                data: &p.tril[kp * tri..kp * tri + tri],
+                layout: p.layout,
+                diagonal: p.diagonal,
+            };
+            let ld = load_q(tq, lq, inv);
+            let mp = &p.means[kp * d..kp * d + d];
+            let mq = &q.means[kq * d..kq * d + d];
+            let ld = load_rhs(tp, (mp, mq), w, b, ld);
             let sq = solve::<T, S>(s, d, w, b, lq, inv);
             *o = finish(d, sq, T::ZERO, ld);
         }
     }
+}
+
+/// `L_q` unpacked (row-major packed) into `lq`, its inverted diagonal into
+/// `inv`; returns `−Σ log L_qᵢᵢ`.
+#[inline(always)]
+fn load_q<T: SimdReal>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T {
+    let d = tq.d;
+    let mut ld = T::ZERO;
+    if tq.layout == Layout::RowMajor {
+        lq.copy_from_slice(tq.data);
+    } else {
+        for i in 0..d {
+            for j in 0..=i {
+                lq[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
+            }
+        }
+    }
+    for i in 0..d {
+        let ii = row_start(i) + i;
+        let raw = lq[ii];
+        (inv[i], lq[ii]) = match tq.diagonal {
+            Diagonal::Log => {
+                ld -= raw;
+                ((-raw).exp(), raw.exp())
+            }
+            Diagonal::Plain => {
+                ld -= raw.ln();
+                (T::ONE / raw, raw)
+            }
+        };
+    }
+    ld
+}
+
+/// `[μ_q − μ_p | L_p]`, zero-padded, into `b` (`d` rows of `w`): `M`'s
+/// column `j` is column `j + 1`. Adds `log L_pᵢᵢ` to `ld` row by row (the
+/// order of the sum) and returns it.
+#[inline(always)]
+fn load_rhs<T: SimdReal>(
+    tp: PackedTril<'_, T>,
+    (mp, mq): (&[T], &[T]),
+    w: usize,
+    b: &mut [T],
+    mut ld: T,
+) -> T {
+    let d = tp.d;
+    for i in 0..d {
+        let row = &mut b[i * w..i * w + w];
+        row[0] = mq[i] - mp[i];
+        if tp.layout == Layout::RowMajor {
+            row[1..i + 2].copy_from_slice(&tp.data[row_start(i)..row_start(i) + i + 1]);
+        } else {
+            for j in 0..=i {
+                row[j + 1] = tp.data[tp.layout.index(d, i, j)];
+            }
+        }
+        let raw = row[i + 1];
+        row[i + 1] = match tp.diagonal {
+            Diagonal::Log => {
+                ld += raw;
+                raw.exp()
+            }
+            Diagonal::Plain => {
+                ld += raw.ln();
+                raw
+            }
+        };
+        row[i + 2..].fill(T::ZERO);
+    }
+    ld
 }
 
 /// Solves `L_q X = B` in place (`B`: `d × w`, row-major) and returns
@@ -180,9 +196,9 @@ fn solve<T: SimdReal, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], 
         // `c·L − 1`.
         let r0 = (c * lanes).saturating_sub(1);
         if width == 2 {
-            panel::<T, S, 2>(s, d, w, c * lanes, r0, b, lq, inv, &mut sq);
+            panel::<T, S, 2>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
         } else {
-            panel::<T, S, 1>(s, d, w, c * lanes, r0, b, lq, inv, &mut sq);
+            panel::<T, S, 1>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
         }
         c += width;
     }
@@ -210,18 +226,15 @@ fn solve<T: SimdReal, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], 
     buf[0]
 }
 
-/// One panel of `C` vectors starting at column `col`, rows `r0..d`.
-#[allow(clippy::too_many_arguments)]
+/// One panel of `C` vectors starting at column `col`, rows `r0..d`
+/// (`[d, w, col, r0]`), of `b` (`d` rows of `w`), `L_q` and `1 / L_qᵢᵢ`
+/// given as `(lq, inv)`.
 #[inline(always)]
 fn panel<T: SimdReal, S: Simd, const C: usize>(
     s: S,
-    d: usize,
-    w: usize,
-    col: usize,
-    r0: usize,
+    [d, w, col, r0]: [usize; 4],
     b: &mut [T],
-    lq: &[T],
-    inv: &[T],
+    (lq, inv): (&[T], &[T]),
     sq: &mut [[T::V<S>; 2]; R],
 ) {
     let lanes = T::lanes::<S>();

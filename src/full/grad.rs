@@ -89,12 +89,6 @@ pub const fn kl_grad_scratch(d: usize) -> usize {
     }
 }
 
-/// [`kl_grad_scratch`] under its pre-0.2 name, for the batch layer.
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
-pub(crate) const fn grad_workspace_len(d: usize) -> usize {
-    kl_grad_scratch(d)
-}
-
 /// Where a factor's gradient is written.
 #[derive(Clone, Copy)]
 pub(crate) enum Dest {
@@ -766,22 +760,4 @@ pub(crate) fn fixed_packed<'a, T: Real, const D: usize>(
         mean,
         factor: Factor::Packed(factor),
     })
-}
-
-/// [`kl_std_normal_grad`] for a packed factor with the pre-0.2 argument
-/// list, overwriting `grad_mean` and `grad_l` (the batch layer's per-item
-/// path). Shapes are the caller's to check.
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
-pub(crate) fn kl_std_normal_grad_packed<T: Real>(
-    mean: &[T],
-    l: PackedTril<'_, T>,
-    upstream: T,
-    grad_mean: &mut [T],
-    grad_l: &mut [T],
-) -> Result<T, Error> {
-    let p = Gaussian {
-        mean,
-        factor: Factor::Packed(l),
-    };
-    kl_std_normal_grad(&p, upstream, GradMut::new(grad_mean, grad_l))
 }

@@ -13,7 +13,7 @@
 //! division is left in the solve), and `M`'s diagonal is `exp(raw_p − raw_q)`.
 //!
 //! For `d ≤ 16` the block lives on the stack, larger `d` use a caller's
-//! workspace ([`work_len`]). Row-major pairs with `d ≤ 16` run a copy of the
+//! workspace (`(2d² + d) · lanes` scalars). Row-major pairs with `d ≤ 16` run a copy of the
 //! kernel compiled for their `d` (loops of known length, known strides):
 //! up to 1.3× faster than the runtime-`d` kernel, which the other layouts
 //! use. Each such copy is compiled once per SIMD level, scalar type and `d`;
@@ -89,7 +89,6 @@ impl Pairs {
     }
 
     /// The same map for the sub-range of outputs that starts at `k`.
-    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     pub(crate) fn skip(self, k: usize) -> Pairs {
         match self {
             Pairs::Zip {
@@ -109,24 +108,11 @@ impl Pairs {
     }
 }
 
-/// Workspace length (in scalars) for `d > 16` at any level up to 16 lanes of
-/// `T` (512-bit `f32`).
-pub(crate) const fn work_len(d: usize) -> usize {
-    if d <= MAX_FIXED_D {
-        0
-    } else {
-        d.saturating_mul(d)
-            .saturating_mul(2)
-            .saturating_add(d)
-            .saturating_mul(16)
-    }
-}
-
 /// Computes `out[k]` for every `k < out.len()`.
 ///
 /// The caller has checked every shape and (for plain diagonals) positivity;
-/// `work` holds at least [`work_len`]`(d)` scalars. Returns `false` if the host
-/// lacks `level`.
+/// for `d > 16`, `work` holds at least `(2d² + d) · lanes` scalars (the batch
+/// layer's scratch). Returns `false` if the host lacks `level`.
 pub(crate) fn kl_lanes<T: SimdReal>(
     level: Level,
     d: usize,
@@ -228,7 +214,8 @@ fn run_fixed<T: SimdReal, S: Simd, const D: usize>(
     let mut m = [[T::V::<S>::zeroed(); D]; D];
     let mut y = [T::V::<S>::zeroed(); D];
     let bufs = (a.as_flattened_mut(), m.as_flattened_mut(), &mut y[..]);
-    run_blocks::<T, S, _>(s, D, p, q, RowMajor, RowMajor, pairs, out, bufs);
+    let job = Job::new(D, p, q, RowMajor, RowMajor, pairs);
+    run_blocks::<T, S, _>(s, job, out, bufs);
 }
 
 /// Any layout and `d`: the block on the stack up to [`MAX_FIXED_D`], in `work` above.
@@ -250,45 +237,79 @@ fn run_runtime<T: SimdReal, S: Simd>(
         split::<T, S>(work, d, lanes)
     };
     if p.layout == Layout::RowMajor && q.layout == Layout::RowMajor {
-        run_blocks::<T, S, _>(s, d, p, q, RowMajor, RowMajor, pairs, out, bufs);
+        let job = Job::new(d, p, q, RowMajor, RowMajor, pairs);
+        run_blocks::<T, S, _>(s, job, out, bufs);
     } else {
-        let (lp, lq) = (p.layout, q.layout);
-        run_blocks::<T, S, _>(s, d, p, q, lp, lq, pairs, out, bufs);
+        let job = Job::new(d, p, q, p.layout, q.layout, pairs);
+        run_blocks::<T, S, _>(s, job, out, bufs);
     }
 }
 
-/// A workspace cut into the `(a, m, y)` of one block.
+/// A workspace cut into the `(a, m, y)` of one block: exactly the
+/// `(2d² + d) · lanes` scalars it needs, whatever the workspace's length
+/// beyond them (a cast of the whole tail would fail on a length that is not
+/// a whole number of vectors). The vectors are arrays of `T` (`repr(C)`,
+/// `T`'s alignment), so any sub-slice of a `[T]` casts.
 #[inline(always)]
 fn split<T: SimdReal, S: Simd>(w: &mut [T], d: usize, lanes: usize) -> Bufs<'_, T::V<S>> {
     let (a, rest) = w.split_at_mut(d * d * lanes);
-    let (m, y) = rest.split_at_mut(d * d * lanes);
+    let (m, rest) = rest.split_at_mut(d * d * lanes);
+    let y = &mut rest[..d * lanes];
     (cast_slice_mut(a), cast_slice_mut(m), cast_slice_mut(y))
+}
+
+/// What a block loop reads: the dimension, both sides, their index maps and
+/// the pairing.
+#[derive(Clone, Copy)]
+pub(crate) struct Job<'a, T, I> {
+    pub(crate) d: usize,
+    pub(crate) p: Side<'a, T>,
+    pub(crate) q: Side<'a, T>,
+    pub(crate) ip: I,
+    pub(crate) iq: I,
+    pub(crate) pairs: Pairs,
+}
+
+impl<'a, T, I> Job<'a, T, I> {
+    #[inline(always)]
+    pub(crate) fn new(
+        d: usize,
+        p: Side<'a, T>,
+        q: Side<'a, T>,
+        ip: I,
+        iq: I,
+        pairs: Pairs,
+    ) -> Self {
+        Job {
+            d,
+            p,
+            q,
+            ip,
+            iq,
+            pairs,
+        }
+    }
 }
 
 /// `(a, m, y)` of one block.
 pub(crate) type Bufs<'a, V> = (&'a mut [V], &'a mut [V], &'a mut [V]);
 
 /// Runs every block: transpose `lanes` pairs in, compute, write out.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
     s: S,
-    d: usize,
-    p: Side<'_, T>,
-    q: Side<'_, T>,
-    ip: I,
-    iq: I,
-    pairs: Pairs,
+    job: Job<'_, T, I>,
     out: &mut [T],
     mut bufs: Bufs<'_, T::V<S>>,
 ) {
     let lanes = T::lanes::<S>();
+    let Job { d, p, q, .. } = job;
     let n = out.len();
     let mut plain_ld = [T::ZERO; 16];
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
-        gather::<T, S, I>(d, p, q, ip, iq, pairs, n, start, &mut bufs, &mut plain_ld);
+        gather::<T, S, I>(job, n, start, &mut bufs, &mut plain_ld);
         compute::<T, S>(
             s,
             d,
@@ -305,20 +326,22 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
 /// Transposes the block of pairs `start..` into lanes (the last valid pair
 /// repeated into idle lanes of a partial block). For plain diagonals, also
 /// stores each lane's `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` in `plain_ld`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn gather<T: SimdReal, S: Simd, I: Idx>(
-    d: usize,
-    p: Side<'_, T>,
-    q: Side<'_, T>,
-    ip: I,
-    iq: I,
-    pairs: Pairs,
+    job: Job<'_, T, I>,
     n: usize,
     start: usize,
     bufs: &mut Bufs<'_, T::V<S>>,
     plain_ld: &mut [T; 16],
 ) {
+    let Job {
+        d,
+        p,
+        q,
+        ip,
+        iq,
+        pairs,
+    } = job;
     let lanes = T::lanes::<S>();
     let tri = row_start(d);
     let valid = (n - start).min(lanes);

@@ -17,13 +17,13 @@
 //! `M`'s diagonal as `exp(raw_p − raw_q)` for log diagonals.
 //!
 //! For `d ≤ 16` the block lives on the stack, larger `d` use a caller's
-//! workspace ([`work_len`]). Row-major pairs with `d ≤ 8` run a copy of the
+//! workspace (`(3d² + 4d) · lanes` scalars). Row-major pairs with `d ≤ 8` run a copy of the
 //! kernel compiled for their `d`: 1.2–1.5× faster there, within 10% at
 //! `d = 16`, where the backward pass dominates. Each copy is compiled once
 //! per SIMD level, scalar type and `d` (seconds of release build each), so
 //! they stop at 8 and at the default layout.
 
-use super::lanes::{self, Bufs, Idx, MAX_FIXED_D, Pairs, RowMajor, Side};
+use super::lanes::{self, Bufs, Idx, Job, MAX_FIXED_D, Pairs, RowMajor, Side};
 use crate::simd::{Level, Simd, SimdReal, Zeroable};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
@@ -58,29 +58,10 @@ impl<T> GradOut<'_, T> {
     }
 }
 
-/// Vectors per block beyond the forward kernel's `(a, m, y)`: `w` (`d²`),
-/// `z`, the two plain diagonals (`d` each).
-const fn extra_vectors(d: usize) -> usize {
-    d.saturating_mul(d).saturating_add(d.saturating_mul(3))
-}
-
-/// Workspace length (in scalars) for `d > 16` at any level up to 16 lanes of
-/// `T` (512-bit `f32`); `0` for `d ≤ 16`. Saturates at `usize::MAX`.
-pub(crate) const fn work_len(d: usize) -> usize {
-    if d <= MAX_FIXED_D {
-        0
-    } else {
-        d.saturating_mul(d)
-            .saturating_mul(2)
-            .saturating_add(d)
-            .saturating_add(extra_vectors(d))
-            .saturating_mul(16)
-    }
-}
-
 /// Computes every pair's KL and gradients. The caller has checked every
 /// shape and (for plain diagonals) positivity, and zeroed the gradient
-/// outputs; `work` holds at least [`work_len`]`(d)` scalars. Returns `false`
+/// outputs; for `d > 16`, `work` holds at least `(3d² + 4d) · lanes`
+/// scalars (the batch layer's scratch). Returns `false`
 /// (touching nothing) if the host lacks `level`.
 pub(crate) fn kl_grad_lanes<T: SimdReal>(
     level: Level,
@@ -135,10 +116,8 @@ impl<T: SimdReal, const D: usize> WithSimd for FixedOp<'_, T, D> {
             lpd: &mut lpd,
             lqd: &mut lqd,
         };
-        let (p, q) = (self.p, self.q);
-        run_blocks::<T, S, _>(
-            s, D, p, q, RowMajor, RowMajor, self.pairs, self.out, &mut bufs,
-        );
+        let job = Job::new(D, self.p, self.q, RowMajor, RowMajor, self.pairs);
+        run_blocks::<T, S, _>(s, job, self.out, &mut bufs);
     }
 }
 
@@ -234,55 +213,31 @@ fn run<T: SimdReal, S: Simd>(
     bufs: &mut Block<'_, T::V<S>>,
 ) {
     if p.layout == Layout::RowMajor && q.layout == Layout::RowMajor {
-        run_blocks::<T, S, _>(s, d, p, q, RowMajor, RowMajor, pairs, out, bufs);
+        let job = Job::new(d, p, q, RowMajor, RowMajor, pairs);
+        run_blocks::<T, S, _>(s, job, out, bufs);
     } else {
-        let (lp, lq) = (p.layout, q.layout);
-        run_blocks::<T, S, _>(s, d, p, q, lp, lq, pairs, out, bufs);
+        let job = Job::new(d, p, q, p.layout, q.layout, pairs);
+        run_blocks::<T, S, _>(s, job, out, bufs);
     }
 }
 
 /// Every block: gather, forward, backward, scatter.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
     s: S,
-    d: usize,
-    p: Side<'_, T>,
-    q: Side<'_, T>,
-    ip: I,
-    iq: I,
-    pairs: Pairs,
-    out: GradOut<'_, T>,
+    job: Job<'_, T, I>,
+    mut out: GradOut<'_, T>,
     bufs: &mut Block<'_, T::V<S>>,
 ) {
     let lanes = T::lanes::<S>();
-    let GradOut {
-        kl,
-        upstream,
-        means_p,
-        factors_p,
-        means_q,
-        factors_q,
-        overwrite,
-    } = out;
-    let n = kl.len();
-    let t = row_start(d);
+    let (d, p, q) = (job.d, job.p, job.q);
+    let n = out.kl.len();
     let mut plain_ld = [T::ZERO; 16];
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
-        lanes::gather::<T, S, I>(
-            d,
-            p,
-            q,
-            ip,
-            iq,
-            pairs,
-            n,
-            start,
-            &mut bufs.fwd,
-            &mut plain_ld,
-        );
+        lanes::gather::<T, S, I>(job, n, start, &mut bufs.fwd, &mut plain_ld);
+        let upstream = out.upstream;
         let mut g = T::vsplat(s, upstream[0]);
         if upstream.len() != 1 {
             let gl: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut g));
@@ -292,41 +247,63 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
         }
         let kl_v = block::<T, S>(s, d, p.diagonal, q.diagonal, bufs, &plain_ld, g);
         let kl_l: &[T] = cast_slice(core::slice::from_ref(&kl_v));
-        kl[start..start + valid].copy_from_slice(&kl_l[..valid]);
+        out.kl[start..start + valid].copy_from_slice(&kl_l[..valid]);
+        scatter::<T, S, I>(job, start, valid, bufs, &mut out);
+        start += valid;
+    }
+}
 
-        // Scatter: lane `l`'s gradients are added into its pair's rows.
-        let wf: &[T] = cast_slice(&*bufs.w);
-        let mf: &[T] = cast_slice(&*bufs.fwd.1);
-        let zf: &[T] = cast_slice(&*bufs.z);
-        for l in 0..valid {
-            let (kp, kq) = pairs.get(start + l);
-            let (gmp, gmq) = (&mut means_p[kp * d..][..d], &mut means_q[kq * d..][..d]);
-            let (glp, glq) = (&mut factors_p[kp * t..][..t], &mut factors_q[kq * t..][..t]);
-            if overwrite {
-                for i in 0..d {
-                    let gz = zf[i * lanes + l];
-                    gmp[i] = -gz;
-                    gmq[i] = gz;
-                    for j in 0..=i {
-                        let at = (i * d + j) * lanes + l;
-                        glp[ip.at(d, i, j)] = wf[at];
-                        glq[iq.at(d, i, j)] = mf[at];
-                    }
+/// Lane `l`'s gradients, for `l < valid`, into its pair's rows: added, or
+/// written with `overwrite`.
+#[inline(always)]
+fn scatter<T: SimdReal, S: Simd, I: Idx>(
+    job: Job<'_, T, I>,
+    start: usize,
+    valid: usize,
+    bufs: &Block<'_, T::V<S>>,
+    out: &mut GradOut<'_, T>,
+) {
+    let lanes = T::lanes::<S>();
+    let Job {
+        d, ip, iq, pairs, ..
+    } = job;
+    let t = row_start(d);
+    let wf: &[T] = cast_slice(&*bufs.w);
+    let mf: &[T] = cast_slice(&*bufs.fwd.1);
+    let zf: &[T] = cast_slice(&*bufs.z);
+    for l in 0..valid {
+        let (kp, kq) = pairs.get(start + l);
+        let (gmp, gmq) = (
+            &mut out.means_p[kp * d..][..d],
+            &mut out.means_q[kq * d..][..d],
+        );
+        let (glp, glq) = (
+            &mut out.factors_p[kp * t..][..t],
+            &mut out.factors_q[kq * t..][..t],
+        );
+        if out.overwrite {
+            for i in 0..d {
+                let gz = zf[i * lanes + l];
+                gmp[i] = -gz;
+                gmq[i] = gz;
+                for j in 0..=i {
+                    let at = (i * d + j) * lanes + l;
+                    glp[ip.at(d, i, j)] = wf[at];
+                    glq[iq.at(d, i, j)] = mf[at];
                 }
-            } else {
-                for i in 0..d {
-                    let gz = zf[i * lanes + l];
-                    gmp[i] -= gz;
-                    gmq[i] += gz;
-                    for j in 0..=i {
-                        let at = (i * d + j) * lanes + l;
-                        glp[ip.at(d, i, j)] += wf[at];
-                        glq[iq.at(d, i, j)] += mf[at];
-                    }
+            }
+        } else {
+            for i in 0..d {
+                let gz = zf[i * lanes + l];
+                gmp[i] -= gz;
+                gmq[i] += gz;
+                for j in 0..=i {
+                    let at = (i * d + j) * lanes + l;
+                    glp[ip.at(d, i, j)] += wf[at];
+                    glq[iq.at(d, i, j)] += mf[at];
                 }
             }
         }
-        start += valid;
     }
 }
 
@@ -343,17 +320,33 @@ fn block<T: SimdReal, S: Simd>(
     plain_ld: &[T; 16],
     g: T::V<S>,
 ) -> T::V<S> {
+    let ld = diagonals::<T, S>(s, d, (dp, dq), bufs, plain_ld);
+    // Forward: y and M in place, the KL.
+    let (a, m, y) = (&mut *bufs.fwd.0, &mut *bufs.fwd.1, &mut *bufs.fwd.2);
+    let kl = lanes::block::<T, S>(s, d, a, m, y, ld);
+    backward::<T, S>(s, d, dq, bufs, g);
+    grad_p::<T, S>(s, d, dp, bufs, g);
+    kl
+}
+
+/// Prepares the diagonals of a gathered block and returns the lanes'
+/// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
+#[inline(always)]
+fn diagonals<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    (dp, dq): (Diagonal, Diagonal),
+    bufs: &mut Block<'_, T::V<S>>,
+    plain_ld: &[T; 16],
+) -> T::V<S> {
     let lanes = T::lanes::<S>();
     let Block {
-        fwd: (a, m, y),
-        w,
-        z,
+        fwd: (a, m, _),
         lpd,
         lqd,
+        ..
     } = bufs;
-    let (a, m, y, w, z, lpd, lqd) = (
-        &mut **a, &mut **m, &mut **y, &mut **w, &mut **z, &mut **lpd, &mut **lqd,
-    );
+    let (a, m, lpd, lqd) = (&mut **a, &mut **m, &mut **lpd, &mut **lqd);
     let one = T::vsplat(s, T::ONE);
     let zero = T::vsplat(s, T::ZERO);
 
@@ -396,8 +389,28 @@ fn block<T: SimdReal, S: Simd>(
         v.copy_from_slice(&plain_ld[..lanes]);
     }
 
-    // Forward: y and M in place, the KL.
-    let kl = lanes::block::<T, S>(s, d, a, m, y, ld);
+    ld
+}
+
+/// The backward pass of one block after the forward one, `∂/∂L_q` into `m`.
+#[inline(always)]
+fn backward<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    dq: Diagonal,
+    bufs: &mut Block<'_, T::V<S>>,
+    g: T::V<S>,
+) {
+    let Block {
+        fwd: (a, m, y),
+        w,
+        z,
+        lqd,
+        ..
+    } = bufs;
+    let (a, m, y, w, z, lqd) = (&mut **a, &mut **m, &mut **y, &mut **w, &mut **z, &mut **lqd);
+    let one = T::vsplat(s, T::ONE);
+    let zero = T::vsplat(s, T::ZERO);
 
     // Backward: L_qᵀ [z | W] = [y | M] by left-looking back substitution,
     // from the last row up: row i of W (j ≤ i) and z[i] from the finished
@@ -442,6 +455,20 @@ fn block<T: SimdReal, S: Simd>(
             m[i * d + j] = T::vmul(s, minus_g, sij);
         }
     }
+}
+
+/// `upstream · ∂/∂L_p` into `w` and `upstream · z` into `z`.
+#[inline(always)]
+fn grad_p<T: SimdReal, S: Simd>(
+    s: S,
+    d: usize,
+    dp: Diagonal,
+    bufs: &mut Block<'_, T::V<S>>,
+    g: T::V<S>,
+) {
+    let Block { w, z, lpd, .. } = bufs;
+    let (w, z, lpd) = (&mut **w, &mut **z, &mut **lpd);
+    let one = T::vsplat(s, T::ONE);
     // ∂/∂L_p = upstream · (tril(W) − diag(1/L_pᵢᵢ)) into W, upstream · z into z.
     for i in 0..d {
         for j in 0..i {
@@ -455,5 +482,4 @@ fn block<T: SimdReal, S: Simd>(
         };
         z[i] = T::vmul(s, g, z[i]);
     }
-    kl
 }

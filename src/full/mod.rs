@@ -180,28 +180,6 @@ pub fn kl<T: Real>(p: &Gaussian<'_, T>, q: &Gaussian<'_, T>, work: &mut [T]) -> 
     ))
 }
 
-/// `KL(p‖q)` of two packed factors with the pre-0.2 argument list (the
-/// batch layer's scalar path): shapes are the caller's to check, `work`
-/// at least [`kl_scratch`]`(d)` long.
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
-pub(crate) fn kl_packed<T: Real>(
-    mean_p: &[T],
-    l_p: PackedTril<'_, T>,
-    mean_q: &[T],
-    l_q: PackedTril<'_, T>,
-    work: &mut [T],
-) -> Result<T, Error> {
-    let p = Gaussian {
-        mean: mean_p,
-        factor: Factor::Packed(l_p),
-    };
-    let q = Gaussian {
-        mean: mean_q,
-        factor: Factor::Packed(l_q),
-    };
-    kl(&p, &q, work)
-}
-
 /// `KL(p‖q)` from covariance matrices `Σ_p`, `Σ_q` (PyTorch's
 /// `covariance_matrix`, or any strides): each is factored by Cholesky into
 /// the workspace, then the KL is computed as in [`kl`]. Only the lower

@@ -206,14 +206,6 @@ impl Level {
     }
 }
 
-/// Runs `op` at the level detected once per call (cheap: pulp caches the
-/// CPU feature query).
-#[inline]
-#[allow(dead_code)]
-pub(crate) fn dispatch_best<Op: WithSimd>(op: Op) -> Op::Output {
-    pulp::Arch::new().dispatch(op)
-}
-
 /// The vector `exp` of the crate, exposed for testing: applies `eˣ` lane by
 /// lane to `xs` in place, at `level`. Returns `false` (and leaves `xs`
 /// untouched) if the host lacks the level.
