@@ -11,9 +11,12 @@ mod sealed {
 
 /// A real floating-point scalar: implemented for `f32` and `f64` only (sealed).
 ///
-/// Every kernel of the crate has one generic source; this trait supplies the
-/// handful of operations they need, with the transcendental functions taken
-/// from [`libm`] so that results do not depend on the platform's C library.
+/// The crate's one numeric trait: every function, scalar or SIMD, is generic
+/// over `T: Real`. Every kernel has one generic source; this trait supplies
+/// the handful of scalar operations they need, with the transcendental
+/// functions taken from [`libm`] so that results do not depend on the
+/// platform's C library. Its vector arithmetic (pulp's SIMD vectors of
+/// `f32` and `f64`) lives in a supertrait that is internal to the crate.
 ///
 /// ```
 /// use gaussian_kl::Real;
@@ -23,6 +26,7 @@ mod sealed {
 /// ```
 pub trait Real:
     sealed::Sealed
+    + crate::simd::SimdReal
     + Copy
     + Default
     + PartialOrd

@@ -25,7 +25,7 @@
 //! ```
 //!
 //! # Element types
-//! The search functions take `T: ScoreReal`, a crate-internal sealed trait
+//! The search functions take `T: Real`, a crate-internal sealed trait
 //! implemented for `f32` and `f64` only (the kernel's vector operations);
 //! it cannot be named or implemented outside the crate.
 //!
@@ -57,12 +57,11 @@ use std::vec::Vec;
 
 use pulp::Simd;
 
-use crate::diag::kernel::{
-    ScoreReal, block_rows, pack_panel, pack_queries, packed_len, score_block,
-};
+use crate::diag::kernel::{block_rows, pack_panel, pack_queries, packed_len, score_block};
 use crate::diag::log_var_of;
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel, Par};
+use crate::real::Real;
 use crate::simd::Level;
 use crate::view::DiagGaussians;
 
@@ -151,7 +150,7 @@ impl<T> Hits<T> {
 /// `(key_a, a)` ranks strictly before `(key_b, b)`: larger key first, NaN last,
 /// ties by smaller index.
 #[inline(always)]
-fn better<T: ScoreReal>(ka: T, a: usize, kb: T, b: usize) -> bool {
+fn better<T: Real>(ka: T, a: usize, kb: T, b: usize) -> bool {
     match (ka.is_nan(), kb.is_nan()) {
         (false, false) => ka > kb || (ka == kb && a < b),
         (false, true) => true,
@@ -168,7 +167,7 @@ struct TopK<T> {
     idx: Vec<usize>,
 }
 
-impl<T: ScoreReal> TopK<T> {
+impl<T: Real> TopK<T> {
     fn new(cap: usize) -> Self {
         Self {
             cap,
@@ -266,7 +265,7 @@ fn sub_batch<'a, T>(q: &DiagGaussians<'a, T>, r: core::ops::Range<usize>) -> Dia
 
 /// Per-query data the search needs besides the packed vectors: `γ_p`, for
 /// [`Metric::Kl`] only (`n · d` logarithms otherwise wasted).
-fn gamma_queries<T: ScoreReal>(q: &DiagGaussians<'_, T>, metric: Metric) -> Vec<T> {
+fn gamma_queries<T: Real>(q: &DiagGaussians<'_, T>, metric: Metric) -> Vec<T> {
     if metric != Metric::Kl {
         return Vec::new();
     }
@@ -298,7 +297,7 @@ struct HeapSink<T> {
     heaps: Vec<TopK<T>>,
 }
 
-impl<T: ScoreReal> Sink<T> for HeapSink<T> {
+impl<T: Real> Sink<T> for HeapSink<T> {
     #[inline(always)]
     fn threshold(&self, i: usize) -> Option<T> {
         self.heaps[i].threshold()
@@ -328,7 +327,7 @@ struct MatrixSink<'o, T> {
     out: &'o mut [T],
 }
 
-impl<T: ScoreReal> Sink<T> for MatrixSink<'_, T> {
+impl<T: Real> Sink<T> for MatrixSink<'_, T> {
     #[inline(always)]
     fn take(&mut self, i: usize, j0: usize, vals: &[T]) {
         let o = i * self.nd + j0;
@@ -348,7 +347,7 @@ struct ScoreOp<'a, T, K> {
 
 /// All queries packed once, block after block of `mr`: they stay in cache
 /// while the panels stream through.
-fn pack_all<T: ScoreReal>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
+fn pack_all<T: Real>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
     let (d, nq) = (queries.d, queries.n);
     let d2 = 2 * d;
     let mut qpack = vec![T::ZERO; d2 * nq];
@@ -375,7 +374,7 @@ fn pack_all<T: ScoreReal>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
 /// threshold `t` (key `v` for Eq10, `−v` for Kl; NaN lanes never pass, as in
 /// `HeapSink::take`; padding lanes may, harmlessly).
 #[inline(always)]
-fn finish_row<S: Simd, T: ScoreReal>(
+fn finish_row<S: Simd, T: Real>(
     simd: S,
     metric: Metric,
     gamma_kf: (T, T),
@@ -383,9 +382,9 @@ fn finish_row<S: Simd, T: ScoreReal>(
     threshold: Option<T>,
 ) -> bool {
     if metric == Metric::Kl {
-        let g = T::splat(simd, gamma_kf.0);
-        let kv = T::splat(simd, gamma_kf.1);
-        let h = T::splat(simd, -T::HALF);
+        let g = T::vsplat(simd, gamma_kf.0);
+        let kv = T::vsplat(simd, gamma_kf.1);
+        let h = T::vsplat(simd, -T::HALF);
         for v in T::as_mut_simd::<S>(row) {
             *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
         }
@@ -395,15 +394,15 @@ fn finish_row<S: Simd, T: ScoreReal>(
     };
     let vs = T::as_simd::<S>(row);
     if metric == Metric::Kl {
-        let t = T::splat(simd, -t);
+        let t = T::vsplat(simd, -t);
         vs.iter().any(|&v| T::any_lt(simd, v, t))
     } else {
-        let t = T::splat(simd, t);
+        let t = T::vsplat(simd, t);
         vs.iter().any(|&v| T::any_gt(simd, v, t))
     }
 }
 
-impl<T: ScoreReal, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
+impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
     type Output = ();
 
     #[inline(always)]
@@ -475,7 +474,7 @@ impl<T> DocIndex<T> {
     }
 }
 
-impl<T: ScoreReal> DocIndex<T> {
+impl<T: Real> DocIndex<T> {
     /// Packs the documents `docs` (a validated view: lengths and positive
     /// variances are checked when it is built).
     ///
@@ -610,7 +609,7 @@ impl<T: ScoreReal> DocIndex<T> {
 /// ));
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn top_k<T: ScoreReal>(
+pub fn top_k<T: Real>(
     index: &DocIndex<T>,
     queries: &DiagGaussians<'_, T>,
     k: usize,
@@ -649,7 +648,7 @@ pub fn top_k<T: ScoreReal>(
 /// assert!((out[1] - direct).abs() < 1e-15);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn scores<T: ScoreReal>(
+pub fn scores<T: Real>(
     index: &DocIndex<T>,
     queries: &DiagGaussians<'_, T>,
     metric: Metric,
@@ -682,7 +681,8 @@ pub fn scores<T: ScoreReal>(
 mod par {
     //! The multi-core paths (feature `rayon`).
 
-    use super::{DocIndex, HeapSink, MatrixSink, Metric, ScoreReal, TopK, sub_batch};
+    use super::{DocIndex, HeapSink, MatrixSink, Metric, TopK, sub_batch};
+    use crate::real::Real;
     use crate::simd::Level;
     use crate::view::DiagGaussians;
     use rayon::prelude::*;
@@ -698,7 +698,7 @@ mod par {
     /// heaps are merged. The heaps hold the serial run's entries, since
     /// `push` compares `(key, index)` fully and every value is computed
     /// identically whatever the split.
-    pub(super) fn top_k<T: ScoreReal>(
+    pub(super) fn top_k<T: Real>(
         index: &DocIndex<T>,
         level: Level,
         queries: &DiagGaussians<'_, T>,
@@ -748,7 +748,7 @@ mod par {
     }
 
     /// Blocks of queries, each writing its own rows of `out`.
-    pub(super) fn scores<T: ScoreReal>(
+    pub(super) fn scores<T: Real>(
         index: &DocIndex<T>,
         level: Level,
         queries: &DiagGaussians<'_, T>,
@@ -776,7 +776,7 @@ fn fits<V>(count: usize) -> bool {
 }
 
 /// Sorts each heap and lays the hits out row-major.
-fn finish<T: ScoreReal>(metric: Metric, per_query: usize, heaps: Vec<TopK<T>>) -> Hits<T> {
+fn finish<T: Real>(metric: Metric, per_query: usize, heaps: Vec<TopK<T>>) -> Hits<T> {
     let nq = heaps.len();
     let mut index = Vec::with_capacity(nq * per_query);
     let mut value = Vec::with_capacity(nq * per_query);

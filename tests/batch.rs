@@ -9,7 +9,7 @@
 mod common;
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::{Level, SimdReal};
+use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Real};
 
 /// The levels to test: every one the host has; the rest are named on stderr.
@@ -48,7 +48,7 @@ fn repeat<T: Copy>(v: &[T], width: usize, k: usize, n: usize) -> Vec<T> {
 }
 
 /// [`batch::kl`] with a workspace of exactly the scratch size.
-fn kl<T: SimdReal>(
+fn kl<T: Real>(
     exec: &Exec,
     p: &Gaussians<'_, T>,
     q: Pairs<'_, T>,
@@ -131,7 +131,7 @@ fn check_against_reference<T: Real>(
     check_refs(what, d, &references(d, p, q, pair, out.len()), out);
 }
 
-fn every_kernel_meets_the_reference<T: SimdReal>() {
+fn every_kernel_meets_the_reference<T: Real>() {
     for d in [1, 2, 5, 16, 17, 33] {
         // More than the 16 lanes of the widest level: a full block and a tail.
         let n = 18;
@@ -165,7 +165,7 @@ fn every_kernel_at_every_level_meets_the_independent_reference_f64() {
     every_kernel_meets_the_reference::<f64>();
 }
 
-fn std_normal_meets_the_reference<T: SimdReal>() {
+fn std_normal_meets_the_reference<T: Real>() {
     for d in [1, 3, 8, 17, 40] {
         let n = 9;
         let (mp, tp) = batch_of::<T>(7 + d as u64, d, n);
@@ -490,7 +490,7 @@ fn kl_of_a_batch_against_itself_is_zero() {
 /// need + 1, need + 7, 2·need, and a sub-slice starting one scalar into its
 /// buffer) is `Ok` with the reference's values or `WorkspaceTooSmall` (or,
 /// for a kernel the operation lacks, `Unsupported`), never a panic.
-fn workspace_of_any_length<T: SimdReal>() {
+fn workspace_of_any_length<T: Real>() {
     for d in [1, 3, 8, 16, 17, 33] {
         let n = 5;
         let (mp, tp) = batch_of::<T>(90 + d as u64, d, n);
@@ -516,7 +516,7 @@ fn workspace_of_any_length<T: SimdReal>() {
 }
 
 /// The scratch of operation `op`.
-fn scratch_of<T: SimdReal>(op: usize, d: usize, exec: &Exec) -> Result<usize, Error> {
+fn scratch_of<T: Real>(op: usize, d: usize, exec: &Exec) -> Result<usize, Error> {
     match op {
         0 | 1 => batch::kl_scratch::<T>(d, exec),
         2 => batch::kl_std_normal_scratch::<T>(d, exec),
@@ -526,7 +526,7 @@ fn scratch_of<T: SimdReal>(op: usize, d: usize, exec: &Exec) -> Result<usize, Er
 }
 
 /// Runs operation `op` into `out` (gradients into fresh buffers).
-fn run_op<T: SimdReal>(
+fn run_op<T: Real>(
     op: usize,
     exec: &Exec,
     (p, q): (&Gaussians<'_, T>, &Gaussians<'_, T>),
@@ -559,7 +559,7 @@ fn run_op<T: SimdReal>(
     }
 }
 
-fn any_length_one<T: SimdReal>(
+fn any_length_one<T: Real>(
     op: usize,
     exec: &Exec,
     (p, q): (&Gaussians<'_, T>, &Gaussians<'_, T>),

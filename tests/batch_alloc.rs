@@ -8,15 +8,15 @@
 #![cfg(feature = "std")]
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{Error, Exec, Gaussians, GradMut, Grads, Kernel};
+use gaussian_kl::simd::Level;
+use gaussian_kl::{Error, Exec, Gaussians, GradMut, Grads, Kernel, Real};
 
 mod counting;
 
 use counting::{allocations_during, counted};
 
 /// `n` Gaussians of dimension `d`, raw log diagonals, deterministic values.
-fn gaussians<T: SimdReal>(d: usize, n: usize, shift: f64) -> (Vec<T>, Vec<T>) {
+fn gaussians<T: Real>(d: usize, n: usize, shift: f64) -> (Vec<T>, Vec<T>) {
     let t = d * (d + 1) / 2;
     let means = (0..n * d)
         .map(|k| T::from_f64(((k as f64) * 0.37 + shift).sin()))
@@ -30,7 +30,7 @@ fn gaussians<T: SimdReal>(d: usize, n: usize, shift: f64) -> (Vec<T>, Vec<T>) {
 const KERNELS: [Kernel; 4] = [Kernel::Auto, Kernel::Lanes, Kernel::Blocked, Kernel::Scalar];
 
 /// The scratch of operation `op` (see [`run`]).
-fn scratch<T: SimdReal>(op: usize, d: usize, exec: &Exec) -> Result<usize, Error> {
+fn scratch<T: Real>(op: usize, d: usize, exec: &Exec) -> Result<usize, Error> {
     match op {
         0 | 1 => batch::kl_scratch::<T>(d, exec),
         2 => batch::kl_std_normal_scratch::<T>(d, exec),
@@ -48,7 +48,7 @@ struct Bufs<T> {
 }
 
 /// Operation `op` on `p` (9 Gaussians) and `q` (9, or 4 for all pairs).
-fn run<T: SimdReal>(
+fn run<T: Real>(
     op: usize,
     exec: &Exec,
     (p, q): (&Gaussians<'_, T>, &Gaussians<'_, T>),
@@ -76,7 +76,7 @@ fn run<T: SimdReal>(
     }
 }
 
-fn never_allocates<T: SimdReal>() {
+fn never_allocates<T: Real>() {
     for d in [3, 16, 17, 40] {
         let (mp, lp) = gaussians::<T>(d, 9, 0.0);
         let (mq, lq) = gaussians::<T>(d, 9, 1.0);
@@ -117,7 +117,7 @@ fn never_allocates<T: SimdReal>() {
     }
 }
 
-fn bufs<T: SimdReal>(p: &Gaussians<'_, T>, q: &Gaussians<'_, T>, need: usize) -> Bufs<T> {
+fn bufs<T: Real>(p: &Gaussians<'_, T>, q: &Gaussians<'_, T>, need: usize) -> Bufs<T> {
     let n = p.len() * q.len().max(1);
     Bufs {
         out: vec![T::ZERO; n],

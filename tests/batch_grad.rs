@@ -10,8 +10,8 @@
 mod common;
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Mode};
+use gaussian_kl::simd::Level;
+use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Mode, Real};
 
 const FORMS: [(Layout, Diagonal); 4] = [
     (Layout::RowMajor, Diagonal::Log),
@@ -50,7 +50,7 @@ struct Side<T> {
     form: (Layout, Diagonal),
 }
 
-impl<T: SimdReal> Side<T> {
+impl<T: Real> Side<T> {
     fn random(seed: u64, d: usize, n: usize, form: (Layout, Diagonal)) -> Self {
         let mut rng = common::rng(seed);
         let (mut means, mut rm, mut factors) = (vec![], vec![], vec![]);
@@ -176,7 +176,7 @@ struct Expected {
     scale: [Vec<f64>; 4],
 }
 
-fn expected<T: SimdReal>(
+fn expected<T: Real>(
     d: usize,
     p: &Side<T>,
     q: &Side<T>,
@@ -223,7 +223,7 @@ fn expected<T: SimdReal>(
 /// and the products is of the same order) times `(d + 1) · ε · scale`; 16
 /// leaves a margin of 4×. The KL: `8 · d · ε · scale · κ` as in the forward
 /// tests (worst measured 2.1 for f32, 2.7 for f64).
-fn check<T: SimdReal>(what: &str, d: usize, e: &Expected, out: &[T], grads: &[Vec<T>; 4]) {
+fn check<T: Real>(what: &str, d: usize, e: &Expected, out: &[T], grads: &[Vec<T>; 4]) {
     let eps = T::EPSILON.to_f64();
     for (k, (&o, r)) in out.iter().zip(&e.kl).enumerate() {
         let tol = 8.0 * d.max(1) as f64 * eps * r.scale * r.kappa;
@@ -245,7 +245,7 @@ fn check<T: SimdReal>(what: &str, d: usize, e: &Expected, out: &[T], grads: &[Ve
 
 /// One `kl_grad` call; the gradient buffers start as `pre` (NaN for
 /// `Overwrite`: every entry must be written).
-fn run<T: SimdReal>(
+fn run<T: Real>(
     exec: &Exec,
     d: usize,
     (p, q): (&Side<T>, &Side<T>),
@@ -277,7 +277,7 @@ fn run<T: SimdReal>(
 /// One call of a test: `p`, `q`, all pairs or zip, and its pairs.
 type Case<'a, T> = (&'a Side<T>, &'a Side<T>, bool, Vec<(usize, usize)>);
 
-fn every_kernel_meets_the_reference<T: SimdReal>(seed: u64) {
+fn every_kernel_meets_the_reference<T: Real>(seed: u64) {
     let n = 19; // a full block of the widest level (16) and a tail
     for d in [1, 2, 3, 8, 17] {
         for (f, &form) in FORMS.iter().enumerate() {
@@ -343,7 +343,7 @@ fn every_kernel_at_every_level_meets_the_reference_f32() {
 
 #[test]
 fn std_normal_grad_meets_the_reference() {
-    fn one<T: SimdReal>() {
+    fn one<T: Real>() {
         for d in [1, 2, 5, 17] {
             for &form in &FORMS {
                 let n = 6;

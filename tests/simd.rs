@@ -6,7 +6,7 @@
 mod common;
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::{Level, SimdReal, exp_in_place};
+use gaussian_kl::simd::{Level, exp_in_place};
 use gaussian_kl::{Exec, Gaussians, Kernel, Real};
 
 use rand::rngs::StdRng;
@@ -193,7 +193,7 @@ fn tol<T: Real>(d: usize, r: &common::Reference) -> f64 {
 }
 
 /// `batch::kl` (zip) with a workspace of exactly the scratch size.
-fn kl<T: SimdReal>(exec: &Exec, d: usize, p: (&[T], &[T]), q: (&[T], &[T]), out: &mut [T]) {
+fn kl<T: Real>(exec: &Exec, d: usize, p: (&[T], &[T]), q: (&[T], &[T]), out: &mut [T]) {
     let n = out.len();
     let p = Gaussians::new(n, d, p.0, p.1).unwrap();
     let q = Gaussians::new(n, d, q.0, q.1).unwrap();
@@ -203,7 +203,7 @@ fn kl<T: SimdReal>(exec: &Exec, d: usize, p: (&[T], &[T]), q: (&[T], &[T]), out:
 
 /// Runs `kernel` at `level` on `n` random pairs and checks each result
 /// against the independent reference.
-fn check_kernel<T: SimdReal>(level: Level, kernel: Kernel, d: usize, n: usize, seed: u64) {
+fn check_kernel<T: Real>(level: Level, kernel: Kernel, d: usize, n: usize, seed: u64) {
     let case = Case::<T>::new(d, n, seed);
     case.check(level, kernel);
 }
@@ -216,7 +216,7 @@ struct Case<T> {
     refs: Vec<common::Reference>,
 }
 
-impl<T: SimdReal> Case<T> {
+impl<T: Real> Case<T> {
     fn new(d: usize, n: usize, seed: u64) -> Self {
         let p = batch_of::<T>(seed, d, n);
         let q = batch_of::<T>(seed + 1000, d, n);
@@ -252,7 +252,7 @@ impl<T: SimdReal> Case<T> {
 
 /// Batch sizes around the lane count: 0, 1, lanes − 1, lanes, lanes + 1 and
 /// a few blocks plus a tail.
-fn sizes<T: SimdReal>(level: Level) -> Vec<usize> {
+fn sizes<T: Real>(level: Level) -> Vec<usize> {
     let l = level.lanes::<T>();
     let mut v = vec![0, 1, l.saturating_sub(1), l, l + 1, 3 * l + 2];
     v.sort();

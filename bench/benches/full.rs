@@ -9,8 +9,7 @@ mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::SimdReal;
-use gaussian_kl::{Exec, Gaussians, Kernel};
+use gaussian_kl::{Exec, Gaussians, Kernel, Real};
 use std::hint::black_box;
 
 const DIMS: [usize; 9] = [2, 3, 4, 8, 16, 32, 64, 128, 256];
@@ -33,7 +32,7 @@ fn sizes<T>(d: usize) -> Vec<usize> {
 
 type Peer<T> = fn(usize, &[T], &[T], &[T], &[T], &mut [T]);
 
-fn group<T: SimdReal>(c: &mut Criterion, name: &str, nalgebra: Peer<T>, faer: Peer<T>) {
+fn group<T: Real>(c: &mut Criterion, name: &str, nalgebra: Peer<T>, faer: Peer<T>) {
     for d in DIMS {
         let mut g = c.benchmark_group(format!("{name}/d={d}"));
         for n in sizes::<T>(d) {

@@ -14,8 +14,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::SimdReal;
-use gaussian_kl::{Exec, Gaussians, GradMut, Grads, Kernel};
+use gaussian_kl::{Exec, Gaussians, GradMut, Grads, Kernel, Real};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
@@ -123,7 +122,7 @@ fn bench(c: &mut Criterion) {
 
 /// The batched kernels in `T`: SIMD forward, SIMD forward + backward, the
 /// scalar forward + backward loop.
-fn bench_batch<T: SimdReal>(c: &mut Criterion, name: &str) {
+fn bench_batch<T: Real>(c: &mut Criterion, name: &str) {
     let mut rng = StdRng::seed_from_u64(2);
     let size = core::mem::size_of::<T>();
     let (simd, scalar) = (Exec::new(), Exec::new().kernel(Kernel::Scalar));

@@ -11,8 +11,8 @@
 mod support;
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{Exec, Gaussians, Kernel};
+use gaussian_kl::simd::Level;
+use gaussian_kl::{Exec, Gaussians, Kernel, Real};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -32,7 +32,7 @@ fn rate(n: usize, secs: f64, mut f: impl FnMut()) -> f64 {
     r[1]
 }
 
-fn crate_rate<T: SimdReal>(d: usize, n: usize, secs: f64, kernel: Kernel) -> f64 {
+fn crate_rate<T: Real>(d: usize, n: usize, secs: f64, kernel: Kernel) -> f64 {
     let (mp, tp) = support::batch::<T>(1, d, n);
     let (mq, tq) = support::batch::<T>(2, d, n);
     let p = Gaussians::new(n, d, &mp, &tp).unwrap();

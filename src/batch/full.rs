@@ -6,7 +6,6 @@ use crate::exec::{Exec, Kernel};
 use crate::full::lanes::{self, Side};
 use crate::full::{blocked, scalar};
 use crate::real::Real;
-use crate::simd::SimdReal;
 use crate::tril::Diagonal;
 use crate::view::{Gaussians, PackedTril, row_len};
 
@@ -27,7 +26,7 @@ use crate::view::{Gaussians, PackedTril, row_len};
 /// assert!(batch::kl_scratch::<f64>(usize::MAX / 2, &Exec::new()).is_err());
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
+pub fn kl_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
     plan_run::<T>(Op::Kl, d, exec)?.total(d)
 }
 
@@ -58,7 +57,7 @@ pub fn kl_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
 /// assert_eq!(err, Err(Error::LengthMismatch { what: "out", expected: 2, found: 1 }));
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl<T: SimdReal>(
+pub fn kl<T: Real>(
     p: &Gaussians<'_, T>,
     q: Pairs<'_, T>,
     out: &mut [T],
@@ -82,7 +81,7 @@ pub fn kl<T: SimdReal>(
 }
 
 /// One task's share of [`kl`].
-fn kl_part<T: SimdReal>(
+fn kl_part<T: Real>(
     run: &Run,
     d: usize,
     p: Side<'_, T>,
@@ -158,7 +157,7 @@ fn kl_scalar<T: Real>(
 /// assert_eq!(batch::kl_std_normal_scratch::<f32>(64, &Exec::new())?, 0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_std_normal_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
+pub fn kl_std_normal_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
     plan_run::<T>(Op::KlStdNormal, d, exec)?.total(d)
 }
 
@@ -181,7 +180,7 @@ pub fn kl_std_normal_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize
 /// assert_eq!(out, [0.5, 0.0]);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_std_normal<T: SimdReal>(
+pub fn kl_std_normal<T: Real>(
     p: &Gaussians<'_, T>,
     out: &mut [T],
     exec: &Exec,

@@ -9,7 +9,6 @@ use crate::full::lanes::{self, Side};
 use crate::full::lanes_grad::{self, GradOut};
 use crate::full::scalar::finish;
 use crate::real::Real;
-use crate::simd::SimdReal;
 use crate::tril::Diagonal;
 use crate::view::{Gaussians, GradMut, Grads, Mode, PackedTril, row_len};
 
@@ -28,7 +27,7 @@ use crate::view::{Gaussians, GradMut, Grads, Mode, PackedTril, row_len};
 /// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked)).is_err());
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_grad_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
+pub fn kl_grad_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
     plan_run::<T>(Op::KlGrad, d, exec)?.total(d)
 }
 
@@ -78,7 +77,7 @@ fn check_grads<T>(
 /// assert!((g_mq[0] + g_mp[0] + g_mp[2] + g_mp[4]).abs() < 1e-15);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_grad<T: SimdReal>(
+pub fn kl_grad<T: Real>(
     p: &Gaussians<'_, T>,
     q: Pairs<'_, T>,
     upstream: &[T],
@@ -200,7 +199,7 @@ fn grad_scalar<T: Real>(
 /// assert_eq!(batch::kl_std_normal_grad_scratch::<f64>(5, &Exec::new())?, 0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_std_normal_grad_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<usize, Error> {
+pub fn kl_std_normal_grad_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
     plan_run::<T>(Op::KlStdNormalGrad, d, exec)?.total(d)
 }
 
@@ -227,7 +226,7 @@ pub fn kl_std_normal_grad_scratch<T: SimdReal>(d: usize, exec: &Exec) -> Result<
 /// assert_eq!(g_mu[..2], [0.5, -1.0]);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
-pub fn kl_std_normal_grad<T: SimdReal>(
+pub fn kl_std_normal_grad<T: Real>(
     p: &Gaussians<'_, T>,
     upstream: &[T],
     out: &mut [T],

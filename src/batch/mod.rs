@@ -63,7 +63,8 @@ pub use grad::{kl_grad, kl_grad_scratch, kl_std_normal_grad, kl_std_normal_grad_
 use crate::error::{Error, check_len, check_work};
 use crate::exec::{Exec, Kernel, Par};
 use crate::full::lanes::{self, Side};
-use crate::simd::{Level, SimdReal};
+use crate::real::Real;
+use crate::simd::Level;
 use crate::tril::tril_len;
 use crate::view::Gaussians;
 
@@ -133,7 +134,7 @@ impl Run {
 }
 
 /// Checks `exec` against the operation and sizes its scratch for `d`.
-fn plan_run<T: SimdReal>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
+fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let level = exec.resolved_level()?;
     let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
     let kernel = match (op, exec.kernel) {

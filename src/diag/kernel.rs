@@ -1,6 +1,6 @@
 //! The fused scoring micro-kernel over packed compact document panels (pulp).
 //!
-//! Documents are packed in panels of [`ScoreReal::PANEL`] documents (32 for
+//! Documents are packed in panels of `PANEL` documents (32 for
 //! `f32`, 16 for `f64`: 128 bytes). A panel is `2k + 1` rows of `PANEL`
 //! numbers: `γ_D`, then `−1/σ²_D` for each of the `k` dimensions, then
 //! `2μ_D/σ²_D` for each: the compact representation ([`Rep::Compact`](super::Rep)),
@@ -25,125 +25,9 @@ use super::Scale;
 use super::mips::{doc_entry, gamma_doc};
 use crate::real::Real;
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-}
-
-/// The element types of the SIMD scoring kernel: `f32` and `f64`.
-///
-/// Crate-internal: it is `pub` in a private module, so it can bound the
-/// public search functions (`T: ScoreReal` reads "`T` is `f32` or `f64`")
-/// while no user can name, implement or call it (sealed). It stays apart from
-/// [`SimdReal`](crate::simd::SimdReal) because the scoring kernel needs an
-/// always-fused multiply-add (bit-identical results at every level) and lane
-/// comparisons, which `SimdReal` does not have.
-pub trait ScoreReal: Real + sealed::Sealed {
-    /// Documents per packed panel (128 bytes' worth).
-    const PANEL: usize;
-    #[doc(hidden)]
-    type V<S: Simd>: Copy;
-    #[doc(hidden)]
-    fn lanes<S: Simd>() -> usize;
-    #[doc(hidden)]
-    fn splat<S: Simd>(simd: S, x: Self) -> Self::V<S>;
-    #[doc(hidden)]
-    fn fma<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
-    #[doc(hidden)]
-    fn vadd<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
-    #[doc(hidden)]
-    fn vmul<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
-    #[doc(hidden)]
-    fn any_gt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool;
-    #[doc(hidden)]
-    fn any_lt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool;
-    #[doc(hidden)]
-    fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>];
-    #[doc(hidden)]
-    fn as_mut_simd<S: Simd>(x: &mut [Self]) -> &mut [Self::V<S>];
-}
-
-macro_rules! impl_simd_real {
-    ($t:ty, $panel:expr, $v:ident, $lanes:ident, $splat:ident, $fma:ident, $as:ident, $as_mut:ident,
-     $add:ident, $mul:ident, $gt:ident, $lt:ident, $first:ident) => {
-        impl ScoreReal for $t {
-            const PANEL: usize = $panel;
-            type V<S: Simd> = S::$v;
-            #[inline(always)]
-            fn lanes<S: Simd>() -> usize {
-                S::$lanes
-            }
-            #[inline(always)]
-            fn splat<S: Simd>(simd: S, x: Self) -> Self::V<S> {
-                simd.$splat(x)
-            }
-            #[inline(always)]
-            fn fma<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S> {
-                simd.$fma(a, b, c)
-            }
-            #[inline(always)]
-            fn vadd<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S> {
-                simd.$add(a, b)
-            }
-            #[inline(always)]
-            fn vmul<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S> {
-                simd.$mul(a, b)
-            }
-            #[inline(always)]
-            fn any_gt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool {
-                simd.$first(simd.$gt(a, b)) < S::$lanes
-            }
-            #[inline(always)]
-            fn any_lt<S: Simd>(simd: S, a: Self::V<S>, b: Self::V<S>) -> bool {
-                simd.$first(simd.$lt(a, b)) < S::$lanes
-            }
-            #[inline(always)]
-            fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>] {
-                S::$as(x).0
-            }
-            #[inline(always)]
-            fn as_mut_simd<S: Simd>(x: &mut [Self]) -> &mut [Self::V<S>] {
-                S::$as_mut(x).0
-            }
-        }
-    };
-}
-
-impl_simd_real!(
-    f32,
-    32,
-    f32s,
-    F32_LANES,
-    splat_f32s,
-    mul_add_f32s,
-    as_simd_f32s,
-    as_mut_simd_f32s,
-    add_f32s,
-    mul_f32s,
-    greater_than_f32s,
-    less_than_f32s,
-    first_true_m32s
-);
-impl_simd_real!(
-    f64,
-    16,
-    f64s,
-    F64_LANES,
-    splat_f64s,
-    mul_add_f64s,
-    as_simd_f64s,
-    as_mut_simd_f64s,
-    add_f64s,
-    mul_f64s,
-    greater_than_f64s,
-    less_than_f64s,
-    first_true_m64s
-);
-
 /// Length of the packed panels for `nd` documents in `k` dimensions:
 /// `⌈nd / PANEL⌉ · (2k + 1) · PANEL`, or `None` on overflow.
-pub(crate) fn packed_len<T: ScoreReal>(k: usize, nd: usize) -> Option<usize> {
+pub(crate) fn packed_len<T: Real>(k: usize, nd: usize) -> Option<usize> {
     let panels = nd.div_ceil(T::PANEL);
     panels
         .checked_mul(k.checked_mul(2)?.checked_add(1)?)?
@@ -152,7 +36,7 @@ pub(crate) fn packed_len<T: ScoreReal>(k: usize, nd: usize) -> Option<usize> {
 
 /// Packs documents `first..first + count` (`count ≤ PANEL`) of a checked
 /// batch into one panel (`(2k + 1) · PANEL` numbers); missing lanes are 0.
-pub(crate) fn pack_panel<T: ScoreReal>(
+pub(crate) fn pack_panel<T: Real>(
     k: usize,
     scale: Scale,
     mean: &[T],
@@ -177,7 +61,7 @@ pub(crate) fn pack_panel<T: ScoreReal>(
 
 /// Rows of the register block (queries per micro-kernel call) for a lane count.
 #[inline(always)]
-pub(crate) fn block_rows<T: ScoreReal, S: Simd>() -> usize {
+pub(crate) fn block_rows<T: Real, S: Simd>() -> usize {
     match T::PANEL / T::lanes::<S>() {
         1 | 2 => 8,
         3 | 4 => 4,
@@ -190,7 +74,7 @@ pub(crate) fn block_rows<T: ScoreReal, S: Simd>() -> usize {
 /// `qpack` is `2k × MR`, `panel` is `(2k + 1) × PANEL`, `tile` is `MR × PANEL`;
 /// `NV · lanes == PANEL`.
 #[inline(always)]
-fn micro<S: Simd, T: ScoreReal, const MR: usize, const NV: usize>(
+fn micro<S: Simd, T: Real, const MR: usize, const NV: usize>(
     simd: S,
     qpack: &[T],
     panel: &[T],
@@ -205,9 +89,9 @@ fn micro<S: Simd, T: ScoreReal, const MR: usize, const NV: usize>(
         let b = T::as_simd::<S>(row);
         let b: [T::V<S>; NV] = core::array::from_fn(|v| b[v]);
         for m in 0..MR {
-            let am = T::splat(simd, a[m]);
+            let am = T::vsplat(simd, a[m]);
             for v in 0..NV {
-                acc[m][v] = T::fma(simd, am, b[v], acc[m][v]);
+                acc[m][v] = T::vfma(simd, am, b[v], acc[m][v]);
             }
         }
     }
@@ -220,7 +104,7 @@ fn micro<S: Simd, T: ScoreReal, const MR: usize, const NV: usize>(
 /// Scores `r ≤ block_rows` packed queries (`qpack`: `2k × r`) against one
 /// panel into `tile` (`r × PANEL`).
 #[inline(always)]
-pub(crate) fn score_block<S: Simd, T: ScoreReal>(
+pub(crate) fn score_block<S: Simd, T: Real>(
     simd: S,
     r: usize,
     qpack: &[T],
@@ -247,7 +131,7 @@ pub(crate) fn score_block<S: Simd, T: ScoreReal>(
 
 /// Packs queries `first..first + r` into `qpack` (`2k × r`, interleaved) and
 /// returns nothing; `a_p = σ²_Q + μ²_Q` (computed as in [`Rep::Compact`](super::Rep)).
-pub(crate) fn pack_queries<T: ScoreReal>(
+pub(crate) fn pack_queries<T: Real>(
     k: usize,
     scale: Scale,
     mean: &[T],

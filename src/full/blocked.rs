@@ -18,7 +18,8 @@
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
-use crate::simd::{Level, Simd, SimdReal, Zeroable};
+use crate::real::Real;
+use crate::simd::{Level, Simd, Zeroable};
 use crate::tril::{Diagonal, Layout, row_start};
 use crate::view::PackedTril;
 use pulp::WithSimd;
@@ -33,7 +34,7 @@ const MAX_LANES: usize = 16;
 /// positivity) are the caller's to check, and `work` holds at least
 /// `d·w + d(d+1)/2 + d` scalars, `w` = `d + 1` rounded up to whole vectors
 /// (the batch layer's scratch). Returns `false` if the host lacks `level`.
-pub(crate) fn kl_blocked<T: SimdReal>(
+pub(crate) fn kl_blocked<T: Real>(
     level: Level,
     d: usize,
     p: Side<'_, T>,
@@ -63,7 +64,7 @@ struct BlockedOp<'a, T> {
     work: &'a mut [T],
 }
 
-impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
+impl<T: Real> WithSimd for BlockedOp<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -108,7 +109,7 @@ impl<T: SimdReal> WithSimd for BlockedOp<'_, T> {
 /// `L_q` unpacked (row-major packed) into `lq`, its inverted diagonal into
 /// `inv`; returns `−Σ log L_qᵢᵢ`.
 #[inline(always)]
-fn load_q<T: SimdReal>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T {
+fn load_q<T: Real>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T {
     let d = tq.d;
     let mut ld = T::ZERO;
     if tq.layout == Layout::RowMajor {
@@ -141,7 +142,7 @@ fn load_q<T: SimdReal>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T 
 /// column `j` is column `j + 1`. Adds `log L_pᵢᵢ` to `ld` row by row (the
 /// order of the sum) and returns it.
 #[inline(always)]
-fn load_rhs<T: SimdReal>(
+fn load_rhs<T: Real>(
     tp: PackedTril<'_, T>,
     (mp, mq): (&[T], &[T]),
     w: usize,
@@ -178,7 +179,7 @@ fn load_rhs<T: SimdReal>(
 /// Solves `L_q X = B` in place (`B`: `d × w`, row-major) and returns
 /// `Σ X²` over all entries.
 #[inline(always)]
-fn solve<T: SimdReal, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv: &[T]) -> T {
+fn solve<T: Real, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv: &[T]) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
     let mut sq = [[zero; 2]; R];
@@ -230,7 +231,7 @@ fn solve<T: SimdReal, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], 
 /// (`[d, w, col, r0]`), of `b` (`d` rows of `w`), `L_q` and `1 / L_qᵢᵢ`
 /// given as `(lq, inv)`.
 #[inline(always)]
-fn panel<T: SimdReal, S: Simd, const C: usize>(
+fn panel<T: Real, S: Simd, const C: usize>(
     s: S,
     [d, w, col, r0]: [usize; 4],
     b: &mut [T],

@@ -20,7 +20,7 @@
 //! keeping them to the default layout halves the crate's compile time.
 
 use crate::real::Real;
-use crate::simd::{Level, Simd, SimdReal, Zeroable};
+use crate::simd::{Level, Simd, Zeroable};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
@@ -113,7 +113,7 @@ impl Pairs {
 /// The caller has checked every shape and (for plain diagonals) positivity;
 /// for `d > 16`, `work` holds at least `(2d² + d) · lanes` scalars (the batch
 /// layer's scratch). Returns `false` if the host lacks `level`.
-pub(crate) fn kl_lanes<T: SimdReal>(
+pub(crate) fn kl_lanes<T: Real>(
     level: Level,
     d: usize,
     p: Side<'_, T>,
@@ -154,7 +154,7 @@ struct FixedOp<'a, T, const D: usize> {
     out: &'a mut [T],
 }
 
-impl<T: SimdReal, const D: usize> WithSimd for FixedOp<'_, T, D> {
+impl<T: Real, const D: usize> WithSimd for FixedOp<'_, T, D> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -171,7 +171,7 @@ struct RuntimeOp<'a, T> {
     work: &'a mut [T],
 }
 
-impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
+impl<T: Real> WithSimd for RuntimeOp<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -203,7 +203,7 @@ impl Idx for Layout {
 
 /// Row-major pairs, `d = D`.
 #[inline(always)]
-fn run_fixed<T: SimdReal, S: Simd, const D: usize>(
+fn run_fixed<T: Real, S: Simd, const D: usize>(
     s: S,
     p: Side<'_, T>,
     q: Side<'_, T>,
@@ -220,7 +220,7 @@ fn run_fixed<T: SimdReal, S: Simd, const D: usize>(
 
 /// Any layout and `d`: the block on the stack up to [`MAX_FIXED_D`], in `work` above.
 #[inline(always)]
-fn run_runtime<T: SimdReal, S: Simd>(
+fn run_runtime<T: Real, S: Simd>(
     s: S,
     d: usize,
     p: Side<'_, T>,
@@ -251,7 +251,7 @@ fn run_runtime<T: SimdReal, S: Simd>(
 /// a whole number of vectors). The vectors are arrays of `T` (`repr(C)`,
 /// `T`'s alignment), so any sub-slice of a `[T]` casts.
 #[inline(always)]
-fn split<T: SimdReal, S: Simd>(w: &mut [T], d: usize, lanes: usize) -> Bufs<'_, T::V<S>> {
+fn split<T: Real, S: Simd>(w: &mut [T], d: usize, lanes: usize) -> Bufs<'_, T::V<S>> {
     let (a, rest) = w.split_at_mut(d * d * lanes);
     let (m, rest) = rest.split_at_mut(d * d * lanes);
     let y = &mut rest[..d * lanes];
@@ -296,7 +296,7 @@ pub(crate) type Bufs<'a, V> = (&'a mut [V], &'a mut [V], &'a mut [V]);
 
 /// Runs every block: transpose `lanes` pairs in, compute, write out.
 #[inline(always)]
-fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
+fn run_blocks<T: Real, S: Simd, I: Idx>(
     s: S,
     job: Job<'_, T, I>,
     out: &mut [T],
@@ -327,7 +327,7 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
 /// repeated into idle lanes of a partial block). For plain diagonals, also
 /// stores each lane's `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` in `plain_ld`.
 #[inline(always)]
-pub(crate) fn gather<T: SimdReal, S: Simd, I: Idx>(
+pub(crate) fn gather<T: Real, S: Simd, I: Idx>(
     job: Job<'_, T, I>,
     n: usize,
     start: usize,
@@ -398,7 +398,7 @@ pub(crate) fn gather<T: SimdReal, S: Simd, I: Idx>(
 /// The diagonals, the solve and the sums of one gathered block; writes the
 /// `out.len()` valid lanes.
 #[inline(always)]
-fn compute<T: SimdReal, S: Simd>(
+fn compute<T: Real, S: Simd>(
     s: S,
     d: usize,
     p: Side<'_, T>,
@@ -482,7 +482,7 @@ fn plain_log_det_diff<T: Real>(
 /// `m`: `L_p` (strict lower triangle) with `L_pᵢᵢ / L_qᵢᵢ` on the diagonal,
 /// overwritten by `M`; `y`: `μ_q − μ_p`, overwritten by `y`.
 #[inline(always)]
-pub(crate) fn block<T: SimdReal, S: Simd>(
+pub(crate) fn block<T: Real, S: Simd>(
     s: S,
     d: usize,
     a: &[T::V<S>],

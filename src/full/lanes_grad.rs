@@ -24,7 +24,8 @@
 //! they stop at 8 and at the default layout.
 
 use super::lanes::{self, Bufs, Idx, Job, MAX_FIXED_D, Pairs, RowMajor, Side};
-use crate::simd::{Level, Simd, SimdReal, Zeroable};
+use crate::real::Real;
+use crate::simd::{Level, Simd, Zeroable};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
@@ -63,7 +64,7 @@ impl<T> GradOut<'_, T> {
 /// outputs; for `d > 16`, `work` holds at least `(3d² + 4d) · lanes`
 /// scalars (the batch layer's scratch). Returns `false`
 /// (touching nothing) if the host lacks `level`.
-pub(crate) fn kl_grad_lanes<T: SimdReal>(
+pub(crate) fn kl_grad_lanes<T: Real>(
     level: Level,
     d: usize,
     p: Side<'_, T>,
@@ -102,7 +103,7 @@ struct FixedOp<'a, T, const D: usize> {
     out: GradOut<'a, T>,
 }
 
-impl<T: SimdReal, const D: usize> WithSimd for FixedOp<'_, T, D> {
+impl<T: Real, const D: usize> WithSimd for FixedOp<'_, T, D> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -130,7 +131,7 @@ struct RuntimeOp<'a, T> {
     work: &'a mut [T],
 }
 
-impl<T: SimdReal> WithSimd for RuntimeOp<'_, T> {
+impl<T: Real> WithSimd for RuntimeOp<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -203,7 +204,7 @@ struct Block<'a, V> {
 }
 
 #[inline(always)]
-fn run<T: SimdReal, S: Simd>(
+fn run<T: Real, S: Simd>(
     s: S,
     d: usize,
     p: Side<'_, T>,
@@ -223,7 +224,7 @@ fn run<T: SimdReal, S: Simd>(
 
 /// Every block: gather, forward, backward, scatter.
 #[inline(always)]
-fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
+fn run_blocks<T: Real, S: Simd, I: Idx>(
     s: S,
     job: Job<'_, T, I>,
     mut out: GradOut<'_, T>,
@@ -256,7 +257,7 @@ fn run_blocks<T: SimdReal, S: Simd, I: Idx>(
 /// Lane `l`'s gradients, for `l < valid`, into its pair's rows: added, or
 /// written with `overwrite`.
 #[inline(always)]
-fn scatter<T: SimdReal, S: Simd, I: Idx>(
+fn scatter<T: Real, S: Simd, I: Idx>(
     job: Job<'_, T, I>,
     start: usize,
     valid: usize,
@@ -311,7 +312,7 @@ fn scatter<T: SimdReal, S: Simd, I: Idx>(
 /// upstream weights; returns the lanes' KL and leaves `upstream · ∂/∂L_p`
 /// in `w`, `upstream · ∂/∂L_q` in `m` and `upstream · z` in `z`.
 #[inline(always)]
-fn block<T: SimdReal, S: Simd>(
+fn block<T: Real, S: Simd>(
     s: S,
     d: usize,
     dp: Diagonal,
@@ -332,7 +333,7 @@ fn block<T: SimdReal, S: Simd>(
 /// Prepares the diagonals of a gathered block and returns the lanes'
 /// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
 #[inline(always)]
-fn diagonals<T: SimdReal, S: Simd>(
+fn diagonals<T: Real, S: Simd>(
     s: S,
     d: usize,
     (dp, dq): (Diagonal, Diagonal),
@@ -394,7 +395,7 @@ fn diagonals<T: SimdReal, S: Simd>(
 
 /// The backward pass of one block after the forward one, `∂/∂L_q` into `m`.
 #[inline(always)]
-fn backward<T: SimdReal, S: Simd>(
+fn backward<T: Real, S: Simd>(
     s: S,
     d: usize,
     dq: Diagonal,
@@ -459,7 +460,7 @@ fn backward<T: SimdReal, S: Simd>(
 
 /// `upstream · ∂/∂L_p` into `w` and `upstream · z` into `z`.
 #[inline(always)]
-fn grad_p<T: SimdReal, S: Simd>(
+fn grad_p<T: Real, S: Simd>(
     s: S,
     d: usize,
     dp: Diagonal,

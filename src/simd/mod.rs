@@ -22,7 +22,9 @@
 mod exp;
 mod real;
 
-pub use real::SimdReal;
+pub(crate) use real::SimdReal;
+
+use crate::real::Real;
 
 pub(crate) use pulp::Simd;
 use pulp::WithSimd;
@@ -127,9 +129,9 @@ impl Level {
     /// ```
     ///
     /// A level the host lacks reports 1.
-    pub fn lanes<T: SimdReal>(self) -> usize {
+    pub fn lanes<T: Real>(self) -> usize {
         struct Lanes<T>(core::marker::PhantomData<T>);
-        impl<T: SimdReal> WithSimd for Lanes<T> {
+        impl<T: Real> WithSimd for Lanes<T> {
             type Output = usize;
             #[inline(always)]
             fn with_simd<S: Simd>(self, _: S) -> usize {
@@ -221,9 +223,9 @@ impl Level {
 /// assert_eq!(xs[0], 1.0);
 /// assert!((xs[1] - core::f32::consts::E).abs() <= 2.0 * f32::EPSILON * 3.0);
 /// ```
-pub fn exp_in_place<T: SimdReal>(level: Level, xs: &mut [T]) -> bool {
+pub fn exp_in_place<T: Real>(level: Level, xs: &mut [T]) -> bool {
     struct ExpOp<'a, T>(&'a mut [T]);
-    impl<T: SimdReal> WithSimd for ExpOp<'_, T> {
+    impl<T: Real> WithSimd for ExpOp<'_, T> {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, simd: S) {

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::simd::SimdReal;
 use gaussian_kl::{Exec, Gaussians, Real};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -35,7 +34,7 @@ pub fn batch<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
 
 /// `KL(p[k]‖q[k])` of two batches of `out.len()` Gaussians by the crate's
 /// batch layer under `exec`, with a workspace of exactly the scratch size.
-pub fn kl_zip<T: SimdReal>(exec: &Exec, d: usize, p: (&[T], &[T]), q: (&[T], &[T]), out: &mut [T]) {
+pub fn kl_zip<T: Real>(exec: &Exec, d: usize, p: (&[T], &[T]), q: (&[T], &[T]), out: &mut [T]) {
     let n = out.len();
     let p = Gaussians::new(n, d, p.0, p.1).unwrap();
     let q = Gaussians::new(n, d, q.0, q.1).unwrap();
