@@ -17,11 +17,11 @@
 //!   column-major, strict upper triangle NaN: ignored; the gradients with
 //!   the same strides, zero there) and `kl_grad_fixed`; `kl_std_normal_grad`
 //!   and `kl_std_normal` (and the dense pair for a plain diagonal);
-//!   `batch_grad::kl_grad_packed` and `kl_grad_all_pairs` with the scalar
-//!   kernel (`Kernel::Scalar`), any mix of broadcast sides and a shared or
-//!   per-pair upstream, and a loop over `kl_grad` (a Gaussian's gradient
+//!   `batch::kl_grad` (zip and all pairs) with the scalar
+//!   kernel (`Kernel::Scalar`), any mix of broadcast sides and one upstream
+//!   weight per pair, and a loop over `kl_grad` (a Gaussian's gradient
 //!   summed from 0 in pair order);
-//!   `batch_grad::kl_std_normal_grad_packed` and a loop over
+//!   `batch::kl_std_normal_grad` and a loop over
 //!   `kl_std_normal_grad`.
 //! - finite differences: along a direction `v ∈ {−1, 0, 1}^n` over all
 //!   parameters (`μ_p`, raw `L_p`, `μ_q`, raw `L_q`), the steps `h = 2⁻³⁰`
@@ -40,7 +40,7 @@
 //!   the error bound below. Checked where the case is well-conditioned:
 //!   `(d+1) eps κ_S(L_q) ≤ 10⁻⁶`, so that second-order terms stay below the
 //!   factor 2. The same for `kl_std_normal_grad` (`L_q = I`).
-//! - the SIMD gradient kernel (`batch_grad`, lockstep, at every level the
+//! - the SIMD gradient kernel (`batch::kl_grad`, lockstep, at every level the
 //!   host has), zip and all pairs, against the scalar kernel: each KL within
 //!   `2 ·` the forward bound of `full_agree` of the double-double reference
 //!   (the lockstep forward pass is the forward kernel's), each gradient entry
@@ -79,8 +79,8 @@
 #![no_main]
 
 use arbitrary::{Result, Unstructured};
-use gaussian_kl::batch::{Kernel, Options};
-use gaussian_kl::batch_grad::{self, BatchGrad, GaussianBatch};
+use gaussian_kl::batch::{self, Pairs};
+use gaussian_kl::{Exec, Gaussians, Kernel};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, GradMut, Layout, Mode, PackedTril, full};
 use gaussian_kl_fuzz::dd::{self, Dd};
@@ -621,10 +621,10 @@ impl Side {
         })
     }
 
-    fn batch(&self) -> GaussianBatch<'_, f64> {
-        GaussianBatch::new(&self.means, &self.factors)
-            .layout(self.layout)
-            .diagonal(self.diagonal)
+    fn batch(&self, d: usize) -> Gaussians<'_, f64> {
+        let n = self.means.len() / d;
+        let (m, f) = (&self.means, &self.factors);
+        Gaussians::with_layout(n, d, m, f, self.layout, self.diagonal).expect("well-formed batch")
     }
 
     /// Gaussian `i` of this side and `j` of `q` as a full case.
@@ -670,13 +670,10 @@ impl Side {
 
 fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     let n = u.int_in_range(0..=4usize)?;
-    let (shared_p, shared_q, shared_up) = (u.arbitrary()?, u.arbitrary()?, u.arbitrary()?);
+    let (shared_p, shared_q) = (u.arbitrary()?, u.arbitrary()?);
     let count = |shared: bool| if shared { 1 } else { n };
     let p = Side::generate(u, d, count(shared_p))?;
     let q = Side::generate(u, d, count(shared_q))?;
-    let up: Vec<f64> = (0..count(shared_up))
-        .map(|_| scaled(u, 2))
-        .collect::<Result<_>>()?;
     let all_pairs = u.arbitrary::<bool>()?;
     let (np, nq) = (p.means.len() / d, q.means.len() / d);
     // The pairs, in output order.
@@ -685,21 +682,13 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     } else {
         (0..n).map(|b| (b.min(np - 1), b.min(nq - 1))).collect()
     };
-    let prior_up = up.clone();
-    let up = if all_pairs && !shared_up {
-        (0..pairs.len())
-            .map(|_| scaled(u, 2))
-            .collect::<Result<_>>()?
-    } else {
-        up
-    };
-    let scalar = Options::new().kernel(Kernel::Scalar);
-    let Some(want) = run_batch(scalar, all_pairs, d, &p, &q, &up, pairs.len()) else {
-        // With n = 1 the shared and per-pair forms coincide; n = 0 with a
-        // shared side is a length mismatch for the other: the batch's rules.
-        assert!(n == 0 && !all_pairs, "batch failed");
-        return Ok(());
-    };
+    // One upstream weight per pair (per Gaussian for the prior).
+    let up: Vec<f64> = (0..pairs.len())
+        .map(|_| scaled(u, 2))
+        .collect::<Result<_>>()?;
+    let prior_up: Vec<f64> = (0..n).map(|_| scaled(u, 2)).collect::<Result<_>>()?;
+    let scalar = Exec::new().kernel(Kernel::Scalar);
+    let want = run_batch(scalar, all_pairs, d, &p, &q, &up, pairs.len()).expect("batch");
     // The loop.
     let t = d * (d + 1) / 2;
     let mut acc = [
@@ -728,7 +717,7 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     for (b, &(ip, iq)) in pairs.iter().enumerate() {
         let (mp, lp) = p.row(d, ip);
         let (mq, lq) = q.row(d, iq);
-        let g = up[if up.len() == 1 { 0 } else { b }];
+        let g = up[b];
         let mut one = Grads::nan(d);
         let mut w = vec![f64::NAN; full::kl_grad_scratch(d)];
         let (gp, gq) = (gaussian(mp, lp), gaussian(mq, lq));
@@ -775,9 +764,9 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     }
 
     // The SIMD kernel at every level.
-    let levels = Level::all().iter().filter_map(|&l| Options::new().level(l));
-    for opts in levels {
-        let got = run_batch(opts, all_pairs, d, &p, &q, &up, pairs.len()).expect("as scalar");
+    let levels = Level::all().iter().filter(|l| l.is_available());
+    for exec in levels.map(|&l| Exec::new().level(l)) {
+        let got = run_batch(exec, all_pairs, d, &p, &q, &up, pairs.len()).expect("as scalar");
         for (b, (r, kappa)) in references.iter().enumerate() {
             if conditioned[b] {
                 assert_close(got.0[b], r, d, 2.0 * kappa, "SIMD batch KL");
@@ -807,11 +796,14 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
             vec![f64::NAN; p.factors.len()],
         );
         let up = prior_up;
-        batch_grad::kl_std_normal_grad_packed(d, p.batch(), &up, &mut kl, &mut gm, &mut gl)
+        let exec = Exec::new();
+        let mut work = vec![f64::NAN; batch::kl_std_normal_grad_scratch::<f64>(d, &exec).unwrap()];
+        let grad = GradMut::new(&mut gm, &mut gl);
+        batch::kl_std_normal_grad(&p.batch(d), &up, &mut kl, grad, &exec, &mut work)
             .expect("well-formed batch");
         for b in 0..n {
             let (mp, lp) = p.row(d, b);
-            let g = up[if up.len() == 1 { 0 } else { b }];
+            let g = up[b];
             let (mut m1, mut l1) = (vec![f64::NAN; d], vec![f64::NAN; t]);
             let gp = gaussian(mp, lp);
             let v = full::kl_std_normal_grad(&gp, g, GradMut::new(&mut m1, &mut l1)).unwrap();
@@ -841,7 +833,7 @@ fn count_skips(n: usize) {
 /// error.
 #[allow(clippy::type_complexity)]
 fn run_batch(
-    opts: Options,
+    exec: Exec,
     all_pairs: bool,
     d: usize,
     p: &Side,
@@ -856,18 +848,15 @@ fn run_batch(
         vec![f64::NAN; q.means.len()],
         vec![f64::NAN; q.factors.len()],
     ];
-    let mut work = vec![f64::NAN; batch_grad::workspace_len(d)];
+    let mut work = vec![f64::NAN; batch::kl_grad_scratch::<f64>(d, &exec).ok()?];
     let [g1, g2, g3, g4] = &mut g;
-    let grad = BatchGrad {
-        means_p: g1,
-        factors_p: g2,
-        means_q: g3,
-        factors_q: g4,
-    };
-    let r = if all_pairs {
-        opts.kl_grad_all_pairs(d, p.batch(), q.batch(), up, &mut kl, grad, &mut work)
+    let grad = gaussian_kl::Grads::new(GradMut::new(g1, g2), GradMut::new(g3, g4));
+    let (pb, qb) = (p.batch(d), q.batch(d));
+    let pairs = if all_pairs {
+        Pairs::All(&qb)
     } else {
-        opts.kl_grad_packed(d, p.batch(), q.batch(), up, &mut kl, grad, &mut work)
+        Pairs::Zip(&qb)
     };
+    let r = batch::kl_grad(&pb, pairs, up, &mut kl, grad, &exec, &mut work);
     r.ok().map(|()| (kl, g))
 }

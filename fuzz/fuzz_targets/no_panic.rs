@@ -93,6 +93,12 @@ fn diagonal(u: &mut Unstructured<'_>) -> Result<Diagonal> {
     })
 }
 
+/// Wild values, as many as [`wild_len`] picks around `want`.
+fn near<T: Real>(u: &mut Unstructured<'_>, want: Option<usize>, cap: usize) -> Result<Vec<T>> {
+    let n = wild_len(u, want, cap)?;
+    wild_vec(u, n)
+}
+
 /// A wild scalar in `T`.
 fn wild<T: Real>(u: &mut Unstructured<'_>) -> Result<T> {
     Ok(T::from_f64(wild_value(u)?))
@@ -137,7 +143,7 @@ struct WildGaussian<T> {
 
 impl<T: Real> WildGaussian<T> {
     fn generate(u: &mut Unstructured<'_>, d: usize) -> Result<Self> {
-        let mean = wild_vec(u, wild_len(u, Some(d), CAP)?)?;
+        let mean = near(u, Some(d), CAP)?;
         if u.arbitrary()? {
             let n = wild_len(u, tril_len(d), CAP)?;
             let packed = Some((*u.choose(&LAYOUTS)?, diagonal(u)?));
@@ -186,20 +192,18 @@ impl<T: Real> WildGaussian<T> {
 
 fn views<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let d = wild_dim(u)?;
-    let data: Vec<T> = wild_vec(u, wild_len(u, tril_len(d), CAP)?)?;
+    let data: Vec<T> = near(u, tril_len(d), CAP)?;
     if let Ok(l) = PackedTril::new(d, &data) {
         let _ = (l.dim(), l.data(), l.layout(), l.diagonal());
-        let mut out: Vec<T> = wild_vec(u, wild_len(u, d.checked_mul(d), CAP)?)?;
+        let mut out: Vec<T> = near(u, d.checked_mul(d), CAP)?;
         let before = [bits(&out)];
         let r = l.expand_dense(&mut out);
         untouched(ok(&r), &before, &[&out]);
     }
-    let m: Vec<T> = wild_vec(u, wild_len(u, d.checked_mul(d), CAP)?)?;
-    for r in [MatRef::row_major(d, &m), MatRef::col_major(d, &m)] {
-        if let Ok(a) = r {
-            let (i, j) = (u.arbitrary()?, u.arbitrary()?);
-            let _ = (a.get(i, j), a.transpose().get(i, j), a.strides(), a.dim());
-        }
+    let m: Vec<T> = near(u, d.checked_mul(d), CAP)?;
+    for a in [MatRef::row_major(d, &m), MatRef::col_major(d, &m)].into_iter().flatten() {
+        let (i, j) = (u.arbitrary()?, u.arbitrary()?);
+        let _ = (a.get(i, j), a.transpose().get(i, j), a.strides(), a.dim());
     }
     let (i, j): (usize, usize) = (u.arbitrary()?, u.arbitrary()?);
     let _ = u.choose(&LAYOUTS)?.index(d, i, j);
@@ -208,7 +212,7 @@ fn views<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
         let _ = (v.dim(), v.mean(), v.factor().dim());
     }
     let _ = Gaussian::packed(&g.mean, &g.factor);
-    let n = u.int_in_range(0..=40)?;
+    let n: usize = u.int_in_range(0..=40)?;
     let (mn, fln) = (wild_len(u, n.checked_mul(d), CAP)?, wild_len(u, None, CAP)?);
     let (means, factors): (Vec<T>, Vec<T>) = (wild_vec(u, mn)?, wild_vec(u, fln)?);
     let layout = *u.choose(&LAYOUTS)?;
@@ -306,7 +310,16 @@ fn fixed_packed<T: Real, const D: usize>(
     let mp: [T; D] = core::array::from_fn(|i| v[i]);
     let mq: [T; D] = core::array::from_fn(|i| v[D + i]);
     let _ = ok(&full::kl_packed_fixed::<T, D>(&mp, lp, &mq, lq));
-    let _ = ok(&full::kl_grad_packed_fixed::<T, D>(&mp, lp, &mq, lq, v[2 * D]));
+    let t = tril_len(D).unwrap_or(0);
+    let [mut pm, mut pf] = grad_bufs::<T>(u, D, t)?;
+    let [mut qm, mut qf] = grad_bufs::<T>(u, D, t)?;
+    let before = [bits(&pm), bits(&pf), bits(&qm), bits(&qf)];
+    let grads = Grads::new(
+        GradMut::new(&mut pm, &mut pf).mode(mode(u)?),
+        GradMut::new(&mut qm, &mut qf).mode(mode(u)?),
+    );
+    let r = full::kl_grad_packed_fixed::<T, D>(&mp, lp, &mq, lq, v[2 * D], grads);
+    untouched(ok(&r), &before, &[&pm, &pf, &qm, &qf]);
     Ok(true)
 }
 
@@ -333,8 +346,8 @@ fn fixed_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let d = wild_dim(u)?;
     let d_p = if u.arbitrary()? { big_d } else { d };
     let d_q = if u.arbitrary()? { big_d } else { d };
-    let dp: Vec<T> = wild_vec(u, wild_len(u, tril_len(d_p), CAP)?)?;
-    let dq: Vec<T> = wild_vec(u, wild_len(u, tril_len(d_q), CAP)?)?;
+    let dp: Vec<T> = near(u, tril_len(d_p), CAP)?;
+    let dq: Vec<T> = near(u, tril_len(d_q), CAP)?;
     let lp = PackedTril::with_layout(d_p, &dp, *u.choose(&LAYOUTS)?, diagonal(u)?);
     let lq = PackedTril::with_layout(d_q, &dq, *u.choose(&LAYOUTS)?, diagonal(u)?);
     if let (Ok(lp), Ok(lq)) = (lp, lq) {
@@ -346,12 +359,12 @@ fn fixed_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
 fn cholesky_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let d = wild_dim(u)?;
     if u.arbitrary()? {
-        let mut a: Vec<T> = wild_vec(u, wild_len(u, d.checked_mul(d), CAP)?)?;
+        let mut a: Vec<T> = near(u, d.checked_mul(d), CAP)?;
         if ok(&full::cholesky_in_place(d, &mut a)) {
             assert!(Some(a.len()) == d.checked_mul(d));
         }
     } else {
-        let mut a: Vec<T> = wild_vec(u, wild_len(u, tril_len(d), CAP)?)?;
+        let mut a: Vec<T> = near(u, tril_len(d), CAP)?;
         if ok(&full::cholesky_packed_in_place(d, &mut a)) {
             assert!(Some(a.len()) == tril_len(d));
         }
@@ -418,10 +431,12 @@ impl<T: Real> WildBatch<T> {
     }
 }
 
-/// `p`, and `q` (or `None` for the prior), paired `Zip` or `All`.
-fn batch_sides<T: Real>(
-    u: &mut Unstructured<'_>,
-) -> Result<(WildBatch<T>, WildBatch<T>, bool, Option<usize>)> {
+/// `p`, `q`, whether they pair `All` (else `Zip`), and the number of pairs
+/// the pairing rules give (`None`: the sizes do not broadcast).
+type Sides<T> = (WildBatch<T>, WildBatch<T>, bool, Option<usize>);
+
+/// Two wild batch sides and their pairing.
+fn batch_sides<T: Real>(u: &mut Unstructured<'_>) -> Result<Sides<T>> {
     let p = WildBatch::<T>::generate(u, None)?;
     let mut q = WildBatch::<T>::generate(u, Some(p.d))?;
     if u.ratio(1, 3)? {
@@ -462,7 +477,7 @@ fn batch_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     };
     let (mut work, off) = workspace::<T>(u, need.ok())?;
     let out_len = if prior { Some(p.len()) } else { pairs };
-    let mut out: Vec<T> = wild_vec(u, wild_len(u, out_len, CAP)?)?;
+    let mut out: Vec<T> = near(u, out_len, CAP)?;
     let before = [bits(&out)];
     let r = if prior {
         batch::kl_std_normal(&p, &mut out, &ex, &mut work[off..])
@@ -496,8 +511,8 @@ fn batch_grad_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     };
     let (mut work, off) = workspace::<T>(u, need.ok())?;
     let out_len = if prior { Some(p.len()) } else { pairs };
-    let mut out: Vec<T> = wild_vec(u, wild_len(u, out_len, CAP)?)?;
-    let upstream: Vec<T> = wild_vec(u, wild_len(u, out_len, CAP)?)?;
+    let mut out: Vec<T> = near(u, out_len, CAP)?;
+    let upstream: Vec<T> = near(u, out_len, CAP)?;
     let [mut pm, mut pf] = grad_bufs::<T>(u, pw.means.len(), pw.factors.len())?;
     let [mut qm, mut qf] = grad_bufs::<T>(u, qw.means.len(), qw.factors.len())?;
     let before = [bits(&out), bits(&pm), bits(&pf), bits(&qm), bits(&qf)];
@@ -595,7 +610,7 @@ fn diag_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
                 return Ok(());
             };
             let want = p.n.checked_mul(q.n);
-            let mut out: Vec<T> = wild_vec(u, wild_len(u, want, CAP)?)?;
+            let mut out: Vec<T> = near(u, want, CAP)?;
             let before = [bits(&out)];
             let r = if u.arbitrary()? {
                 diag::kl_all_pairs(&a, &b, &mut out)
@@ -615,7 +630,7 @@ fn diag_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
             let rep = *u.choose(&REPS)?;
             let _ = rep.len(wild_dim(u)?);
             let want = p.n.checked_mul(rep.len(p.d));
-            let mut out: Vec<T> = wild_vec(u, wild_len(u, want, CAP)?)?;
+            let mut out: Vec<T> = near(u, want, CAP)?;
             let before = [bits(&out)];
             let r = if u.arbitrary()? {
                 diag::query_vectors(rep, &a, &mut out)
@@ -666,7 +681,7 @@ fn diag_grad_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
             return Ok(());
         };
         let want = p.n.checked_mul(q.n);
-        let up: Vec<T> = wild_vec(u, wild_len(u, want, CAP)?)?;
+        let up: Vec<T> = near(u, want, CAP)?;
         if kl {
             ok(&diag::kl_all_pairs_grad(&a, &b, &up, grads))
         } else {
@@ -703,7 +718,7 @@ fn search_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
         if too_many(want) {
             return Ok(());
         }
-        let mut out: Vec<T> = wild_vec(u, wild_len(u, want, CAP)?)?;
+        let mut out: Vec<T> = near(u, want, CAP)?;
         let before = [bits(&out)];
         let r = search::scores(&index, &qv, metric, &mut out, &ex);
         let r_ok = ok(&r);
