@@ -36,7 +36,8 @@ fn mul_t(l: &M3) -> M3 {
 }
 
 fn det(a: &M3) -> f64 {
-    a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+    a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+        - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
         + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0])
 }
 
@@ -65,9 +66,15 @@ fn full(c: &cases::FullCase) -> (f64, f64) {
     let (lp, lq) = (tril(&c.raw_p), tril(&c.raw_q));
     let (sp, sq) = (mul_t(&lp), mul_t(&lq));
     let iq = inverse(&sq);
-    let delta: Vec<f64> = (0..3).map(|i| f64::from(c.mean_q[i]) - f64::from(c.mean_p[i])).collect();
-    let trace: f64 = (0..3).map(|i| (0..3).map(|k| iq[i][k] * sp[k][i]).sum::<f64>()).sum();
-    let maha: f64 = (0..3).map(|i| (0..3).map(|j| delta[i] * iq[i][j] * delta[j]).sum::<f64>()).sum();
+    let delta: Vec<f64> = (0..3)
+        .map(|i| f64::from(c.mean_q[i]) - f64::from(c.mean_p[i]))
+        .collect();
+    let trace: f64 = (0..3)
+        .map(|i| (0..3).map(|k| iq[i][k] * sp[k][i]).sum::<f64>())
+        .sum();
+    let maha: f64 = (0..3)
+        .map(|i| (0..3).map(|j| delta[i] * iq[i][j] * delta[j]).sum::<f64>())
+        .sum();
     let kl = 0.5 * (trace + maha - 3.0 + det(&sq).ln() - det(&sp).ln());
     // Skeel's condition number of L_q: ‖ |L_q⁻¹| |L_q| ‖∞ (triangular inverse, explicit).
     let inv_lq = {
@@ -81,11 +88,18 @@ fn full(c: &cases::FullCase) -> (f64, f64) {
     let kappa_s = (0..3)
         .map(|i| {
             (0..3)
-                .map(|j| (0..3).map(|k| inv_lq[i][k].abs() * lq[k][j].abs()).sum::<f64>())
+                .map(|j| {
+                    (0..3)
+                        .map(|k| inv_lq[i][k].abs() * lq[k][j].abs())
+                        .sum::<f64>()
+                })
                 .sum::<f64>()
         })
         .fold(0.0, f64::max);
-    let logs: f64 = [0, 2, 5].iter().map(|&k| f64::from(c.raw_p[k]).abs() + f64::from(c.raw_q[k]).abs()).sum();
+    let logs: f64 = [0, 2, 5]
+        .iter()
+        .map(|&k| f64::from(c.raw_p[k]).abs() + f64::from(c.raw_q[k]).abs())
+        .sum();
     let s = maha + trace + 2.0 * logs + 3.0;
     let bound = |eps: f64| 8.0 * 4f64.powf(1.5) * eps * kappa_s * s;
     // The kernel's bound in f32 plus this reference's own (f64) error.
@@ -107,7 +121,11 @@ fn diag(c: &cases::DiagCase) -> (f64, f64, f64) {
         a += vq.ln().abs() + vp.ln().abs() + ratio;
     }
     let bound = |eps: f64| 4.0 * (k + 4) as f64 * eps * a;
-    (kl, eq10, bound(f64::from(f32::EPSILON)) + bound(f64::EPSILON))
+    (
+        kl,
+        eq10,
+        bound(f64::from(f32::EPSILON)) + bound(f64::EPSILON),
+    )
 }
 
 fn main() {
