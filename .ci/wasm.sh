@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# WebAssembly, for real, with Debian's rustc-web toolchain (Rust 1.96, every
+# WebAssembly, for real, with Debian's rustc-web toolchain (Rust 1.85, every
 # wasm32 target, std sources for -Zbuild-std):
 #  1. the crate (no_std, default features off) in wasm/, a cdylib for
 #     wasm32-unknown-unknown with simd128, loaded by Node: KL values must be
@@ -12,18 +12,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v wasm-ld-22 >/dev/null || [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ] \
+# wasm-ld from the newest lld-N package the archive has (lld-22 on some
+# Debian snapshots, lld-19 on others).
+wasm_ld() { compgen -c wasm-ld- | sort -t- -k3 -n | tail -n 1; }
+if [ -z "$(wasm_ld)" ] || [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ] \
    || [ ! -f /usr/lib/rustlib/src/rust/library/Cargo.lock ] || [ ! -d /usr/lib/wasm32-wasi ]; then
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src lld-22 wasi-libc >/dev/null
+  lld=$(apt-cache search --names-only '^lld-[0-9]+$' | sed -n 's/^\(lld-[0-9]*\) .*/\1/p' | sort -t- -k2 -n | tail -n 1)
+  apt-get install -y -qq --no-install-recommends rustc-web cargo-web rust-web-src "$lld" wasi-libc >/dev/null
 fi
+wasm_ld=$(wasm_ld)
+echo "linker: $wasm_ld"
 /usr/bin/rustc --version
 node --version
 
 deb=(env RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
      CARGO_TARGET_DIR="$root/target/wasm"
-     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22
-     CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-22)
+     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$wasm_ld"
+     CARGO_TARGET_WASM32_WASIP1_LINKER="$wasm_ld")
 
 echo "-- wasm32-unknown-unknown + simd128, checked from Node"
 (cd wasm && RUSTFLAGS="-C target-feature=+simd128" "${deb[@]}" /usr/bin/cargo build --release \
