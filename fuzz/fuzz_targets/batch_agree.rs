@@ -61,7 +61,12 @@ impl Side {
     }
 
     fn data<T: Real>(&self, d: usize) -> (Vec<T>, Vec<T>) {
-        let means = self.means.iter().flatten().map(|&x| T::from_f64(x)).collect();
+        let means = self
+            .means
+            .iter()
+            .flatten()
+            .map(|&x| T::from_f64(x))
+            .collect();
         let factors = self
             .factors
             .iter()
@@ -155,13 +160,23 @@ fn check<T: Real>(d: usize, p: &Side, q: &Side, refs: &Refs) {
             let what = format!("{kernel:?} at {level:?}");
             let all = run(&pv, Pairs::All(&qv), np * nq, &exec);
             for (k, (v, (r, kappa))) in all.iter().zip(&refs.all).enumerate() {
-                if !assert_close(*v, r, d, *kappa, &format!("{what}, pair {k}, skipped {skipped}")) {
+                if !assert_close(
+                    *v,
+                    r,
+                    d,
+                    *kappa,
+                    &format!("{what}, pair {k}, skipped {skipped}"),
+                ) {
                     skipped += 1;
                 }
             }
             let zip = run(&pz, Pairs::Zip(&qz), n, &exec);
             for (k, v) in zip.iter().enumerate() {
-                assert_same(*v, all[k * nq + k], &format!("{what}: zip vs all, pair {k}"));
+                assert_same(
+                    *v,
+                    all[k * nq + k],
+                    &format!("{what}: zip vs all, pair {k}"),
+                );
             }
             let par = run(&pv, Pairs::All(&qv), np * nq, &exec.par(Par::Rayon(2)));
             for (a, b) in all.iter().zip(&par) {
@@ -177,6 +192,12 @@ fn prior<T: Real>(p: &Gaussians<'_, T>, exec: &Exec, refs: &Refs, d: usize, what
     let (mut out, mut work) = (vec![T::NAN; p.len()], vec![T::NAN; need]);
     batch::kl_std_normal(p, &mut out, exec, &mut work).expect("a valid batch");
     for (k, (v, r)) in out.iter().zip(&refs.prior).enumerate() {
-        assert_close(*v, r, d, 1.0, &format!("kl_std_normal, {what}, Gaussian {k}"));
+        assert_close(
+            *v,
+            r,
+            d,
+            1.0,
+            &format!("kl_std_normal, {what}, Gaussian {k}"),
+        );
     }
 }

@@ -80,9 +80,9 @@
 
 use arbitrary::{Result, Unstructured};
 use gaussian_kl::batch::{self, Pairs};
-use gaussian_kl::{Exec, Gaussians, Kernel};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, GradMut, Layout, Mode, PackedTril, full};
+use gaussian_kl::{Exec, Gaussians, Kernel};
 use gaussian_kl_fuzz::dd::{self, Dd};
 use gaussian_kl_fuzz::{
     Factor, FullCase, LAYOUTS, assert_close, assert_same, gaussian, generate_mean, mat, scaled,

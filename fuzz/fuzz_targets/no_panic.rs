@@ -28,7 +28,9 @@ use gaussian_kl::{
     DiagGaussian, DiagGaussians, DiagGradMut, Diagonal, Error, Exec, Gaussian, Gaussians, GradMut,
     Grads, Kernel, MatRef, Mode, PackedTril, Par, Real, full,
 };
-use gaussian_kl_fuzz::{LAYOUTS, fixed_dim, wild_dim, wild_len, wild_value, wild_vec, with_const_d};
+use gaussian_kl_fuzz::{
+    LAYOUTS, fixed_dim, wild_dim, wild_len, wild_value, wild_vec, with_const_d,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// Longest slice a call gets: large enough for d = 70 dense (4,900).
@@ -201,7 +203,10 @@ fn views<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
         untouched(ok(&r), &before, &[&out]);
     }
     let m: Vec<T> = near(u, d.checked_mul(d), CAP)?;
-    for a in [MatRef::row_major(d, &m), MatRef::col_major(d, &m)].into_iter().flatten() {
+    for a in [MatRef::row_major(d, &m), MatRef::col_major(d, &m)]
+        .into_iter()
+        .flatten()
+    {
         let (i, j) = (u.arbitrary()?, u.arbitrary()?);
         let _ = (a.get(i, j), a.transpose().get(i, j), a.strides(), a.dim());
     }
@@ -225,7 +230,10 @@ fn views<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
 fn full_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let d = wild_dim(u)?;
     let d_q = if u.ratio(7, 8)? { d } else { wild_dim(u)? };
-    let (gp, gq) = (WildGaussian::<T>::generate(u, d)?, WildGaussian::generate(u, d_q)?);
+    let (gp, gq) = (
+        WildGaussian::<T>::generate(u, d)?,
+        WildGaussian::generate(u, d_q)?,
+    );
     let (Ok(p), Ok(q)) = (gp.view(d), gq.view(d_q)) else {
         return Ok(());
     };
@@ -277,7 +285,10 @@ fn mode(u: &mut Unstructured<'_>) -> Result<Mode> {
 fn full_grad_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let d = u.int_in_range(0..=70)?;
     let d_q = if u.ratio(7, 8)? { d } else { wild_dim(u)? };
-    let (gp, gq) = (WildGaussian::<T>::generate(u, d)?, WildGaussian::generate(u, d_q)?);
+    let (gp, gq) = (
+        WildGaussian::<T>::generate(u, d)?,
+        WildGaussian::generate(u, d_q)?,
+    );
     let (Ok(p), Ok(q)) = (gp.view(d), gq.view(d_q)) else {
         return Ok(());
     };
@@ -332,12 +343,44 @@ fn fixed_dense<T: Real, const D: usize>(u: &mut Unstructured<'_>) -> Result<bool
     let mq: [T; D] = core::array::from_fn(|i| v[2 * D * D + D + i]);
     let _ = ok(&full::kl_fixed::<T, D>(&mp, &mat(0), &mq, &mat(D * D)));
     let g = v[2 * D * D + 2 * D];
-    let _ = ok(&full::kl_grad_fixed::<T, D>(&mp, &mat(0), &mq, &mat(D * D), g));
+    let _ = ok(&full::kl_grad_fixed::<T, D>(
+        &mp,
+        &mat(0),
+        &mq,
+        &mat(D * D),
+        g,
+    ));
+    Ok(true)
+}
+
+/// The `wide` lockstep kernels (8 `f32` or 4 `f64` pairs of compile-time `D`).
+fn wide<const D: usize>(u: &mut Unstructured<'_>) -> Result<bool> {
+    let t = D * (D + 1) / 2;
+    if u.arbitrary()? {
+        let (a, b): (Vec<f32>, Vec<f32>) = (near(u, Some(8 * D), CAP)?, near(u, Some(8 * t), CAP)?);
+        let (c, e): (Vec<f32>, Vec<f32>) = (near(u, Some(8 * D), CAP)?, near(u, Some(8 * t), CAP)?);
+        let _ = ok(&full::kl_wide_f32x8::<D>(&a, &b, &c, &e));
+    } else {
+        let (a, b): (Vec<f64>, Vec<f64>) = (near(u, Some(4 * D), CAP)?, near(u, Some(4 * t), CAP)?);
+        let (c, e): (Vec<f64>, Vec<f64>) = (near(u, Some(4 * D), CAP)?, near(u, Some(4 * t), CAP)?);
+        let _ = ok(&full::kl_wide_f64x4::<D>(&a, &b, &c, &e));
+    }
     Ok(true)
 }
 
 fn fixed_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let big_d = fixed_dim(u)?;
+    if u.ratio(1, 4)? {
+        with_const_d!(big_d, D => wide::<D>(u)).expect("FIXED_DIMS")?;
+        // The vector exp and the lane count at any level, available or not.
+        let level = *u.choose(Level::all())?;
+        let mut xs: Vec<T> = near(u, None, 64)?;
+        let _ = (
+            gaussian_kl::simd::exp_in_place(level, &mut xs),
+            level.lanes::<T>(),
+        );
+        return Ok(());
+    }
     if u.arbitrary()? {
         with_const_d!(big_d, D => fixed_dense::<T, D>(u)).expect("FIXED_DIMS")?;
         return Ok(());
@@ -628,7 +671,7 @@ fn diag_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
                 return Ok(());
             };
             let rep = *u.choose(&REPS)?;
-            let _ = rep.len(wild_dim(u)?);
+            let _ = (rep.len(wild_dim(u)?), rep.is_kl(), rep.is_wide());
             let want = p.n.checked_mul(rep.len(p.d));
             let mut out: Vec<T> = near(u, want, CAP)?;
             let before = [bits(&out)];
@@ -703,6 +746,7 @@ fn search_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     }
     let index = index.expect("checked");
     assert_eq!((index.len(), index.dim()), (docs.n, docs.d));
+    assert_eq!(index.is_empty(), docs.n == 0);
     let queries = WildDiag::<T>::generate(u, Some(docs.d), true)?;
     let Ok(qv) = queries.view() else {
         return Ok(());
@@ -742,6 +786,8 @@ fn search_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
         let per = top.min(docs.n);
         assert_eq!(hits.per_query, per);
         assert_eq!(hits.index.len(), queries.n * per);
+        assert_eq!(hits.len(), if per == 0 { 0 } else { queries.n });
+        assert_eq!(hits.is_empty(), hits.index.is_empty());
         let (a, b) = hits.row(u.arbitrary()?);
         assert_eq!(a.len(), b.len());
         assert!(hits.index.iter().all(|&j| j < docs.n));
