@@ -59,22 +59,76 @@ pub trait Real:
     const INFINITY: Self;
 
     /// Converts from `f64`, rounding to nearest.
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn third<T: Real>() -> T { T::from_f64(1.0 / 3.0) }
+    /// assert_eq!(third::<f32>(), 1.0f32 / 3.0);
+    /// ```
     fn from_f64(x: f64) -> Self;
     /// Converts to `f64` (exact for both implementations).
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn widen<T: Real>(x: T) -> f64 { x.to_f64() }
+    /// assert_eq!(widen(0.1f32), 0.1f32 as f64);
+    /// ```
     fn to_f64(self) -> f64;
     /// Converts a count to this type, rounding to nearest.
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn mean<T: Real>(xs: &[T]) -> T { xs.iter().fold(T::ZERO, |a, &x| a + x) / T::from_usize(xs.len()) }
+    /// assert_eq!(mean(&[1.0f64, 2.0, 6.0]), 3.0);
+    /// ```
     fn from_usize(n: usize) -> Self;
     /// `eˣ` (libm).
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn e<T: Real>() -> T { T::ONE.exp() }
+    /// assert!((e::<f64>() - core::f64::consts::E).abs() <= 4.0 * f64::EPSILON);
+    /// ```
     fn exp(self) -> Self;
     /// Natural logarithm (libm).
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn log_det<T: Real>(diag: &[T]) -> T { diag.iter().fold(T::ZERO, |a, &x| a + x.ln()) }
+    /// assert_eq!(log_det(&[1.0f64, 1.0]), 0.0);
+    /// ```
     fn ln(self) -> Self;
     /// Square root (correctly rounded).
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn root<T: Real>(x: T) -> T { x.sqrt() }
+    /// assert_eq!(root(2.25f32), 1.5);
+    /// ```
     fn sqrt(self) -> Self;
     /// Absolute value.
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn dist<T: Real>(a: T, b: T) -> T { (a - b).abs() }
+    /// assert_eq!(dist(1.0f64, 3.5), 2.5);
+    /// ```
     fn abs(self) -> Self;
     /// `true` unless the value is NaN or infinite.
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn ok<T: Real>(x: T) -> bool { x.is_finite() }
+    /// assert!(ok(1.0f32) && !ok(f32::INFINITY) && !ok(f32::NAN));
+    /// ```
     fn is_finite(self) -> bool;
     /// `true` if the value is NaN.
+    ///
+    /// ```
+    /// use gaussian_kl::Real;
+    /// fn nan<T: Real>(x: T) -> bool { x.is_nan() }
+    /// assert!(nan(f64::NAN) && !nan(f64::INFINITY));
+    /// ```
     fn is_nan(self) -> bool;
 }
 

@@ -92,6 +92,15 @@ pub enum Metric {
 /// Documents packed for scoring: the compact representation in panels of
 /// 128 bytes (32 `f32` or 16 `f64` documents). Built once, searched many
 /// times by [`top_k`] and [`scores`].
+///
+/// ```
+/// use gaussian_kl::DiagGaussians;
+/// use gaussian_kl::search::DocIndex;
+/// let docs = DiagGaussians::var(2, 3, &[0.0f32; 6], &[1.0; 6])?;
+/// let index = DocIndex::new(&docs)?;
+/// assert_eq!((index.len(), index.dim()), (2, 3));
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct DocIndex<T> {
     d: usize,
@@ -126,17 +135,49 @@ pub struct Hits<T> {
 
 impl<T> Hits<T> {
     /// Number of queries (`0` when `per_query` is `0`: no document).
+    ///
+    /// ```
+    /// use gaussian_kl::{DiagGaussians, Exec};
+    /// use gaussian_kl::search::{self, DocIndex, Metric};
+    /// let docs = DiagGaussians::var(2, 1, &[0.0f64, 3.0], &[1.0; 2])?;
+    /// let queries = DiagGaussians::var(1, 1, &[2.5], &[1.0])?;
+    /// let hits = search::top_k(&DocIndex::new(&docs)?, &queries, 1, Metric::Kl, &Exec::new())?;
+    /// assert_eq!(hits.len(), 1);
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.index.len().checked_div(self.per_query).unwrap_or(0)
     }
 
     /// `true` when there are no hits (no queries, or no documents).
+    ///
+    /// ```
+    /// use gaussian_kl::{DiagGaussians, Exec};
+    /// use gaussian_kl::search::{self, DocIndex, Metric};
+    /// let docs = DiagGaussians::var(2, 1, &[0.0f64, 3.0], &[1.0; 2])?;
+    /// let queries = DiagGaussians::var(1, 1, &[2.5], &[1.0])?;
+    /// let hits = search::top_k(&DocIndex::new(&docs)?, &queries, 1, Metric::Kl, &Exec::new())?;
+    /// assert!(!hits.is_empty());
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
 
     /// Query `i`'s hits: `(document indices, values)`, best first.
     /// Empty slices when `i` is out of range.
+    ///
+    /// ```
+    /// use gaussian_kl::{DiagGaussians, Exec};
+    /// use gaussian_kl::search::{self, DocIndex, Metric};
+    /// let docs = DiagGaussians::var(2, 1, &[0.0f64, 3.0], &[1.0; 2])?;
+    /// let queries = DiagGaussians::var(1, 1, &[2.5], &[1.0])?;
+    /// let hits = search::top_k(&DocIndex::new(&docs)?, &queries, 1, Metric::Kl, &Exec::new())?;
+    /// let (ids, kls) = hits.row(0);
+    /// assert_eq!((ids, kls.len()), (&[1][..], 1));
+    /// assert!(hits.row(1).0.is_empty());
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn row(&self, i: usize) -> (&[usize], &[T]) {
         let r =
             i.saturating_mul(self.per_query)..(i.saturating_add(1)).saturating_mul(self.per_query);
@@ -459,16 +500,40 @@ fn search_level(exec: &Exec) -> Result<Level, Error> {
 
 impl<T> DocIndex<T> {
     /// Number of documents.
+    ///
+    /// ```
+    /// use gaussian_kl::DiagGaussians;
+    /// use gaussian_kl::search::DocIndex;
+    /// let docs = DiagGaussians::log_var(3, 2, &[0.0f32; 6], &[0.0; 6])?;
+    /// assert_eq!(DocIndex::new(&docs)?.len(), 3);
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.n
     }
 
     /// `true` when the index holds no document.
+    ///
+    /// ```
+    /// use gaussian_kl::DiagGaussians;
+    /// use gaussian_kl::search::DocIndex;
+    /// let none = DiagGaussians::<f32>::log_var(0, 2, &[], &[])?;
+    /// assert!(DocIndex::new(&none)?.is_empty());
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
 
     /// Dimension `d` of the Gaussians.
+    ///
+    /// ```
+    /// use gaussian_kl::DiagGaussians;
+    /// use gaussian_kl::search::DocIndex;
+    /// let docs = DiagGaussians::log_var(3, 2, &[0.0f64; 6], &[0.0; 6])?;
+    /// assert_eq!(DocIndex::new(&docs)?.dim(), 2);
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
     pub fn dim(&self) -> usize {
         self.d
     }

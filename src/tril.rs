@@ -16,6 +16,16 @@ use crate::real::Real;
 use crate::view::PackedTril;
 
 /// Order of the packed lower-triangle numbers (see the [module docs](self)).
+///
+/// ```
+/// use gaussian_kl::{Layout, PackedTril, Diagonal};
+/// // L = [[1, 0], [2, 3]] stored column by column (LAPACK 'L' packed).
+/// let l = PackedTril::with_layout(2, &[1.0f64, 2.0, 3.0], Layout::ColMajor, Diagonal::Plain)?;
+/// let mut dense = [0.0; 4];
+/// l.expand_dense(&mut dense)?;
+/// assert_eq!(dense, [1.0, 0.0, 2.0, 3.0]);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Layout {
     /// Row by row, PyTorch `torch.tril_indices(d, d)` order (the default).
@@ -28,6 +38,18 @@ pub enum Layout {
 }
 
 /// How the diagonal entries of a packed factor are encoded.
+///
+/// ```
+/// use gaussian_kl::{Diagonal, Error, Layout, PackedTril};
+/// let mut dense = [0.0f64; 1];
+/// // A log diagonal: L₀₀ = exp(0) = 1.
+/// PackedTril::new(1, &[0.0])?.expand_dense(&mut dense)?;
+/// assert_eq!(dense, [1.0]);
+/// // A plain diagonal must be positive.
+/// let err = PackedTril::with_layout(1, &[0.0], Layout::RowMajor, Diagonal::Plain);
+/// assert!(matches!(err, Err(Error::NonPositiveDiagonal { what: "factor", index: 0, .. })));
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Diagonal {
     /// Raw log-values: `Lᵢᵢ = exp(raw)` (a VAE encoder's output, the default). Any finite

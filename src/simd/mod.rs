@@ -30,6 +30,15 @@ pub(crate) use pulp::Simd;
 use pulp::WithSimd;
 
 /// An instruction-set level a kernel can be run at.
+///
+/// ```
+/// use gaussian_kl::simd::Level;
+/// use gaussian_kl::Exec;
+/// // Force the scalar level, which every host has.
+/// let exec = Exec::new().level(Level::Scalar);
+/// assert_eq!(exec.resolved_level()?, Level::Scalar);
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Level {
@@ -67,12 +76,23 @@ const ALL: [Level; 8] = [
 
 impl Level {
     /// Every level this build knows, whether or not the host has it.
+    ///
+    /// ```
+    /// use gaussian_kl::simd::Level;
+    /// let here: Vec<Level> = Level::all().iter().copied().filter(|l| l.is_available()).collect();
+    /// assert!(here.contains(&Level::Scalar));
+    /// ```
     pub const fn all() -> &'static [Level] {
         &ALL
     }
 
     /// The best level the running CPU supports (what the batch APIs use
     /// unless told otherwise).
+    ///
+    /// ```
+    /// use gaussian_kl::simd::Level;
+    /// assert!(Level::detect().is_available());
+    /// ```
     pub fn detect() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
@@ -98,6 +118,13 @@ impl Level {
     }
 
     /// Whether this level can run on the host (and this build).
+    ///
+    /// ```
+    /// use gaussian_kl::simd::Level;
+    /// assert!(Level::Scalar.is_available());
+    /// #[cfg(not(target_arch = "aarch64"))]
+    /// assert!(!Level::Neon.is_available());
+    /// ```
     pub fn is_available(self) -> bool {
         match self {
             Level::Scalar => true,
