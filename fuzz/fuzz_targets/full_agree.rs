@@ -8,14 +8,16 @@
 //! Checks, for `T` ∈ {f32, f64}:
 //! - bit-identical: `full::kl` with each factor in every layout; `full::kl_packed_fixed::<T, D>` (const `D`, for `d` in `FIXED_DIMS`);
 //!   with plain diagonals, `full::kl` on the dense expansion as row-major,
-//!   column-major and transposed `MatRef`s, and `full::kl_fixed`. (SIMD levels and batch kernels join this list as they land.)
+//!   column-major and transposed `MatRef`s, and `full::kl_fixed` (the
+//!   batch kernels at every level are `batch_agree`'s).
 //! - close to the reference (`dd::tolerance`):
 //!   `|KL̂ − KL| ≤ 8 · (d+1)^{3/2} · eps_T · κ_S(L_q) · S`, with Skeel's
 //!   condition number `κ_S(L_q) = ‖ |L_q⁻¹| |L_q| ‖∞` and
 //!   `S = ‖y‖² + ‖M‖²_F + 2(Σ|log L_pᵢᵢ| + Σ|log L_qᵢᵢ|) + d`, checked while
 //!   `(d+1)·eps_T·κ_S ≤ 1/8` (first-order analysis valid) and `S` is far
 //!   from overflow in `T`; `full::kl_std_normal` against the reference with
-//!   `q = N(0, I)` (`κ_S = 1`).
+//!   `q = N(0, I)` (`κ_S = 1`); in f64 with plain diagonals, `full::kl_cov`
+//!   on `Σ = L Lᵀ` (exact in f64) with `κ_S²` in place of `κ_S`.
 #![no_main]
 
 use arbitrary::Unstructured;
@@ -119,6 +121,47 @@ fn check<T: Real>(case: &FullCase, reference: &gaussian_kl_fuzz::dd::Reference, 
         {
             assert_same(kl, fixed.expect("well-formed case"), "kl_fixed");
         }
+    }
+
+    // Covariances: with plain diagonals, Σ = L Lᵀ is exact in f64 (the
+    // entries of L are multiples of 2⁻¹⁵ of magnitude at most 8, so each
+    // product is a multiple of 2⁻³⁰ of magnitude at most 2⁶, and a sum of at
+    // most 64 of them needs at most 43 bits). `kl_cov` factors Σ again:
+    // its Cholesky factor has a componentwise backward error of
+    // `(d+1) eps |L||Lᵀ|`, which perturbs the KL as a perturbation of `L_q`
+    // of relative size `κ_S(L_q)` larger, hence the bound with `κ_S²`.
+    if T::EPSILON.to_f64() < 1e-10
+        && case.l_p.diagonal == Diagonal::Plain
+        && case.l_q.diagonal == Diagonal::Plain
+    {
+        let gram = |f: &gaussian_kl_fuzz::Factor| {
+            let l = f.dense_plain::<f64>(d, 0.0);
+            let mut sigma = vec![T::ZERO; d * d];
+            for i in 0..d {
+                for j in 0..d {
+                    let v: f64 = (0..d).map(|k| l[i * d + k] * l[j * d + k]).sum();
+                    sigma[i * d + j] = T::from_f64(v);
+                }
+            }
+            sigma
+        };
+        let (sp, sq) = (gram(&case.l_p), gram(&case.l_q));
+        let mut w = vec![T::NAN; full::kl_cov_scratch(d)];
+        // Σ_q column-major (symmetric: the same numbers), Σ_p row-major.
+        let cov = full::kl_cov(
+            &mean_p,
+            mat(d, &sp, d, 1),
+            &mean_q,
+            mat(d, &sq, 1, d),
+            &mut w,
+        );
+        assert_close(
+            cov.expect("Σ = L Lᵀ with a positive diagonal is positive definite"),
+            reference,
+            d,
+            kappa * kappa,
+            "kl_cov vs reference",
+        );
     }
 
     // Against the double-double reference.
