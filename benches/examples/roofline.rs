@@ -658,6 +658,8 @@ fn main() {
     }
     println!();
     print!("{}", report.table());
+    println!();
+    print!("{}", report.targets());
     if let Some(path) = a.json {
         std::fs::write(&path, report.to_json()).unwrap();
         eprintln!("wrote {path}");

@@ -271,3 +271,92 @@ pub fn today() -> String {
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
 }
+
+/// One line of the targets table: what, the measured value, met or not.
+fn target_line(o: &mut String, what: &str, value: String, met: bool) {
+    let verdict = if met { "met" } else { "missed" };
+    let _ = writeln!(o, "| {what} | {value} | {verdict} |");
+}
+
+impl Report {
+    fn find(&self, op: &str, dtype: &str, d: usize, batch: Option<usize>) -> Option<&Row> {
+        self.rows.iter().find(|r| {
+            r.op == op && r.dtype == dtype && r.d == d && batch.is_none_or(|b| r.batch == b)
+        })
+    }
+
+    fn peer(r: &Row, name: &str) -> Option<f64> {
+        r.peers.iter().find(|p| p.0 == name).map(|p| p.1)
+    }
+
+    /// Issue 13 §2's targets against this run's rows, as a Markdown table
+    /// (the accuracy target is not something this report measures).
+    pub fn targets(&self) -> String {
+        let mut o = String::from("| target (issue 13 §2) | measured | |\n|---|---|---|\n");
+        if let Some(r) = self.find("kl", "f32", 3, Some(1 << 20)) {
+            let v = r.pct_of_bound();
+            let what = "d = 3, 1M pairs, f32: ≥ 60 % of the memory bound";
+            target_line(
+                &mut o,
+                what,
+                format!("{v:.1} % ({} bound)", r.bound_kind()),
+                v >= 60.0,
+            );
+        }
+        if let Some(r) = self.find("kl", "f32", 3, Some(4096))
+            && let Some(p) = Self::peer(r, "nalgebra_SMatrix")
+        {
+            let v = r.pairs_per_s / p;
+            let what = "d = 3, 4096 pairs, f32: ≥ 8× nalgebra `Matrix3`";
+            target_line(&mut o, what, format!("{v:.1}×"), v >= 8.0);
+        }
+        for (d, pct) in [(16, 30.0), (64, 50.0), (128, 65.0), (256, 65.0)] {
+            if let Some(r) = self.find("kl", "f32", d, None) {
+                let v = r.pct_of_bound();
+                let what = format!("`pct_of_bound` ≥ {pct:.0} % at d = {d} (f32)");
+                target_line(&mut o, &what, format!("{v:.1} %"), v >= pct);
+            }
+        }
+        for r in self.rows.iter().filter(|r| r.op == "kl") {
+            if let Some((name, p)) = r.best_peer() {
+                let v = r.pairs_per_s / p;
+                let what = format!("≥ 5× the best peer, {} d = {} ({})", r.dtype, r.d, r.batch);
+                target_line(&mut o, &what, format!("{v:.1}× ({name})"), v >= 5.0);
+            }
+        }
+        for g in self.rows.iter().filter(|r| r.op == "kl_grad") {
+            if let Some(f) = self.find("kl", "f32", g.d, Some(g.batch)) {
+                let v = f.pairs_per_s / g.pairs_per_s;
+                let what = format!("`kl_grad` ≤ 3× the time of `kl`, d = {} ({})", g.d, g.batch);
+                target_line(&mut o, &what, format!("{v:.2}×"), v <= 3.0);
+            }
+        }
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.op == "kl" && r.dtype == "f32")
+        {
+            if let Some(r64) = self.find("kl", "f64", r.d, Some(r.batch)) {
+                let v = r64.pairs_per_s / r.pairs_per_s;
+                let what = format!("f64 ≥ 0.45× f32, d = {} ({})", r.d, r.batch);
+                target_line(&mut o, &what, format!("{v:.2}×"), v >= 0.45);
+            }
+        }
+        for r in self.rows.iter().filter(|r| r.op == "kl_par") {
+            if let Some(s) = Self::peer(r, "gaussian-kl_1_thread") {
+                let v = r.pairs_per_s / s;
+                let what = format!(
+                    "`kl_par`, {} threads ≥ 1.8× one thread, d = {} ({})",
+                    r.threads, r.d, r.batch
+                );
+                target_line(&mut o, &what, format!("{v:.2}×"), v >= 1.8);
+            }
+        }
+        for r in self.rows.iter().filter(|r| r.op == "mrl_top_k") {
+            let v = 100.0 * r.pairs_per_s * r.flops_per_pair / (r.peak_gflops * 1e9);
+            let what = format!("`mrl_top_k` ≥ 70 % of the FMA peak (k = {})", r.d);
+            target_line(&mut o, &what, format!("{v:.1} %"), v >= 70.0);
+        }
+        o
+    }
+}
