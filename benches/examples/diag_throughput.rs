@@ -4,101 +4,42 @@
 //!
 //! On 64-bit Linux the thread's on-CPU time comes from
 //! `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`; elsewhere the figures fall back to wall-clock time.
+//! The peak is the benchmark package's shared FMA probe (`gaussian_kl_bench::probe`, the one
+//! the roofline report uses) at the level the search kernel runs; the roofline report
+//! (`--example roofline`) has the same measurement as its `mrl_top_k` row.
 //!
 //! Run: `cargo run --release -p gaussian-kl-bench --example diag_throughput -- K NQ ND [REPS]`
 //! (defaults: 128 64 16384 5). Prints pairs per second and GFLOP/s on the
-//! `2(2k+1)` flops of a compact dot product, for the fused kernel and for the
+//! `2·2k` flops of a compact dot product (`2k` multiply-adds; the constant term is one add),
+//! for the fused kernel and for the
 //! `3k+1` wide representation (`Rep::Wide`, the MRL paper's map) through `matrixmultiply::sgemm` + a streaming top-10.
 
 use gaussian_kl::diag::{self, Rep};
 use gaussian_kl::search::{self, DocIndex, Metric};
 use gaussian_kl::{DiagGaussians, Exec};
+use gaussian_kl_bench::probe::{self, Clock, Dtype, ProbeLevel};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
-use std::time::Instant;
-
-/// Nanoseconds this thread has run on a CPU (Linux `CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(target_os = "linux")]
-fn cpu_ns() -> Option<u64> {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `clock_gettime` from the C library the program links, with a
-    // valid clock id and a pointer to a live, writable `struct timespec`
-    // (two 64-bit fields on 64-bit Linux).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| ts.sec as u64 * 1_000_000_000 + ts.nsec as u64)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn cpu_ns() -> Option<u64> {
-    None
-}
 
 /// Median of `reps` runs of `f`: (wall seconds, on-CPU seconds).
 fn measure(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f(); // warm-up
-    let mut wall = Vec::new();
-    let mut cpu = Vec::new();
-    for _ in 0..reps {
-        let (t0, c0) = (Instant::now(), cpu_ns());
-        f();
-        let w = t0.elapsed().as_secs_f64();
-        wall.push(w);
-        cpu.push(match (c0, cpu_ns()) {
-            (Some(a), Some(b)) => (b - a) as f64 * 1e-9,
-            _ => w,
-        });
-    }
-    wall.sort_by(f64::total_cmp);
-    cpu.sort_by(f64::total_cmp);
-    (wall[reps / 2], cpu[reps / 2])
+    // One call per repetition (`rep_secs` 0): each call is long.
+    let wall = probe::median_secs(Clock::Wall, reps, 0.0, &mut f);
+    let cpu = probe::median_secs(Clock::ThreadCpu, reps, 0.0, &mut f);
+    (wall, cpu)
 }
 
-/// A register-only FMA loop: 24 independent accumulators, `iters` steps.
-/// Its rate is the FMA peak this core delivers right now (shared or not).
-struct Peak {
-    iters: usize,
-}
-
-impl pulp::WithSimd for Peak {
-    type Output = f32;
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
-        let a = simd.splat_f32s(0.999_999);
-        let b = simd.splat_f32s(1e-7);
-        let mut acc = [simd.splat_f32s(1.0); 24];
-        for _ in 0..self.iters {
-            for x in acc.iter_mut() {
-                *x = simd.mul_add_f32s(*x, a, b);
-            }
-        }
-        let mut s = simd.splat_f32s(0.0);
-        for x in acc {
-            s = simd.add_f32s(s, x);
-        }
-        simd.reduce_sum_f32s(s)
-    }
-}
-
-/// Measured FMA peak of one thread, f32 GFLOP/s (2 flops per lane per FMA).
-fn peak_gflops() -> f64 {
-    let iters = 20_000_000;
-    let lanes = pulp::Arch::new().dispatch(LaneCount);
-    let (_, cpu) = measure(3, || {
-        black_box(pulp::Arch::new().dispatch(Peak {
-            iters: black_box(iters),
-        }));
-    });
-    (iters * 24 * lanes * 2) as f64 / cpu * 1e-9
+/// The FMA peak of one thread at the level the search kernel runs, f32
+/// GFLOP/s, from the benchmark package's shared probe (`probe`: enough
+/// accumulators for the level's registers, no spills, on-CPU time); NaN
+/// where the probe has no such level.
+fn peak_gflops(reps: usize) -> (String, f64) {
+    let level = format!("{:?}", Exec::new().resolved_level().unwrap());
+    let peak = ProbeLevel::from_name(&level)
+        .and_then(|l| probe::fma_peak_gflops(l, Dtype::F32, 1, reps, 0.05))
+        .unwrap_or(f64::NAN);
+    (level, peak)
 }
 
 /// Top-10 of one row by descending score (ties: smaller index), streaming
@@ -114,14 +55,6 @@ fn select_top(row: &[f32], out: &mut Vec<(f32, usize)>) {
         }
         let pos = out.partition_point(|&(t, _)| t >= s);
         out.insert(pos, (s, j));
-    }
-}
-
-struct LaneCount;
-impl pulp::WithSimd for LaneCount {
-    type Output = usize;
-    fn with_simd<S: pulp::Simd>(self, _: S) -> usize {
-        S::F32_LANES
     }
 }
 
@@ -142,12 +75,14 @@ fn main() {
     let q = DiagGaussians::var(nq, k, &qm, &qv).expect("positive variances");
     let index = DocIndex::new(&docs).unwrap();
     let pairs = (nq * nd) as f64;
-    let flops = pairs * 2.0 * (2 * k + 1) as f64;
-    let peak = peak_gflops();
-    println!("peak      register-only FMA loop: {peak:6.1} GFLOP/s on-CPU");
+    let flops = pairs * 2.0 * (2 * k) as f64;
+    let (level, peak) = peak_gflops(reps);
+    println!(
+        "peak      FMA probe at {level} (gaussian_kl_bench::probe): {peak:6.1} GFLOP/s f32 on-CPU"
+    );
     let report = |name: &str, (wall, cpu): (f64, f64)| {
         println!(
-            "{name:9} k={k} nq={nq} nd={nd}: wall {:7.1} M pairs/s | on-CPU {:7.1} M pairs/s, {:6.1} GFLOP/s (2k+1 count), {:4.1} % of measured peak",
+            "{name:9} k={k} nq={nq} nd={nd}: wall {:7.1} M pairs/s | on-CPU {:7.1} M pairs/s, {:6.1} GFLOP/s (2·2k count), {:4.1} % of the FMA probe",
             pairs / wall * 1e-6,
             pairs / cpu * 1e-6,
             flops / cpu * 1e-9,
