@@ -154,9 +154,10 @@ pub fn gaussian<'a, T: Real>(
 /// use faer::{col, mat};
 /// let llt = mat![[4.0f64, 2.0], [2.0, 10.0]].llt(faer::Side::Lower).unwrap(); // L = [[2, 0], [1, 3]]
 /// let mut buf = [0.0; 3];
-/// let p = llt_gaussian(col![0.0f64, 0.0].as_ref(), &llt, &mut buf)?;
-/// assert_eq!(buf, [2.0, 1.0, 3.0]);
+/// let mean = col![0.0f64, 0.0];
+/// let p = llt_gaussian(mean.as_ref(), &llt, &mut buf)?;
 /// assert!(full::kl_std_normal(&p)? > 0.0);
+/// assert_eq!(buf, [2.0, 1.0, 3.0]);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn llt_gaussian<'a, T: Real + ComplexField>(

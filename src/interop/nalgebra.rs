@@ -134,7 +134,8 @@ where
 /// use gaussian_kl::{full, interop::nalgebra::cholesky_gaussian};
 /// use nalgebra::{Matrix2, Vector2};
 /// let chol = Matrix2::new(4.0f64, 2.0, 2.0, 10.0).cholesky().unwrap(); // L = [[2, 0], [1, 3]]
-/// let p = cholesky_gaussian(&Vector2::zeros(), &chol)?;
+/// let mean = Vector2::zeros();
+/// let p = cholesky_gaussian(&mean, &chol)?;
 /// let expected = 0.5 * (4.0 + 1.0 + 9.0 - 2.0 * (2f64.ln() + 3f64.ln()) - 2.0);
 /// assert!((full::kl_std_normal(&p)? - expected).abs() < 1e-14);
 /// # Ok::<(), gaussian_kl::Error>(())
@@ -172,8 +173,8 @@ where
 /// let block = big.fixed_view::<3, 3>(0, 0); // column stride 4: not contiguous
 /// let mut buf = [0.0; 6];
 /// let p = Gaussian::new(&[0.0; 3], pack_lower(&block, &mut buf)?)?;
-/// assert_eq!(buf, [2.0, 0.5, 1.0, 0.1, 0.2, 3.0]);
 /// assert!(full::kl_std_normal(&p)? > 0.0);
+/// assert_eq!(buf, [2.0, 0.5, 1.0, 0.1, 0.2, 3.0]);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn pack_lower<'a, T, R, C, S>(

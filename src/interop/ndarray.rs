@@ -33,8 +33,9 @@
 //! use ndarray::array;
 //! // L = [[1, 0], [0.5, 2]] stored column by column (Fortran order)
 //! let l = array![[1.0f64, 0.0], [0.5, 2.0]].reversed_axes().as_standard_layout().reversed_axes().to_owned();
-//! let p = nd_kl::gaussian(&array![0.0, 1.0], &l)?;
-//! let q = nd_kl::gaussian(&array![0.0, 0.0], &ndarray::Array2::eye(2))?;
+//! let (mp, mq, eye) = (array![0.0, 1.0], array![0.0, 0.0], ndarray::Array2::eye(2));
+//! let p = nd_kl::gaussian(&mp, &l)?;
+//! let q = nd_kl::gaussian(&mq, &eye)?;
 //! let mut work = [0.0; full::kl_scratch(2)];
 //! assert_eq!(full::kl(&p, &q, &mut work)?, full::kl_std_normal(&p)?);
 //! # Ok::<(), gaussian_kl::Error>(())
@@ -181,7 +182,8 @@ pub fn mat_ref_or_copy<'a, T: Real>(
 /// use gaussian_kl::{full, interop::ndarray::gaussian, Error};
 /// use ndarray::array;
 /// let l = array![[1.0f64, 0.0], [0.5, 1.0]];
-/// let p = gaussian(&array![1.0, 0.0], &l)?;
+/// let m = array![1.0, 0.0];
+/// let p = gaussian(&m, &l)?;
 /// assert_eq!(full::kl_std_normal(&p)?, 0.5 * (1.0 + 2.25 - 2.0));
 /// let err = gaussian(&array![1.0], &l).unwrap_err();
 /// assert_eq!(err, Error::LengthMismatch { what: "mean", expected: 2, found: 1 });
@@ -243,8 +245,10 @@ pub fn gaussians<'a, T: Real>(
 /// ```
 /// use gaussian_kl::{diag, interop::ndarray::{diag_gaussians, out_matrix}, Scale};
 /// use ndarray::{array, Array2};
-/// let p = diag_gaussians(&array![[0.0f64, 1.0]], &array![[1.0, 2.0]], Scale::Var)?;
-/// let q = diag_gaussians(&array![[0.0, 1.0], [0.5, 0.0]], &array![[0.0, 0.0], [1.0, -1.0]], Scale::LogVar)?;
+/// let (pm, pv) = (array![[0.0f64, 1.0]], array![[1.0, 2.0]]);
+/// let (qm, qs) = (array![[0.0, 1.0], [0.5, 0.0]], array![[0.0, 0.0], [1.0, -1.0]]);
+/// let p = diag_gaussians(&pm, &pv, Scale::Var)?;
+/// let q = diag_gaussians(&qm, &qs, Scale::LogVar)?;
 /// let mut out = Array2::zeros((1, 2));
 /// diag::kl_all_pairs(&p, &q, out_matrix(&mut out, 1, 2)?)?;
 /// assert!(out[[0, 0]] > 0.0);
@@ -375,8 +379,9 @@ pub fn grad_mut<'a, T: Real>(
 /// ```
 /// use gaussian_kl::{diag, interop::ndarray::{diag_gaussians, diag_grad_mut}, Grads, Scale};
 /// use ndarray::{array, Array2};
-/// let p = diag_gaussians(&array![[0.5f64]], &array![[2.0]], Scale::Var)?;
-/// let q = diag_gaussians(&array![[0.0], [1.0]], &array![[1.0], [1.0]], Scale::Var)?;
+/// let (pm_, pv, qm_, qv) = (array![[0.5f64]], array![[2.0]], array![[0.0], [1.0]], array![[1.0], [1.0]]);
+/// let p = diag_gaussians(&pm_, &pv, Scale::Var)?;
+/// let q = diag_gaussians(&qm_, &qv, Scale::Var)?;
 /// let (mut pm, mut ps) = (Array2::zeros((1, 1)), Array2::zeros((1, 1)));
 /// let (mut qm, mut qs) = (Array2::zeros((2, 1)), Array2::zeros((2, 1)));
 /// let grad = Grads::new(diag_grad_mut(&p, &mut pm, &mut ps)?, diag_grad_mut(&q, &mut qm, &mut qs)?);
@@ -544,7 +549,7 @@ fn pick<'b, T: Real>(side: &DenseGaussians<'b, T>, k: usize) -> Option<Gaussian<
 /// let eye = Array3::from_shape_fn((3, 2, 2), |(_, i, j)| if i == j { 1.0f64 } else { 0.0 });
 /// let means = Array2::from_shape_fn((3, 2), |(k, _)| k as f64);
 /// let p = DenseGaussians::new(&means, &eye)?;
-/// let q = DenseGaussians::new(&means.slice(ndarray::s![..1, ..]), &eye.slice(ndarray::s![..1, .., ..]))?;
+/// let q = DenseGaussians::new(means.slice(ndarray::s![..1, ..]), eye.slice(ndarray::s![..1, .., ..]))?;
 /// let mut out = Array1::zeros(3);
 /// let mut work = vec![0.0; full::kl_scratch(2)];
 /// kl_dense(&p, &q, &mut out, &mut work)?;
@@ -586,7 +591,8 @@ pub fn kl_dense<'a, T: Real>(
 /// ```
 /// use gaussian_kl::interop::ndarray::{kl_dense_std_normal, DenseGaussians};
 /// use ndarray::{array, Array1};
-/// let p = DenseGaussians::new(&array![[1.0f32, 0.0]], &array![[[1.0, 0.0], [0.0, 1.0]]])?;
+/// let (m, l) = (array![[1.0f32, 0.0]], array![[[1.0, 0.0], [0.0, 1.0]]]);
+/// let p = DenseGaussians::new(&m, &l)?;
 /// let mut out = Array1::zeros(1);
 /// kl_dense_std_normal(&p, &mut out)?;
 /// assert_eq!(out[0], 0.5);
