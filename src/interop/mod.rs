@@ -2,7 +2,7 @@
 //! (features `nalgebra`, `faer`, `ndarray`, off by default).
 //!
 //! Each adapter returns an ordinary view ([`Gaussian`](crate::Gaussian),
-//! [`MatRef`], [`PackedTril`], [`Gaussians`](crate::Gaussians),
+//! [`MatRef`](crate::MatRef), [`PackedTril`], [`Gaussians`](crate::Gaussians),
 //! [`DiagGaussians`](crate::DiagGaussians), [`GradMut`](crate::GradMut), …)
 //! that the ordinary operations (`full::kl`, `batch::kl`, `diag::kl_all_pairs`,
 //! …) take. An adapter **borrows** the caller's memory when that memory is one
@@ -35,6 +35,12 @@
 //! # Ok::<(), gaussian_kl::Error>(())
 //! ```
 
+// Each helper below serves some of the three modules.
+#![cfg_attr(
+    not(all(feature = "nalgebra", feature = "faer", feature = "ndarray")),
+    allow(dead_code)
+)]
+
 #[cfg(feature = "faer")]
 pub mod faer;
 #[cfg(feature = "nalgebra")]
@@ -45,7 +51,7 @@ pub mod ndarray;
 use crate::error::Error;
 use crate::real::Real;
 use crate::tril::{Diagonal, Layout, tril_len};
-use crate::view::{MatRef, PackedTril};
+use crate::view::PackedTril;
 
 /// Why an array with gaps in memory cannot be borrowed.
 #[cfg(feature = "ndarray")]
@@ -136,7 +142,7 @@ pub(crate) fn copy_dense<'a, T: Real>(
     d: usize,
     get: impl Fn(usize, usize) -> T,
     buf: &'a mut [T],
-) -> Result<MatRef<'a, T>, Error> {
+) -> Result<crate::view::MatRef<'a, T>, Error> {
     let n = d.checked_mul(d).ok_or(Error::DimensionTooLarge { d })?;
     let out = take(buf, n)?;
     for i in 0..d {
@@ -144,5 +150,5 @@ pub(crate) fn copy_dense<'a, T: Real>(
             out[i * d + j] = get(i, j);
         }
     }
-    MatRef::row_major(d, out).map_err(rename(what))
+    crate::view::MatRef::row_major(d, out).map_err(rename(what))
 }

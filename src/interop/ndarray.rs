@@ -155,7 +155,7 @@ pub fn mat_ref_or_copy<'a, T: Real>(
     buf: &'a mut [T],
 ) -> Result<MatRef<'a, T>, Error> {
     let a = matrix.into();
-    match mat_ref_named("matrix", a.clone()) {
+    match mat_ref_named("matrix", a) {
         Err(Error::Unsupported { .. }) => {
             let d = square("matrix", a.nrows(), a.ncols())?;
             super::copy_dense(
