@@ -1,5 +1,5 @@
 //! faer matrices and `Llt` factorizations as the crate's views (feature
-//! `faer`, needs `std`).
+//! `faer`, `no_std` with `alloc`).
 //!
 //! | function | input | result | memory |
 //! |---|---|---|---|

@@ -16,7 +16,7 @@
 //! | module | feature | `no_std` |
 //! |---|---|---|
 //! | `nalgebra` | `nalgebra` | yes |
-//! | `faer` | `faer` | no (faer's factorizations need `std`) |
+//! | `faer` | `faer` | yes (`alloc`) |
 //! | `ndarray` | `ndarray` | yes (`alloc`) |
 //!
 //! Only the lower triangle of a factor is ever read, so the strict upper
