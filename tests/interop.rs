@@ -312,6 +312,69 @@ macro_rules! suite {
             }
 
             #[test]
+            fn ndarray_dense_batch_gradients() {
+                let (n, d) = (5, 3);
+                let (means, _, dense) = batch_data(n, d, 7);
+                let (qmeans, _, qdense) = batch_data(1, d, 8);
+                let up: Vec<T> = (0..n).map(|k| 0.25 + k as T * 0.5).collect();
+                // the core: row-major factors, accumulating into zeroed buffers, pair by pair
+                let mut work = vec![0.0; full::kl_grad_scratch(d)];
+                let (mut rpm, mut rpl, mut rqm, mut rql) = (vec![0.0; n * d], vec![0.0; n * d * d], vec![0.0; d], vec![0.0; d * d]);
+                let mut rout = vec![0.0; n];
+                let (mut spm, mut spl, mut sout) = (vec![0.0; n * d], vec![0.0; n * d * d], vec![0.0; n]);
+                let q = Gaussian::new(&qmeans, MatRef::row_major(d, &qdense).unwrap()).unwrap();
+                for k in 0..n {
+                    let p = Gaussian::new(&means[k * d..(k + 1) * d], MatRef::row_major(d, &dense[k * d * d..(k + 1) * d * d]).unwrap()).unwrap();
+                    let acc = gaussian_kl::Mode::Accumulate;
+                    let g = Grads::new(
+                        GradMut::new(&mut rpm[k * d..(k + 1) * d], &mut rpl[k * d * d..(k + 1) * d * d]).mode(acc),
+                        GradMut::new(&mut rqm, &mut rql).mode(acc),
+                    );
+                    rout[k] = full::kl_grad(&p, &q, up[k], g, &mut work).unwrap();
+                    let g = GradMut::new(&mut spm[k * d..(k + 1) * d], &mut spl[k * d * d..(k + 1) * d * d]).mode(acc);
+                    sout[k] = full::kl_std_normal_grad(&p, up[k], g).unwrap();
+                }
+                let ma = Array2::from_shape_vec((n, d), means.clone()).unwrap();
+                let c = Array3::from_shape_vec((n, d, d), dense.clone()).unwrap();
+                let mut f = Array3::<T>::zeros((n, d, d).f());
+                f.assign(&c);
+                let (qma, qla) = (Array2::from_shape_vec((1, d), qmeans.clone()).unwrap(), Array3::from_shape_vec((1, d, d), qdense.clone()).unwrap());
+                let qd = nd::DenseGaussians::new(&qma, &qla).unwrap();
+                let bits = |a: &[T], b: &[T]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                for (fac, fortran) in [(c.view(), false), (f.view(), true)] {
+                    let p = nd::DenseGaussians::new(&ma, fac).unwrap();
+                    let shape = if fortran { (n, d, d).f() } else { (n, d, d).into_shape_with_order() };
+                    let (mut gpm, mut gpl) = (Array2::<T>::from_elem((n, d), 9.0), Array3::<T>::from_elem(shape, 9.0));
+                    let (mut gqm, mut gql) = (Array2::<T>::zeros((1, d)), Array3::<T>::zeros((1, d, d)));
+                    let mut out = Array1::<T>::zeros(n);
+                    let grad = Grads::new(nd::DenseGradMut::new(&p, &mut gpm, &mut gpl).unwrap(), nd::DenseGradMut::new(&qd, &mut gqm, &mut gql).unwrap());
+                    nd::kl_dense_grad(&p, &qd, &up, &mut out, grad, &mut work).unwrap();
+                    assert!(bits(out.as_slice().unwrap(), &rout));
+                    assert!(bits(gpm.as_slice().unwrap(), &rpm));
+                    let gpl_c: Vec<T> = gpl.iter().copied().collect(); // logical (C) order
+                    assert!(bits(&gpl_c, &rpl));
+                    assert!(bits(gqm.as_slice().unwrap(), &rqm) && bits(gql.as_slice().unwrap(), &rql));
+                    let (mut hm, mut hl) = (Array2::<T>::zeros((n, d)), Array3::<T>::zeros(shape));
+                    let mut out = Array1::<T>::zeros(n);
+                    nd::kl_dense_std_normal_grad(&p, &up, &mut out, nd::DenseGradMut::new(&p, &mut hm, &mut hl).unwrap()).unwrap();
+                    let hl_c: Vec<T> = hl.iter().copied().collect();
+                    assert!(bits(out.as_slice().unwrap(), &sout) && bits(hm.as_slice().unwrap(), &spm) && bits(&hl_c, &spl));
+                    // errors: other strides; wrong upstream leaves every output untouched
+                    let other = if fortran { (n, d, d).into_shape_with_order() } else { (n, d, d).f() };
+                    let mut wrong = Array3::<T>::zeros(other);
+                    assert!(matches!(nd::DenseGradMut::new(&p, &mut hm, &mut wrong), Err(Error::Unsupported { what: "grad.factor", .. })));
+                    hm.fill(7.0);
+                    let mut out = Array1::<T>::from_elem(n, 7.0);
+                    let e = nd::kl_dense_std_normal_grad(&p, &up[1..], &mut out, nd::DenseGradMut::new(&p, &mut hm, &mut hl).unwrap());
+                    assert_eq!(e.unwrap_err(), Error::LengthMismatch { what: "upstream", expected: n, found: n - 1 });
+                    assert!(hm.iter().chain(out.iter()).all(|&v| v == 7.0));
+                    // outputs built for another batch
+                    let g = nd::DenseGradMut::new(&qd, &mut gqm, &mut gql).unwrap();
+                    assert!(matches!(nd::kl_dense_std_normal_grad(&p, &up, &mut out, g), Err(Error::Unsupported { what: "grad", .. })));
+                }
+            }
+
+            #[test]
             fn ndarray_diag_scores_and_grads() {
                 let (np, nq, d) = (3, 5, 4);
                 let mut r = Lcg(6);

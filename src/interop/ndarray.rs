@@ -9,6 +9,8 @@
 //! | [`gaussians`] | `(n, d)` means, `(n, d(d+1)/2)` packed factors, C-contiguous | [`Gaussians`] | borrows |
 //! | [`DenseGaussians::new`] | `(n, d)` C-contiguous means, `(n, d, d)` factors in any axis order | [`DenseGaussians`] | borrows |
 //! | [`kl_dense`], [`kl_dense_std_normal`] | a [`DenseGaussians`] batch, any-strided `out` | writes `out` | zero-copy, scalar per pair |
+//! | [`DenseGradMut::new`] | `(n, d)` C-contiguous and `(n, d, d)` gradient arrays with the factors' strides | [`DenseGradMut`] | borrows |
+//! | [`kl_dense_grad`], [`kl_dense_std_normal_grad`] | dense batches and their [`DenseGradMut`]s | writes `out` and the gradients | zero-copy, scalar per pair |
 //! | [`diag_gaussians`] | `(n, d)` means and variances (or log-variances), C-contiguous | [`DiagGaussians`] | borrows |
 //! | [`out_vector`], [`out_matrix`] | a contiguous `ArrayViewMut1` / C-contiguous `ArrayViewMut2` | `&mut [T]` of checked shape | borrows |
 //! | [`grad_mut`], [`diag_grad_mut`] | C-contiguous gradient arrays shaped as the inputs | [`GradMut`], [`DiagGradMut`] | borrows |
@@ -30,9 +32,10 @@
 //!
 //! ```
 //! use gaussian_kl::{full, interop::ndarray as nd_kl};
-//! use ndarray::array;
+//! use ndarray::{array, Array2, ShapeBuilder};
 //! // L = [[1, 0], [0.5, 2]] stored column by column (Fortran order)
-//! let l = array![[1.0f64, 0.0], [0.5, 2.0]].reversed_axes().as_standard_layout().reversed_axes().to_owned();
+//! let l = Array2::from_shape_vec((2, 2).f(), vec![1.0f64, 0.5, 0.0, 2.0]).unwrap();
+//! assert_eq!(l[[1, 0]], 0.5);
 //! let (mp, mq, eye) = (array![0.0, 1.0], array![0.0, 0.0], ndarray::Array2::eye(2));
 //! let p = nd_kl::gaussian(&mp, &l)?;
 //! let q = nd_kl::gaussian(&mq, &eye)?;
@@ -42,7 +45,8 @@
 //! ```
 
 use ::ndarray::{
-    ArrayView, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut2, Dimension,
+    ArrayView, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3,
+    Dimension,
 };
 
 use super::{GAPS, rename, square};
@@ -50,7 +54,9 @@ use crate::error::{Error, check_len, check_work};
 use crate::full;
 use crate::real::Real;
 use crate::tril::tril_len;
-use crate::view::{DiagGaussians, DiagGradMut, Gaussian, Gaussians, GradMut, MatRef, Scale};
+use crate::view::{
+    DiagGaussians, DiagGradMut, Gaussian, Gaussians, GradMut, Grads, MatRef, Mode, Scale,
+};
 
 /// Why a batch array must be in standard order.
 const C_ORDER: &str = "must be C-contiguous (standard order) to be borrowed: use \
@@ -479,8 +485,20 @@ impl<'a, T: Real> DenseGaussians<'a, T> {
     fn factor(&self, k: usize) -> Result<MatRef<'a, T>, Error> {
         let [s0, s1, s2] = self.strides;
         let start = k.saturating_mul(s0);
-        let data = self.factors.get(start..).unwrap_or(&[]);
+        let end = start.saturating_add(self.span());
+        let data = self.factors.get(start..end).unwrap_or(&[]);
         MatRef::from_strides(self.d, data, s1, s2).map_err(rename("factors"))
+    }
+
+    /// The length of memory one factor spans (its `MatRef`'s slice).
+    fn span(&self) -> usize {
+        let [_, s1, s2] = self.strides;
+        match self.d {
+            0 => 0,
+            d => (d - 1)
+                .saturating_mul(s1.saturating_add(s2))
+                .saturating_add(1),
+        }
     }
 
     /// The number of Gaussians `n`.
@@ -608,6 +626,250 @@ pub fn kl_dense_std_normal<'a, T: Real>(
         *o = match p.get(k) {
             Some(g) => full::kl_std_normal(&g).unwrap_or(T::NAN),
             None => T::NAN,
+        };
+    }
+    Ok(())
+}
+
+/// Why a dense gradient must share the input's strides.
+const SAME_STRIDES: &str = "must have the same shape and strides as the factors it is the \
+     gradient of (the gradient is written with the input's strides)";
+
+/// Gradient outputs for a [`DenseGaussians`] batch: `(n, d)` C-contiguous
+/// means and `(n, d, d)` factors with the same strides as the batch's
+/// factors (both C order, or both Fortran order, …), borrowed. Only the
+/// lower triangle of each factor's gradient is written; the rest is zeroed
+/// in [`Mode::Overwrite`] and left alone in [`Mode::Accumulate`].
+///
+/// ```
+/// use gaussian_kl::{interop::ndarray::{kl_dense_std_normal_grad, DenseGaussians, DenseGradMut}, Error};
+/// use ndarray::{array, Array1, Array2, Array3, ShapeBuilder};
+/// let (m, l) = (array![[1.0f64, 0.0]], array![[[2.0, 0.0], [0.5, 1.0]]]);
+/// let p = DenseGaussians::new(&m, &l)?;
+/// let (mut gm, mut gl) = (Array2::zeros((1, 2)), Array3::zeros((1, 2, 2)));
+/// let mut out = Array1::zeros(1);
+/// kl_dense_std_normal_grad(&p, &[1.0], &mut out, DenseGradMut::new(&p, &mut gm, &mut gl)?)?;
+/// assert_eq!(gl, array![[[2.0 - 0.5, 0.0], [0.5, 0.0]]]); // L − diag(1/Lᵢᵢ)
+/// let mut fortran = Array3::<f64>::zeros((1, 2, 2).f());
+/// let err = DenseGradMut::new(&p, &mut gm, &mut fortran).unwrap_err();
+/// assert!(matches!(err, Error::Unsupported { what: "grad.factor", .. }));
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DenseGradMut<'a, T> {
+    n: usize,
+    d: usize,
+    strides: [usize; 3],
+    mean: &'a mut [T],
+    factor: &'a mut [T],
+    mode: Mode,
+}
+
+impl<'a, T: Real> DenseGradMut<'a, T> {
+    /// Borrows outputs shaped as `like` (overwritten).
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] (`"grad.mean.rows"`, `"grad.mean.cols"`,
+    /// `"grad.factor.batch"`, `"grad.factor.rows"`, `"grad.factor.cols"`);
+    /// [`Error::Unsupported`] (`"grad.mean"` unless C-contiguous,
+    /// `"grad.factor"` unless it has `like`'s strides and no gaps).
+    pub fn new(
+        like: &DenseGaussians<'_, T>,
+        mean: impl Into<ArrayViewMut2<'a, T>>,
+        factor: impl Into<ArrayViewMut3<'a, T>>,
+    ) -> Result<Self, Error> {
+        let (mean, factor) = (mean.into(), factor.into());
+        let (n, d) = (like.n, like.d);
+        check_axis("grad.mean.rows", n, mean.nrows())?;
+        check_axis("grad.mean.cols", d, mean.ncols())?;
+        let (fb, fr, fc) = factor.dim();
+        check_axis("grad.factor.batch", n, fb)?;
+        check_axis("grad.factor.rows", d, fr)?;
+        check_axis("grad.factor.cols", d, fc)?;
+        let s = factor.strides();
+        let unsupported = Error::Unsupported {
+            what: "grad.factor",
+            why: SAME_STRIDES,
+        };
+        let strides = [
+            stride("grad.factor", fb, s[0]).map_err(|_| unsupported)?,
+            stride("grad.factor", fr, s[1]).map_err(|_| unsupported)?,
+            stride("grad.factor", fc, s[2]).map_err(|_| unsupported)?,
+        ];
+        if strides != like.strides {
+            return Err(unsupported);
+        }
+        let mean = slice_mut("grad.mean", mean)?;
+        let factor = if factor.is_empty() {
+            &mut []
+        } else {
+            factor.into_slice_memory_order().ok_or(Error::Unsupported {
+                what: "grad.factor",
+                why: GAPS,
+            })?
+        };
+        Ok(DenseGradMut {
+            n,
+            d,
+            strides,
+            mean,
+            factor,
+            mode: Mode::Overwrite,
+        })
+    }
+
+    /// The same outputs in another [`Mode`].
+    ///
+    /// ```
+    /// use gaussian_kl::{interop::ndarray::{DenseGaussians, DenseGradMut}, Mode};
+    /// use ndarray::{array, Array2, Array3};
+    /// let (m, l) = (array![[0.0f32]], array![[[1.0]]]);
+    /// let p = DenseGaussians::new(&m, &l)?;
+    /// let (mut gm, mut gl) = (Array2::zeros((1, 1)), Array3::zeros((1, 1, 1)));
+    /// let _acc = DenseGradMut::new(&p, &mut gm, &mut gl)?.mode(Mode::Accumulate);
+    /// # Ok::<(), gaussian_kl::Error>(())
+    /// ```
+    pub fn mode(self, mode: Mode) -> Self {
+        DenseGradMut { mode, ..self }
+    }
+
+    /// Checks that these outputs fit `like`, naming `what` (`"grad"`, `"grad.p"`, `"grad.q"`).
+    fn check(&self, what: &'static str, like: &DenseGaussians<'_, T>) -> Result<(), Error> {
+        if (self.n, self.d, self.strides) == (like.n, like.d, like.strides)
+            && self.factor.len() == like.factors.len()
+        {
+            Ok(())
+        } else {
+            Err(Error::Unsupported {
+                what,
+                why: SAME_STRIDES,
+            })
+        }
+    }
+
+    /// Zeroes the outputs in [`Mode::Overwrite`]; the kernels then add.
+    fn start(&mut self) {
+        if self.mode == Mode::Overwrite {
+            self.mean.fill(T::ZERO);
+            self.factor.fill(T::ZERO);
+        }
+    }
+
+    /// Gaussian `k`'s outputs (accumulating), or `None` past the memory.
+    fn item(&mut self, like: &DenseGaussians<'_, T>, k: usize) -> Option<GradMut<'_, T>> {
+        let k = if self.n == 1 { 0 } else { k };
+        let start = k.checked_mul(self.strides[0])?;
+        let factor = self
+            .factor
+            .get_mut(start..start.checked_add(like.span())?)?;
+        let mean = self.mean.get_mut(k * self.d..(k + 1) * self.d)?;
+        Some(GradMut::new(mean, factor).mode(Mode::Accumulate))
+    }
+}
+
+/// [`kl_dense_std_normal`] and `upstream[k] · ∇KL` for every Gaussian,
+/// into outputs shaped as the batch ([`DenseGradMut`]). One
+/// `full::kl_std_normal_grad` per Gaussian (scalar, zero-copy); the values
+/// are bit-identical to that call in [`Mode::Accumulate`] on zeroed buffers.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] (`"out"`, `"upstream"`); [`Error::Unsupported`]
+/// (`"grad"`) for outputs built for another batch. Nothing is written on
+/// error.
+///
+/// ```
+/// use gaussian_kl::interop::ndarray::{kl_dense_std_normal_grad, DenseGaussians, DenseGradMut};
+/// use ndarray::{array, Array1, Array2, Array3};
+/// let (m, l) = (array![[1.0f32, -1.0]], array![[[1.0, 0.0], [0.0, 1.0]]]);
+/// let p = DenseGaussians::new(&m, &l)?;
+/// let (mut gm, mut gl, mut out) = (Array2::zeros((1, 2)), Array3::zeros((1, 2, 2)), Array1::zeros(1));
+/// kl_dense_std_normal_grad(&p, &[2.0], &mut out, DenseGradMut::new(&p, &mut gm, &mut gl)?)?;
+/// assert_eq!((out[0], gm), (1.0, array![[2.0, -2.0]]));
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn kl_dense_std_normal_grad<'a, T: Real>(
+    p: &DenseGaussians<'_, T>,
+    upstream: &[T],
+    out: impl Into<ArrayViewMut1<'a, T>>,
+    mut grad: DenseGradMut<'_, T>,
+) -> Result<(), Error> {
+    let mut out = out.into();
+    check_len("out", p.n, out.len())?;
+    check_len("upstream", p.n, upstream.len())?;
+    grad.check("grad", p)?;
+    grad.start();
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = match (p.get(k), grad.item(p, k)) {
+            (Some(g), Some(sink)) => {
+                full::kl_std_normal_grad(&g, upstream[k], sink).unwrap_or(T::NAN)
+            }
+            _ => T::NAN,
+        };
+    }
+    Ok(())
+}
+
+/// [`kl_dense`] and `upstream[k] · ∇KL` for every pair into outputs shaped
+/// as each side; a side of one Gaussian (broadcast) gets the sum over its
+/// pairs. One `full::kl_grad` per pair (scalar, zero-copy); `work` holds at
+/// least `full::kl_grad_scratch(d)`.
+///
+/// # Errors
+/// As [`kl_dense`]; [`Error::LengthMismatch`] (`"upstream"`);
+/// [`Error::Unsupported`] (`"grad.p"`, `"grad.q"`) for outputs built for
+/// another batch. Nothing is written on error.
+///
+/// ```
+/// use gaussian_kl::{full, Grads};
+/// use gaussian_kl::interop::ndarray::{kl_dense_grad, DenseGaussians, DenseGradMut};
+/// use ndarray::{array, Array1, Array2, Array3};
+/// let (mp, lp) = (array![[1.0f64], [2.0]], array![[[1.0]], [[1.0]]]);
+/// let (mq, lq) = (array![[0.0]], array![[[1.0]]]);
+/// let (p, q) = (DenseGaussians::new(&mp, &lp)?, DenseGaussians::new(&mq, &lq)?);
+/// let (mut gpm, mut gpl) = (Array2::zeros((2, 1)), Array3::zeros((2, 1, 1)));
+/// let (mut gqm, mut gql) = (Array2::zeros((1, 1)), Array3::zeros((1, 1, 1)));
+/// let grad = Grads::new(DenseGradMut::new(&p, &mut gpm, &mut gpl)?, DenseGradMut::new(&q, &mut gqm, &mut gql)?);
+/// let mut out = Array1::zeros(2);
+/// let mut work = vec![0.0; full::kl_grad_scratch(1)];
+/// kl_dense_grad(&p, &q, &[1.0, 1.0], &mut out, grad, &mut work)?;
+/// assert_eq!(out, array![0.5, 2.0]);
+/// assert_eq!(gqm[[0, 0]], -3.0); // summed over the two pairs
+/// # Ok::<(), gaussian_kl::Error>(())
+/// ```
+pub fn kl_dense_grad<'a, T: Real>(
+    p: &DenseGaussians<'_, T>,
+    q: &DenseGaussians<'_, T>,
+    upstream: &[T],
+    out: impl Into<ArrayViewMut1<'a, T>>,
+    grad: Grads<DenseGradMut<'_, T>>,
+    work: &mut [T],
+) -> Result<(), Error> {
+    let mut out = out.into();
+    if q.d != p.d {
+        return Err(Error::DimensionMismatch {
+            what: "q",
+            expected: p.d,
+            found: q.d,
+        });
+    }
+    let n = zip_len(p.n, q.n)?;
+    check_len("out", n, out.len())?;
+    check_len("upstream", n, upstream.len())?;
+    check_work(full::kl_grad_scratch(p.d), work.len())?;
+    let Grads {
+        p: mut gp,
+        q: mut gq,
+    } = grad;
+    gp.check("grad.p", p)?;
+    gq.check("grad.q", q)?;
+    gp.start();
+    gq.start();
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = match (pick(p, k), pick(q, k), gp.item(p, k), gq.item(q, k)) {
+            (Some(a), Some(b), Some(sa), Some(sb)) => {
+                full::kl_grad(&a, &b, upstream[k], Grads::new(sa, sb), work).unwrap_or(T::NAN)
+            }
+            _ => T::NAN,
         };
     }
     Ok(())
