@@ -35,6 +35,9 @@
 //!   levels, to test the 4-, 8- and 16-lane code paths on any machine.
 //! - `rayon`: multi-core batches and retrieval (`Par::Rayon`), bit-identical
 //!   to the serial run.
+//! - `nalgebra`, `faer`, `ndarray`: adapters from those crates' matrices,
+//!   factorizations and arrays to the crate's views (`interop`), borrowing
+//!   where the memory layout allows.
 //!
 //! ## NaN, infinities and errors
 //! No public function panics. Shapes are checked when a view is built and
@@ -70,6 +73,8 @@ pub mod error;
 #[cfg(feature = "std")]
 mod exec;
 pub mod full;
+#[cfg(any(feature = "nalgebra", feature = "faer", feature = "ndarray"))]
+pub mod interop;
 pub mod real;
 #[cfg(feature = "std")]
 pub mod search;
