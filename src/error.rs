@@ -142,25 +142,13 @@ impl fmt::Display for Error {
                 item,
                 index,
                 value,
-            } => {
-                write!(f, "{what}: ")?;
-                if let Some(k) = item {
-                    write!(f, "Gaussian {k}, ")?;
-                }
-                write!(f, "diagonal entry {index} is {value:?}, not positive")
-            }
+            } => not_positive(f, what, item, "diagonal entry", index, value),
             Error::NonPositiveVariance {
                 what,
                 item,
                 index,
                 value,
-            } => {
-                write!(f, "{what}: ")?;
-                if let Some(k) = item {
-                    write!(f, "Gaussian {k}, ")?;
-                }
-                write!(f, "variance {index} is {value:?}, not positive")
-            }
+            } => not_positive(f, what, item, "variance", index, value),
             Error::NotPositiveDefinite { what, pivot } => write!(
                 f,
                 "{what}: not positive definite (Cholesky pivot {pivot} is not positive)"
@@ -171,6 +159,22 @@ impl fmt::Display for Error {
             Error::Unsupported { what, why } => write!(f, "{what}: {why}"),
         }
     }
+}
+
+/// `what: [Gaussian k, ]entry index is value, not positive`.
+fn not_positive(
+    f: &mut fmt::Formatter<'_>,
+    what: &str,
+    item: Option<usize>,
+    entry: &str,
+    index: usize,
+    value: f64,
+) -> fmt::Result {
+    write!(f, "{what}: ")?;
+    if let Some(k) = item {
+        write!(f, "Gaussian {k}, ")?;
+    }
+    write!(f, "{entry} {index} is {value:?}, not positive")
 }
 
 impl core::error::Error for Error {}
