@@ -479,7 +479,8 @@ impl<'a, T: Real> Gaussians<'a, T> {
             layout,
             diagonal,
         };
-        if diagonal == Diagonal::Plain {
+        // With d = 0 there is no diagonal, whatever n is (which may be huge).
+        if diagonal == Diagonal::Plain && d > 0 {
             for k in 0..n {
                 g.factor(k).check_diagonal("factors", Some(k))?;
             }

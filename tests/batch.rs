@@ -727,3 +727,27 @@ fn empty_batch_with_absurd_dimension_returns_at_once() {
         }
     }
 }
+
+/// A zero-dimensional batch has no diagonal to check, however many Gaussians
+/// it holds: building one with a plain diagonal and `n = usize::MAX` returns
+/// at once (the fuzzer found the constructor looping `n` times), and an
+/// operation on it is a shape error, never a loop.
+#[test]
+fn zero_dimensional_batch_of_any_size_is_built_at_once() {
+    let g =
+        Gaussians::<f64>::with_layout(usize::MAX, 0, &[], &[], Layout::RowMajor, Diagonal::Plain)
+            .expect("d = 0: empty slices hold any number of Gaussians");
+    assert_eq!((g.len(), g.dim()), (usize::MAX, 0));
+    let exec = Exec::new();
+    let mut out = [7.0f64; 3];
+    let err = batch::kl(&g, Pairs::Zip(&g), &mut out, &exec, &mut []).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::LengthMismatch {
+            what: "out",
+            expected: usize::MAX,
+            found: 3
+        }
+    ));
+    assert_eq!(out, [7.0; 3]);
+}
