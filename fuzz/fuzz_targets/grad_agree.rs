@@ -680,7 +680,10 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
     let pairs: Vec<(usize, usize)> = if all_pairs {
         (0..np).flat_map(|i| (0..nq).map(move |j| (i, j))).collect()
     } else {
-        (0..n).map(|b| (b.min(np - 1), b.min(nq - 1))).collect()
+        // Zip: a side of one broadcasts (numpy's rules: an empty side gives
+        // no pair, two sides of one give one pair).
+        let n_out = if np == 0 || nq == 0 { 0 } else { np.max(nq) };
+        (0..n_out).map(|b| (b.min(np - 1), b.min(nq - 1))).collect()
     };
     // One upstream weight per pair (per Gaussian for the prior).
     let up: Vec<f64> = (0..pairs.len())
@@ -688,7 +691,9 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         .collect::<Result<_>>()?;
     let prior_up: Vec<f64> = (0..n).map(|_| scaled(u, 2)).collect::<Result<_>>()?;
     let scalar = Exec::new().kernel(Kernel::Scalar);
-    let want = run_batch(scalar, all_pairs, d, &p, &q, &up, pairs.len()).expect("batch");
+    let want = run_batch(scalar, all_pairs, d, &p, &q, &up, pairs.len());
+    let want =
+        want.unwrap_or_else(|e| panic!("batch (n {n}, all {all_pairs}, np {np}, nq {nq}): {e}"));
     // The loop.
     let t = d * (d + 1) / 2;
     let mut acc = [
@@ -829,8 +834,7 @@ fn count_skips(n: usize) {
     }
 }
 
-/// One batched call: the KL values and the four gradients, or `None` on an
-/// error.
+/// One batched call: the KL values and the four gradients, or the error.
 #[allow(clippy::type_complexity)]
 fn run_batch(
     exec: Exec,
@@ -840,7 +844,7 @@ fn run_batch(
     q: &Side,
     up: &[f64],
     n: usize,
-) -> Option<(Vec<f64>, [Vec<f64>; 4])> {
+) -> Result<(Vec<f64>, [Vec<f64>; 4]), gaussian_kl::Error> {
     let mut kl = vec![f64::NAN; n];
     let mut g = [
         vec![f64::NAN; p.means.len()],
@@ -848,7 +852,7 @@ fn run_batch(
         vec![f64::NAN; q.means.len()],
         vec![f64::NAN; q.factors.len()],
     ];
-    let mut work = vec![f64::NAN; batch::kl_grad_scratch::<f64>(d, &exec).ok()?];
+    let mut work = vec![f64::NAN; batch::kl_grad_scratch::<f64>(d, &exec)?];
     let [g1, g2, g3, g4] = &mut g;
     let grad = gaussian_kl::Grads::new(GradMut::new(g1, g2), GradMut::new(g3, g4));
     let (pb, qb) = (p.batch(d), q.batch(d));
@@ -858,5 +862,5 @@ fn run_batch(
         Pairs::Zip(&qb)
     };
     let r = batch::kl_grad(&pb, pairs, up, &mut kl, grad, &exec, &mut work);
-    r.ok().map(|()| (kl, g))
+    r.map(|()| (kl, g))
 }
