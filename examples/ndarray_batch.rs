@@ -1,13 +1,15 @@
-//! A VAE-sized batch held in ndarray (256 posteriors, d = 16, packed
-//! Cholesky factors as an encoder emits them): the KL against the prior
-//! `N(0, I)` and its gradient, written into ndarray outputs. The arrays
-//! are borrowed, not copied.
+//! A VAE-sized batch held in ndarray (256 posteriors, d = 16): the KL
+//! against the prior `N(0, I)` and its gradient, written into ndarray
+//! outputs, twice: from packed Cholesky factors as an encoder emits them (an
+//! `Array2`, through the SIMD batch layer), and from the same factors as
+//! dense lower-triangular matrices in an `Array3` (through the strided
+//! per-pair adapter). The arrays are borrowed, not copied.
 //!
 //!     cargo run --release --example ndarray_batch --features ndarray
 
 use gaussian_kl::interop::ndarray as nd_kl;
 use gaussian_kl::{Error, Exec, batch};
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, Array3};
 
 fn main() -> Result<(), Error> {
     let (n, d) = (256, 16);
@@ -39,6 +41,44 @@ fn main() -> Result<(), Error> {
     )?;
     assert_eq!(kl, kl2, "the fused pass gives the same KL");
 
+    // The same posteriors with dense factors, an `Array3` of shape (n, d, d):
+    // the lower triangle with exp on the diagonal, zeros above.
+    let dense = Array3::from_shape_fn((n, d, d), |(k, i, j)| {
+        let raw = if j <= i {
+            factors[[k, i * (i + 1) / 2 + j]]
+        } else {
+            0.0
+        };
+        if i == j { raw.exp() } else { raw }
+    });
+    let p3 = nd_kl::DenseGaussians::new(&means, &dense)?;
+    let (mut kl3, mut g3_mean) = (Array1::<f32>::zeros(n), Array2::<f32>::zeros((n, d)));
+    let mut g3_factor = Array3::<f32>::zeros((n, d, d));
+    let grad3 = nd_kl::DenseGradMut::new(&p3, &mut g3_mean, &mut g3_factor)?;
+    nd_kl::kl_dense_std_normal_grad(&p3, &upstream, &mut kl3, grad3)?;
+    let max_diff = kl
+        .iter()
+        .zip(&kl3)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    let max_kl = kl.iter().copied().fold(0.0f32, f32::max);
+    // f32 rounding only: the dense path takes log(exp(raw)) for the packed
+    // path's raw log diagonal.
+    assert!(
+        max_diff <= 64.0 * f32::EPSILON * max_kl,
+        "dense vs packed: {max_diff}"
+    );
+    // ∂/∂μ does not depend on the factor's form.
+    let g_diff = g_mean
+        .iter()
+        .zip(&g3_mean)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        g_diff <= 64.0 * f32::EPSILON,
+        "dense vs packed mean gradient: {g_diff}"
+    );
+
     let norm = |a: &Array2<f32>| a.iter().map(|v| v * v).sum::<f32>().sqrt();
     println!("batch {n} x d = {d} (level {:?})", exec.resolved_level()?);
     println!(
@@ -51,6 +91,11 @@ fn main() -> Result<(), Error> {
         "gradient of the batch mean: |d/dmu| = {:.5}, |d/dL| = {:.5}",
         norm(&g_mean),
         norm(&g_factor)
+    );
+    println!(
+        "dense (n, d, d) factors in an Array3: max |KL difference| {max_diff:.2e}, \
+         |d/dL| = {:.5}",
+        g3_factor.iter().map(|v| v * v).sum::<f32>().sqrt()
     );
     Ok(())
 }
