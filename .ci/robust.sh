@@ -59,10 +59,26 @@ build_all() {
 }
 build_all stable none
 build_all nightly address
+# The runs are single-threaded: two at a time keep both cores busy (each
+# writes its own log; a failure prints that log's tail and fails the step).
+fuzz_failed=0
+running=0
 for t in $targets; do
-  run_target stable none "$t" $((FUZZ_SECONDS / 3))
-  run_target nightly address "$t" "$FUZZ_SECONDS"
+  for job in "nightly address $t $FUZZ_SECONDS" "stable none $t $((FUZZ_SECONDS / 3))"; do
+    if [ "$running" -ge 2 ]; then
+      wait -n || fuzz_failed=1
+      running=$((running - 1))
+    fi
+    # shellcheck disable=SC2086
+    run_target $job &
+    running=$((running + 1))
+  done
 done
+while [ "$running" -gt 0 ]; do
+  wait -n || fuzz_failed=1
+  running=$((running - 1))
+done
+[ "$fuzz_failed" -eq 0 ] || { echo "fuzzing found a failure (logs in $logs)" >&2; exit 1; }
 
 unset CARGO_PROFILE_RELEASE_OPT_LEVEL
 
