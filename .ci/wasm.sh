@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# WebAssembly, for real, with Debian's rustc-web toolchain (Rust 1.85, every
+# WebAssembly, for real, with Debian's rustc-web toolchain (Rust 1.96, every
 # wasm32 target, std sources for -Zbuild-std):
 #  1. the crate (no_std, default features off) in wasm/, a cdylib for
 #     wasm32-unknown-unknown with simd128, loaded by Node: KL values must be

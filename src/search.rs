@@ -351,10 +351,10 @@ impl<T: Real> Sink<T> for HeapSink<T> {
         let mut t = heap.threshold();
         for (l, &v) in vals.iter().enumerate() {
             let key = if neg { -v } else { v };
-            if let Some(t) = t {
-                if key.is_nan() || key <= t {
-                    continue;
-                }
+            if let Some(t) = t
+                && (key.is_nan() || key <= t)
+            {
+                continue;
             }
             heap.push(key, j0 + l);
             t = heap.threshold();

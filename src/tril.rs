@@ -70,7 +70,7 @@ pub enum Diagonal {
 #[inline]
 pub const fn tril_len(d: usize) -> Option<usize> {
     // d(d+1)/2 without overflowing in the intermediate product.
-    let (a, b) = if d % 2 == 0 {
+    let (a, b) = if d.is_multiple_of(2) {
         (d / 2, d + 1)
     } else {
         (d, d.div_ceil(2))

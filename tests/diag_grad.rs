@@ -89,7 +89,7 @@ fn fd_worst(value: Value, p: &mut Data, q: &mut Data, g: &[f64], got: [&[f64]; 4
 
 fn get(p: &Data, q: &Data, f: usize, e: usize) -> f64 {
     let data = if f < 2 { p } else { q };
-    if f % 2 == 0 {
+    if f.is_multiple_of(2) {
         data.mean[e]
     } else {
         data.spread[e]
@@ -98,7 +98,7 @@ fn get(p: &Data, q: &Data, f: usize, e: usize) -> f64 {
 
 fn set(p: &mut Data, q: &mut Data, f: usize, e: usize, x: f64) {
     let data = if f < 2 { p } else { q };
-    if f % 2 == 0 {
+    if f.is_multiple_of(2) {
         data.mean[e] = x;
     } else {
         data.spread[e] = x;
