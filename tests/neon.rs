@@ -26,8 +26,8 @@ mod common;
 use common::{Case, rel_err, rng, widen};
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::search::{self, DocIndex, Metric};
-use gaussian_kl::simd::{Level, SimdReal};
-use gaussian_kl::{DiagGaussians, Exec, Gaussians, GradMut, Grads, Kernel};
+use gaussian_kl::simd::Level;
+use gaussian_kl::{DiagGaussians, Exec, Gaussians, GradMut, Grads, Kernel, Real};
 
 /// Dimensions: below, at and above the lane counts (4 f32, 2 f64), the
 /// lockstep/blocked switch at 16, and one odd larger size.
@@ -71,7 +71,7 @@ struct Batch<T> {
     lq: Vec<T>,
 }
 
-impl<T: SimdReal> Batch<T> {
+impl<T: Real> Batch<T> {
     fn new(seed: u64, d: usize, n: usize) -> Self {
         let mut r = rng(seed);
         let cases: Vec<Case> = (0..n).map(|_| Case::random(&mut r, d)).collect();
@@ -124,7 +124,7 @@ fn reference(b: &[Case], i: usize, j: usize) -> (f64, f64) {
     (r.kl, r.scale * r.kappa)
 }
 
-fn run_kl<T: SimdReal>(p: &Gaussians<'_, T>, q: Pairs<'_, T>, n_out: usize, exec: Exec) -> Vec<T> {
+fn run_kl<T: Real>(p: &Gaussians<'_, T>, q: Pairs<'_, T>, n_out: usize, exec: Exec) -> Vec<T> {
     let d = p.dim();
     let mut work = vec![T::ZERO; batch::kl_scratch::<T>(d, &exec).expect("kernel exists")];
     let mut out = vec![T::NAN; n_out];
@@ -134,7 +134,7 @@ fn run_kl<T: SimdReal>(p: &Gaussians<'_, T>, q: Pairs<'_, T>, n_out: usize, exec
 
 /// Largest error of the Lanes and Blocked kernels at Level::Neon, in units of
 /// eps · κ₂ · scale, against the f64 reference and against the scalar kernel.
-fn forward<T: SimdReal>(seed: u64) -> (f64, f64) {
+fn forward<T: Real>(seed: u64) -> (f64, f64) {
     let eps = T::EPSILON.to_f64();
     let (mut vs_ref, mut vs_scalar) = (0.0f64, 0.0f64);
     for (k, &d) in DIMS.iter().enumerate() {
@@ -188,7 +188,7 @@ fn neon_forward_lanes_and_blocked_agree() {
 
 /// The gradient outputs of `batch::kl_grad` (zip, upstream 1): p mean,
 /// p factor, q mean, q factor.
-fn run_grad<T: SimdReal>(b: &Batch<T>, exec: Exec) -> [Vec<T>; 4] {
+fn run_grad<T: Real>(b: &Batch<T>, exec: Exec) -> [Vec<T>; 4] {
     let (p, q) = (b.p(), b.q());
     let d = p.dim();
     let mut work = vec![T::ZERO; batch::kl_grad_scratch::<T>(d, &exec).expect("kernel exists")];
@@ -217,7 +217,7 @@ fn run_grad<T: SimdReal>(b: &Batch<T>, exec: Exec) -> [Vec<T>; 4] {
 
 /// Largest |Lanes − Scalar| of every gradient array, in units of
 /// eps · max|Scalar| of that array.
-fn gradient<T: SimdReal>(seed: u64) -> f64 {
+fn gradient<T: Real>(seed: u64) -> f64 {
     let eps = T::EPSILON.to_f64();
     let mut worst = 0.0f64;
     for (k, &d) in DIMS.iter().enumerate() {
