@@ -435,6 +435,8 @@ fn a_batch_is_bitwise_its_pairs_run_one_at_a_time() {
     }
 }
 
+// The check panics; catching it needs unwinding (WASI runs with panic = "abort").
+#[cfg(panic = "unwind")]
 #[test]
 fn the_tolerance_catches_a_wrong_entry() {
     // A gradient entry scaled by 1 + 1e-5 (f64) fails the check.
