@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p gaussian-kl-bench --example roofline -- [--json PATH] [--reps N] [--rep-secs S] [--quick] [--probe-only]
+//!     [--op kl|kl_grad|kl_par|mrl_top_k]... [--d N]...
 //! ```
 //!
 //! Defaults: 7 repetitions of at least 0.08 s per figure (median), about
@@ -522,6 +523,17 @@ struct Args {
     probe_only: bool,
     reps: usize,
     rep_secs: f64,
+    /// `--op NAME` (repeatable): only these operations (default: all).
+    ops: Vec<String>,
+    /// `--d N` (repeatable): only these dimensions (default: all).
+    dims: Vec<usize>,
+}
+
+impl Args {
+    fn wants(&self, op: &str, d: usize) -> bool {
+        (self.ops.is_empty() || self.ops.iter().any(|o| o == op))
+            && (self.dims.is_empty() || self.dims.contains(&d))
+    }
 }
 
 fn args() -> Args {
@@ -530,6 +542,8 @@ fn args() -> Args {
         probe_only: false,
         reps: 7,
         rep_secs: 0.08,
+        ops: Vec::new(),
+        dims: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -538,6 +552,8 @@ fn args() -> Args {
             "--reps" => a.reps = it.next().and_then(|s| s.parse().ok()).unwrap_or(7).max(5),
             "--rep-secs" => a.rep_secs = it.next().and_then(|s| s.parse().ok()).unwrap_or(0.08),
             "--probe-only" => a.probe_only = true,
+            "--op" => a.ops.extend(it.next()),
+            "--d" => a.dims.extend(it.next().and_then(|s| s.parse().ok())),
             "--quick" => (a.reps, a.rep_secs) = (5, 0.005),
             other => panic!("unknown argument {other:?} (see the example's docs)"),
         }
@@ -608,21 +624,26 @@ fn main() {
         return;
     }
     let rows = &mut report.rows;
-    for &(d, n) in SIZES {
+    for &(d, n) in SIZES.iter().filter(|&&(d, _)| a.wants("kl", d)) {
         rows.push(kl_row::<f32>(&mut ctx, d, n));
         rows.push(kl_row::<f64>(&mut ctx, d, n));
         eprintln!("kl d={d} n={n} done ({:.0} s)", t0.elapsed().as_secs_f64());
     }
-    for &(d, n) in SIZES {
+    for &(d, n) in SIZES.iter().filter(|&&(d, _)| a.wants("kl_grad", d)) {
         rows.push(grad_row(&mut ctx, d, n));
         eprintln!(
             "kl_grad d={d} n={n} done ({:.0} s)",
             t0.elapsed().as_secs_f64()
         );
     }
-    rows.push(par_row(&mut ctx, 3, 1 << 20, 2));
-    rows.push(par_row(&mut ctx, 64, 1024, 2));
-    rows.push(mrl_row(&mut ctx, 128, 64, 16_384));
+    for (d, n) in [(3, 1 << 20), (64, 1024)] {
+        if a.wants("kl_par", d) {
+            rows.push(par_row(&mut ctx, d, n, 2));
+        }
+    }
+    if a.wants("mrl_top_k", 128) {
+        rows.push(mrl_row(&mut ctx, 128, 64, 16_384));
+    }
     let g2 = ctx.peak(Dtype::F32, 2);
     report.fma_probes.push((
         report.level.clone(),
