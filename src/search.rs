@@ -57,7 +57,7 @@ use std::vec::Vec;
 
 use pulp::Simd;
 
-use crate::diag::kernel::{block_rows, pack_panel, pack_queries, packed_len, score_block};
+use crate::diag::kernel::{GROUP, block_rows, pack_group, pack_panel, packed_len, score_group};
 use crate::diag::log_var_of;
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel, Par};
@@ -386,25 +386,23 @@ struct ScoreOp<'a, T, K> {
     sink: &'a mut K,
 }
 
-/// All queries packed once, block after block of `mr`: they stay in cache
-/// while the panels stream through.
+/// All queries packed once, group after group (see [`pack_group`]): a
+/// group stays in cache while the panels stream through.
 fn pack_all<T: Real>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
     let (d, nq) = (queries.d, queries.n);
     let d2 = 2 * d;
     let mut qpack = vec![T::ZERO; d2 * nq];
     let mut start = 0;
     while start < nq {
-        let r = mr.min(nq - start);
-        pack_queries(
+        let n = GROUP.min(nq - start);
+        pack_group(
             d,
             queries.scale,
-            queries.means,
-            queries.spread,
-            start,
-            r,
-            &mut qpack[d2 * start..d2 * (start + r)],
+            (queries.means, queries.spread),
+            (start, n, mr),
+            &mut qpack[d2 * start..d2 * (start + n)],
         );
-        start += r;
+        start += n;
     }
     qpack
 }
@@ -462,26 +460,30 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
         let plen = (d2 + 1) * w;
         let qpack = pack_all(&queries, mr);
         let df = T::from_usize(d);
-        let mut tile = vec![T::ZERO; mr * w];
-        for pb in panel_range {
-            let panel = &index.panels[pb * plen..(pb + 1) * plen];
-            let j0 = pb * w;
-            let live = w.min(nd - j0);
-            let mut start = 0;
-            while start < nq {
-                let r = mr.min(nq - start);
-                let qblock = &qpack[d2 * start..d2 * (start + r)];
-                score_block(simd, r, qblock, panel, &mut tile);
-                for m in 0..r {
-                    let i = start + m;
-                    let row = &mut tile[m * w..(m + 1) * w];
+        let mut tiles = vec![T::ZERO; GROUP * w];
+        let mut g0 = 0;
+        while g0 < nq {
+            let gn = GROUP.min(nq - g0);
+            let qgroup = &qpack[d2 * g0..d2 * (g0 + gn)];
+            for pb in panel_range.clone() {
+                let panel = &index.panels[pb * plen..(pb + 1) * plen];
+                let j0 = pb * w;
+                let live = w.min(nd - j0);
+                let next = if pb + 1 < panel_range.end {
+                    &index.panels[(pb + 1) * plen..(pb + 2) * plen]
+                } else {
+                    &[]
+                };
+                score_group(simd, (d2, mr, gn), qgroup, (panel, next), &mut tiles);
+                for (m, row) in tiles.chunks_exact_mut(w).take(gn).enumerate() {
+                    let i = g0 + m;
                     let g = gamma_q.get(i).copied().unwrap_or(T::ZERO);
                     if finish_row(simd, metric, (g, df), row, sink.threshold(i)) {
                         sink.take(i, j0, &row[..live]);
                     }
                 }
-                start += r;
             }
+            g0 += gn;
         }
     }
 }

@@ -69,52 +69,103 @@ pub(crate) fn block_rows<T: Real, S: Simd>() -> usize {
     }
 }
 
-/// The micro-kernel: `tile[m · PANEL + lane] = γ_D + Σ_p qpack[p · MR + m] · panel[(1 + p) · PANEL + lane]`.
+/// Rows of the representation (dimensions × 2) scored per pass of a query
+/// block over a panel: the chunk of the panel (`CHUNK_ROWS · PANEL` numbers,
+/// 8 KiB in `f32`), the matching rows of every query of a group
+/// (`CHUNK_ROWS · GROUP`, 16 KiB) and the group's running tiles
+/// (`GROUP · PANEL`, 8 KiB) stay in L1 while every query block of the group
+/// passes over the chunk.
+pub(crate) const CHUNK_ROWS: usize = 64;
+
+/// Queries scored together against each panel (a multiple of every
+/// [`block_rows`]): the documents stream from memory once per group.
+pub(crate) const GROUP: usize = 64;
+
+/// One row of the micro-kernel: `acc[m][v] += a[m] · row[v]` (a closure
+/// would not inherit the SIMD target features).
+#[inline(always)]
+fn fma_row<S: Simd, T: Real, const MR: usize, const NV: usize>(
+    simd: S,
+    acc: &mut [[T::V<S>; NV]; MR],
+    row: &[T],
+    a: &[T],
+) {
+    let b = T::as_simd::<S>(row);
+    let b: [T::V<S>; NV] = core::array::from_fn(|v| b[v]);
+    for m in 0..MR {
+        let am = T::vsplat(simd, a[m]);
+        for v in 0..NV {
+            acc[m][v] = T::vfma(simd, am, b[v], acc[m][v]);
+        }
+    }
+}
+
+/// The micro-kernel: `tile[m · PANEL + lane] += Σ_p qpack[p · MR + m] · rows[p · PANEL + lane]`
+/// over the rows `p` of one chunk, the tile starting at `init` (the `γ_D`
+/// row) when given, else at its own values (the earlier chunks' partial sums,
+/// stored and reloaded exactly).
 ///
-/// `qpack` is `2k × MR`, `panel` is `(2k + 1) × PANEL`, `tile` is `MR × PANEL`;
+/// `qpack` is `rows × MR`, `rows` is `rows × PANEL`, `tile` is `MR × PANEL`;
 /// `NV · lanes == PANEL`.
 #[inline(always)]
 fn micro<S: Simd, T: Real, const MR: usize, const NV: usize>(
     simd: S,
     qpack: &[T],
-    panel: &[T],
+    rows: &[T],
+    (init, touch): (Option<&[T]>, &[T]),
     tile: &mut [T],
 ) {
     let w = T::PANEL;
-    let (gamma, rows) = panel.split_at(w);
-    let g = T::as_simd::<S>(gamma);
-    let g: [T::V<S>; NV] = core::array::from_fn(|v| g[v]);
-    let mut acc = [g; MR];
-    for (row, a) in rows.chunks_exact(w).zip(qpack.chunks_exact(MR)) {
-        let b = T::as_simd::<S>(row);
-        let b: [T::V<S>; NV] = core::array::from_fn(|v| b[v]);
-        for m in 0..MR {
-            let am = T::vsplat(simd, a[m]);
-            for v in 0..NV {
-                acc[m][v] = T::vfma(simd, am, b[v], acc[m][v]);
-            }
+    let line = 64 / core::mem::size_of::<T>();
+    let mut touched = T::ZERO;
+    let mut acc: [[T::V<S>; NV]; MR] = match init {
+        Some(gamma) => {
+            let g = T::as_simd::<S>(gamma);
+            let g: [T::V<S>; NV] = core::array::from_fn(|v| g[v]);
+            [g; MR]
         }
+        None => core::array::from_fn(|m| {
+            let t = T::as_simd::<S>(&tile[m * w..(m + 1) * w]);
+            core::array::from_fn(|v| t[v])
+        }),
+    };
+    // The first rows also read one cache line each of `touch` (the next
+    // panel), so that it arrives from memory while this one is scored.
+    let lines = touch.chunks_exact(line);
+    let n_touch = lines.len().min(rows.len() / w);
+    let (rows_t, rows_rest) = rows.split_at(n_touch * w);
+    let (q_t, q_rest) = qpack.split_at(n_touch * MR);
+    for ((row, a), l) in rows_t.chunks_exact(w).zip(q_t.chunks_exact(MR)).zip(lines) {
+        touched = touched + l[0];
+        fma_row(simd, &mut acc, row, a);
+    }
+    for (row, a) in rows_rest.chunks_exact(w).zip(q_rest.chunks_exact(MR)) {
+        fma_row(simd, &mut acc, row, a);
     }
     for (m, t) in tile.chunks_exact_mut(w).take(MR).enumerate() {
         let t = T::as_mut_simd::<S>(t);
-        t[..NV].copy_from_slice(&acc[m]);
+        for (tv, &av) in t.iter_mut().zip(&acc[m]) {
+            *tv = av;
+        }
     }
+    core::hint::black_box(touched);
 }
 
-/// Scores `r ≤ block_rows` packed queries (`qpack`: `2k × r`) against one
-/// panel into `tile` (`r × PANEL`).
+/// Scores `r ≤ block_rows` packed queries (`qpack`: `rows × r`) against one
+/// chunk of a panel (`rows`) into `tile` (`r × PANEL`), see [`micro`].
 #[inline(always)]
-pub(crate) fn score_block<S: Simd, T: Real>(
+fn score_block<S: Simd, T: Real>(
     simd: S,
     r: usize,
     qpack: &[T],
-    panel: &[T],
+    rows: &[T],
+    init: (Option<&[T]>, &[T]),
     tile: &mut [T],
 ) {
     macro_rules! go {
         ($nv:literal; $($mr:literal)*) => {
             match r {
-                $($mr => micro::<S, T, $mr, $nv>(simd, qpack, panel, tile),)*
+                $($mr => micro::<S, T, $mr, $nv>(simd, qpack, rows, init, tile),)*
                 _ => {}
             }
         };
@@ -129,23 +180,94 @@ pub(crate) fn score_block<S: Simd, T: Real>(
     }
 }
 
-/// Packs queries `first..first + r` into `qpack` (`2k × r`, interleaved) and
-/// returns nothing; `a_p = σ²_Q + μ²_Q` (computed as in [`Rep::Compact`](super::Rep)).
-pub(crate) fn pack_queries<T: Real>(
+/// Scores the `nq ≤ GROUP` queries of a group (`qpack`, `2k · nq` numbers
+/// as [`pack_group`] writes them, with `mr = block_rows`) against one panel into `tiles` (`nq × PANEL`).
+///
+/// The `2k` rows are taken `CHUNK_ROWS` at a time; for each chunk, every
+/// query block passes over it (the chunk stays in L1), continuing its tile
+/// from the previous chunk. Each score is still `γ_D`, then one fused
+/// multiply-add per row in order `p = 0..2k`: the same value whatever the
+/// chunking, the blocking or the vector width.
+#[inline(always)]
+pub(crate) fn score_group<S: Simd, T: Real>(
+    simd: S,
+    (d2, mr, nq): (usize, usize, usize),
+    qpack: &[T],
+    (panel, next): (&[T], &[T]),
+    tiles: &mut [T],
+) {
+    let w = T::PANEL;
+    let (gamma, rows) = panel.split_at(w);
+    let calls = d2.div_ceil(CHUNK_ROWS).max(1) * nq.div_ceil(mr);
+    let share = next.len().div_ceil(calls.max(1));
+    let mut touch = next.chunks(share.max(1));
+    let mut c0 = 0;
+    loop {
+        let c1 = d2.min(c0 + CHUNK_ROWS);
+        let h = c1 - c0;
+        let init = (c0 == 0).then_some(gamma);
+        let qchunk = &qpack[c0 * nq..c1 * nq];
+        let mut start = 0;
+        while start < nq {
+            let r = mr.min(nq - start);
+            score_block(
+                simd,
+                r,
+                &qchunk[h * start..h * (start + r)],
+                &rows[c0 * w..c1 * w],
+                (init, touch.next().unwrap_or(&[])),
+                &mut tiles[start * w..(start + r) * w],
+            );
+            start += r;
+        }
+        c0 = c1;
+        if c0 >= d2 {
+            break;
+        }
+    }
+}
+
+/// Entry `p` of query `i`'s compact vector without the leading `1`:
+/// `σ²_Q + μ²_Q` for `p < k` (computed as in [`Rep::Compact`](super::Rep)),
+/// `μ_Q` after.
+#[inline(always)]
+fn query_entry<T: Real>(k: usize, scale: Scale, mean: &[T], spread: &[T], i: usize, p: usize) -> T {
+    if p < k {
+        let mu = mean[i * k + p];
+        super::var_of(scale, spread[i * k + p]) + mu * mu
+    } else {
+        mean[i * k + p - k]
+    }
+}
+
+/// Packs the group of queries `first..first + n` (`n ≤ GROUP`) into `qpack`
+/// (`2k · n` numbers) in the order [`score_group`] reads them: chunk after
+/// chunk of `CHUNK_ROWS` rows, within a chunk block after block of `mr`
+/// queries, within a block row after row of the block's queries
+/// (interleaved), so that one chunk of the whole group is contiguous.
+pub(crate) fn pack_group<T: Real>(
     k: usize,
     scale: Scale,
-    mean: &[T],
-    spread: &[T],
-    first: usize,
-    r: usize,
+    (mean, spread): (&[T], &[T]),
+    (first, n, mr): (usize, usize, usize),
     qpack: &mut [T],
 ) {
-    for m in 0..r {
-        let i = first + m;
-        let (mu, s) = (&mean[i * k..(i + 1) * k], &spread[i * k..(i + 1) * k]);
-        for p in 0..k {
-            qpack[p * r + m] = super::var_of(scale, s[p]) + mu[p] * mu[p];
-            qpack[(k + p) * r + m] = mu[p];
+    let d2 = 2 * k;
+    let mut o = 0;
+    let mut c0 = 0;
+    while c0 < d2 {
+        let c1 = d2.min(c0 + CHUNK_ROWS);
+        let mut start = 0;
+        while start < n {
+            let r = mr.min(n - start);
+            for p in c0..c1 {
+                for m in 0..r {
+                    qpack[o] = query_entry(k, scale, mean, spread, first + start + m, p);
+                    o += 1;
+                }
+            }
+            start += r;
         }
+        c0 = c1;
     }
 }
