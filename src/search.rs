@@ -407,37 +407,62 @@ fn pack_all<T: Real>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
     qpack
 }
 
-/// Turns one tile row of scores into the metric's values (for
-/// [`Metric::Kl`]: `−½((v + γ_p) + d)`, lane by lane, the same roundings as
-/// the scalar expression), and reports whether a lane can beat the sink's
-/// threshold `t` (key `v` for Eq10, `−v` for Kl; NaN lanes never pass, as in
-/// `HeapSink::take`; padding lanes may, harmlessly).
+/// The key of a raw score (the heap's order, larger is better): the score
+/// for [`Metric::Eq10`], `−KL` for [`Metric::Kl`] with the roundings of
+/// [`to_values`] (`−(−½((v + γ_p) + d))`).
 #[inline(always)]
-fn finish_row<S: Simd, T: Real>(
-    simd: S,
-    metric: Metric,
-    gamma_kf: (T, T),
-    row: &mut [T],
-    threshold: Option<T>,
-) -> bool {
+fn key_of<T: Real>(metric: Metric, (g, kf): (T, T), v: T) -> T {
     if metric == Metric::Kl {
-        let g = T::vsplat(simd, gamma_kf.0);
-        let kv = T::vsplat(simd, gamma_kf.1);
+        -(-T::HALF * ((v + g) + kf))
+    } else {
+        v
+    }
+}
+
+/// A raw score `u` such that no raw score `v ≤ u` has a key above the sink's
+/// threshold `t` (the key is non-decreasing in `v`: each rounding is), so
+/// that a tile row can be skipped with one vector compare before any
+/// transform; `None` (no skipping) when there is no threshold or no such
+/// `u` was found near the inverse of the key.
+fn raw_threshold<T: Real>(metric: Metric, gk: (T, T), t: Option<T>) -> Option<T> {
+    let t = t?;
+    if metric != Metric::Kl {
+        return Some(t);
+    }
+    let mut u = ((t + t) - gk.1) - gk.0;
+    for _ in 0..4 {
+        if key_of(metric, gk, u) <= t {
+            return Some(u);
+        }
+        u = u - (u.abs() + T::ONE) * T::EPSILON * T::from_usize(4);
+    }
+    None
+}
+
+/// Whether a lane of `row` is above the raw threshold `u` (always, without
+/// one). NaN lanes never pass: a NaN never enters a full heap whose worst
+/// key is a number; padding lanes may, harmlessly.
+#[inline(always)]
+fn passes<S: Simd, T: Real>(simd: S, row: &[T], u: Option<T>) -> bool {
+    let Some(u) = u else {
+        return true;
+    };
+    let u = T::vsplat(simd, u);
+    T::as_simd::<S>(row).iter().any(|&v| T::any_gt(simd, v, u))
+}
+
+/// Turns one tile row of scores into the metric's values: for
+/// [`Metric::Kl`], `−½((v + γ_p) + d)` lane by lane (the same roundings as
+/// the scalar expression).
+#[inline(always)]
+fn to_values<S: Simd, T: Real>(simd: S, metric: Metric, (g, kf): (T, T), row: &mut [T]) {
+    if metric == Metric::Kl {
+        let g = T::vsplat(simd, g);
+        let kv = T::vsplat(simd, kf);
         let h = T::vsplat(simd, -T::HALF);
         for v in T::as_mut_simd::<S>(row) {
             *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
         }
-    }
-    let Some(t) = threshold else {
-        return true;
-    };
-    let vs = T::as_simd::<S>(row);
-    if metric == Metric::Kl {
-        let t = T::vsplat(simd, -t);
-        vs.iter().any(|&v| T::any_lt(simd, v, t))
-    } else {
-        let t = T::vsplat(simd, t);
-        vs.iter().any(|&v| T::any_gt(simd, v, t))
     }
 }
 
@@ -461,6 +486,10 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
         let qpack = pack_all(&queries, mr);
         let df = T::from_usize(d);
         let mut tiles = vec![T::ZERO; GROUP * w];
+        let gk = |i: usize| (gamma_q.get(i).copied().unwrap_or(T::ZERO), df);
+        let mut raw: Vec<Option<T>> = (0..nq)
+            .map(|i| raw_threshold(metric, gk(i), sink.threshold(i)))
+            .collect();
         let mut g0 = 0;
         while g0 < nq {
             let gn = GROUP.min(nq - g0);
@@ -475,11 +504,12 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
                     &[]
                 };
                 score_group(simd, (d2, mr, gn), qgroup, (panel, next), &mut tiles);
-                for (m, row) in tiles.chunks_exact_mut(w).take(gn).enumerate() {
-                    let i = g0 + m;
-                    let g = gamma_q.get(i).copied().unwrap_or(T::ZERO);
-                    if finish_row(simd, metric, (g, df), row, sink.threshold(i)) {
+                for ((m, row), u) in tiles.chunks_exact_mut(w).enumerate().zip(&mut raw[g0..g0 + gn]) {
+                    if passes(simd, row, *u) {
+                        let i = g0 + m;
+                        to_values(simd, metric, gk(i), row);
                         sink.take(i, j0, &row[..live]);
+                        *u = raw_threshold(metric, gk(i), sink.threshold(i));
                     }
                 }
             }
