@@ -63,8 +63,8 @@ pub(crate) fn pack_panel<T: Real>(
 #[inline(always)]
 pub(crate) fn block_rows<T: Real, S: Simd>() -> usize {
     match T::PANEL / T::lanes::<S>() {
-        1 | 2 => 8,
-        3 | 4 => 4,
+        1 | 2 => 14,
+        3 | 4 => 6,
         _ => 1,
     }
 }
@@ -87,11 +87,11 @@ pub(crate) const GROUP: usize = 64;
 fn fma_row<S: Simd, T: Real, const MR: usize, const NV: usize>(
     simd: S,
     acc: &mut [[T::V<S>; NV]; MR],
-    row: &[T],
+    (row, cv): (&[T], usize),
     a: &[T],
 ) {
     let b = T::as_simd::<S>(row);
-    let b: [T::V<S>; NV] = core::array::from_fn(|v| b[v]);
+    let b: [T::V<S>; NV] = core::array::from_fn(|v| b[cv + v]);
     for m in 0..MR {
         let am = T::vsplat(simd, a[m]);
         for v in 0..NV {
@@ -112,7 +112,7 @@ fn micro<S: Simd, T: Real, const MR: usize, const NV: usize>(
     simd: S,
     qpack: &[T],
     rows: &[T],
-    (init, touch): (Option<&[T]>, &[T]),
+    (init, touch, cv): (Option<&[T]>, &[T], usize),
     tile: &mut [T],
 ) {
     let w = T::PANEL;
@@ -121,12 +121,12 @@ fn micro<S: Simd, T: Real, const MR: usize, const NV: usize>(
     let mut acc: [[T::V<S>; NV]; MR] = match init {
         Some(gamma) => {
             let g = T::as_simd::<S>(gamma);
-            let g: [T::V<S>; NV] = core::array::from_fn(|v| g[v]);
+            let g: [T::V<S>; NV] = core::array::from_fn(|v| g[cv + v]);
             [g; MR]
         }
         None => core::array::from_fn(|m| {
             let t = T::as_simd::<S>(&tile[m * w..(m + 1) * w]);
-            core::array::from_fn(|v| t[v])
+            core::array::from_fn(|v| t[cv + v])
         }),
     };
     // The first rows also read one cache line each of `touch` (the next
@@ -137,14 +137,14 @@ fn micro<S: Simd, T: Real, const MR: usize, const NV: usize>(
     let (q_t, q_rest) = qpack.split_at(n_touch * MR);
     for ((row, a), l) in rows_t.chunks_exact(w).zip(q_t.chunks_exact(MR)).zip(lines) {
         touched = touched + l[0];
-        fma_row(simd, &mut acc, row, a);
+        fma_row(simd, &mut acc, (row, cv), a);
     }
     for (row, a) in rows_rest.chunks_exact(w).zip(q_rest.chunks_exact(MR)) {
-        fma_row(simd, &mut acc, row, a);
+        fma_row(simd, &mut acc, (row, cv), a);
     }
     for (m, t) in tile.chunks_exact_mut(w).take(MR).enumerate() {
         let t = T::as_mut_simd::<S>(t);
-        for (tv, &av) in t.iter_mut().zip(&acc[m]) {
+        for (tv, &av) in t.iter_mut().skip(cv).zip(&acc[m]) {
             *tv = av;
         }
     }
@@ -159,20 +159,28 @@ fn score_block<S: Simd, T: Real>(
     r: usize,
     qpack: &[T],
     rows: &[T],
-    init: (Option<&[T]>, &[T]),
+    (init, touch): (Option<&[T]>, &[T]),
     tile: &mut [T],
 ) {
     macro_rules! go {
-        ($nv:literal; $($mr:literal)*) => {
+        ($nv:literal, $cv:expr, $touch:expr; $($mr:literal)*) => {
             match r {
-                $($mr => micro::<S, T, $mr, $nv>(simd, qpack, rows, init, tile),)*
+                $($mr => micro::<S, T, $mr, $nv>(simd, qpack, rows, (init, $touch, $cv), tile),)*
                 _ => {}
             }
         };
+        ($nv:literal; $($mr:literal)*) => {
+            go!($nv, 0, touch; $($mr)*)
+        };
     }
     match T::PANEL / T::lanes::<S>() {
-        2 => go!(2; 1 2 3 4 5 6 7 8),
-        4 => go!(4; 1 2 3 4),
+        2 => go!(2; 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        // Two half-panel passes of a 6 × 2 tile: 12 accumulators, 2 loads
+        // and a broadcast fit AVX2's 16 registers (a 4 × 4 tile did not).
+        4 => {
+            go!(2, 0, touch; 1 2 3 4 5 6);
+            go!(2, 2, &[]; 1 2 3 4 5 6);
+        }
         8 => go!(8; 1),
         16 => go!(16; 1),
         32 => go!(32; 1),
@@ -198,15 +206,22 @@ pub(crate) fn score_group<S: Simd, T: Real>(
 ) {
     let w = T::PANEL;
     let (gamma, rows) = panel.split_at(w);
-    let calls = d2.div_ceil(CHUNK_ROWS).max(1) * nq.div_ceil(mr);
-    let share = next.len().div_ceil(calls.max(1));
-    let mut touch = next.chunks(share.max(1));
+    let blocks = nq.div_ceil(mr).max(1);
     let mut c0 = 0;
     loop {
         let c1 = d2.min(c0 + CHUNK_ROWS);
         let h = c1 - c0;
         let init = (c0 == 0).then_some(gamma);
         let qchunk = &qpack[c0 * nq..c1 * nq];
+        // The chunk after this one (of this panel, else the first of the
+        // next), read a line at a time by this chunk's calls: it arrives
+        // from memory while this one is scored, and L1 holds only two chunks.
+        let ahead = if c1 < d2 {
+            &rows[c1 * w..d2.min(c1 + CHUNK_ROWS) * w]
+        } else {
+            &next[..next.len().min((1 + CHUNK_ROWS) * w)]
+        };
+        let mut touch = ahead.chunks(ahead.len().div_ceil(blocks).max(1));
         let mut start = 0;
         while start < nq {
             let r = mr.min(nq - start);
