@@ -6,9 +6,13 @@
 //! numbers per document: `γ_q`, `−1/σ²_q…`, `2μ_q/σ²_q…`) packed in SIMD
 //! panels. Then [`top_k`] scores any number of queries against it,
 //! blockwise: a register-blocked micro-kernel scores a block of queries
-//! against a panel of documents, and each score goes straight into a bounded
-//! heap per query. The `n_queries × n_docs` score matrix is never stored
-//! ([`scores`] writes it, when it is wanted).
+//! against a panel of documents (groups of 64 queries, the dimensions in
+//! chunks that stay in L1, the next chunk read ahead: see the kernel's
+//! notes in `src/diag/kernel.rs`), and each tile row of scores is compared,
+//! as one vector, with the worst score its query's bounded heap holds; only
+//! rows that can enter are turned into KLs and pushed. The
+//! `n_queries × n_docs` score matrix is never stored ([`scores`] writes it,
+//! when it is wanted).
 //!
 //! ```
 //! use gaussian_kl::{DiagGaussians, Exec};
@@ -504,7 +508,11 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
                     &[]
                 };
                 score_group(simd, (d2, mr, gn), qgroup, (panel, next), &mut tiles);
-                for ((m, row), u) in tiles.chunks_exact_mut(w).enumerate().zip(&mut raw[g0..g0 + gn]) {
+                for ((m, row), u) in tiles
+                    .chunks_exact_mut(w)
+                    .enumerate()
+                    .zip(&mut raw[g0..g0 + gn])
+                {
                     if passes(simd, row, *u) {
                         let i = g0 + m;
                         to_values(simd, metric, gk(i), row);
@@ -785,8 +793,9 @@ mod par {
     use rayon::prelude::*;
     use std::vec::Vec;
 
-    /// Queries per block when `nq` queries are split into `tasks` blocks: a
-    /// multiple of every register block height.
+    /// Queries per block when `nq` queries are split into `tasks` blocks:
+    /// whole AVX2 register blocks (6); the AVX-512 block (14) and the group
+    /// (64) may be cut, which costs speed, never a different value.
     fn query_chunk(nq: usize, tasks: usize) -> usize {
         nq.div_ceil(tasks).div_ceil(24) * 24
     }

@@ -169,11 +169,7 @@ fn bits<T: Real>(v: &[T]) -> Vec<u64> {
 /// (NaN where the reference is); `top_k` for k = 1, 10, `nd + 3` at every
 /// level identical to the first level's, equal to a full sort of `scores`,
 /// with the values of `scores`.
-fn check_case<T: Elem>(
-    (nq, nd, d): (usize, usize, usize),
-    q: (&[T], &[T]),
-    doc: (&[T], &[T]),
-) {
+fn check_case<T: Elem>((nq, nd, d): (usize, usize, usize), q: (&[T], &[T]), doc: (&[T], &[T])) {
     let index = T::index(&var(nd, d, doc.0, doc.1));
     let queries = var(nq, d, q.0, q.1);
     let (qw, dw) = ((widen(q.0), widen(q.1)), (widen(doc.0), widen(doc.1)));
@@ -204,7 +200,11 @@ fn check_case<T: Elem>(
                 for i in 0..h.len() {
                     let row = &got[i * nd..(i + 1) * nd];
                     let (idx, val) = h.row(i);
-                    assert_eq!(idx, &full_sort(&widen(row), metric, k)[..], "{case} k={k} q={i}");
+                    assert_eq!(
+                        idx,
+                        &full_sort(&widen(row), metric, k)[..],
+                        "{case} k={k} q={i}"
+                    );
                     let from_scores: Vec<T> = idx.iter().map(|&j| row[j]).collect();
                     assert_eq!(bits(val), bits(&from_scores), "{case} k={k} q={i}");
                 }
@@ -271,7 +271,13 @@ fn ties<T: Elem>() {
     let (nq, d, nd) = (17, 5, 3 * T::DOCS_PER_PANEL + 7);
     let (qm, qv) = random_side::<T>(&mut rng, nq, d);
     let (mut dm, mut dv) = random_side::<T>(&mut rng, nd, d);
-    let copies = [2, T::DOCS_PER_PANEL - 1, T::DOCS_PER_PANEL, 2 * T::DOCS_PER_PANEL + 3, nd - 1];
+    let copies = [
+        2,
+        T::DOCS_PER_PANEL - 1,
+        T::DOCS_PER_PANEL,
+        2 * T::DOCS_PER_PANEL + 3,
+        nd - 1,
+    ];
     for &j in &copies {
         for c in 0..d {
             // Queries' means are in ±2 and variances up to 5: a document
@@ -359,7 +365,11 @@ fn nan<T: Elem>() {
     for level in levels() {
         let hits = T::top_k(&index, &queries, nd, Metric::Eq10, &SEQ.level(level)).unwrap();
         let (idx, _) = hits.row(0);
-        assert_eq!(&idx[nd - 4..], &[0, 5, T::DOCS_PER_PANEL, nd - 1], "{level:?}");
+        assert_eq!(
+            &idx[nd - 4..],
+            &[0, 5, T::DOCS_PER_PANEL, nd - 1],
+            "{level:?}"
+        );
         let (idx, val) = hits.row(3);
         assert!(val.iter().all(|v| v.is_nan()), "{level:?}");
         assert_eq!(idx, &(0..nd).collect::<Vec<_>>()[..], "{level:?}");
