@@ -61,7 +61,9 @@ use std::vec::Vec;
 
 use pulp::Simd;
 
-use crate::diag::kernel::{GROUP, block_rows, pack_group, pack_panel, packed_len, score_group};
+use crate::diag::kernel::{
+    GROUP, Prefetch, block_rows, pack_group, pack_panel, packed_len, score_group,
+};
 use crate::diag::log_var_of;
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel, Par};
@@ -490,6 +492,7 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
         let qpack = pack_all(&queries, mr);
         let df = T::from_usize(d);
         let mut tiles = vec![T::ZERO; GROUP * w];
+        let pf = Prefetch::new();
         let gk = |i: usize| (gamma_q.get(i).copied().unwrap_or(T::ZERO), df);
         let mut raw: Vec<Option<T>> = (0..nq)
             .map(|i| raw_threshold(metric, gk(i), sink.threshold(i)))
@@ -507,7 +510,7 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
                 } else {
                     &[]
                 };
-                score_group(simd, (d2, mr, gn), qgroup, (panel, next), &mut tiles);
+                score_group(simd, (d2, mr, gn), qgroup, (panel, next, pf), &mut tiles);
                 for ((m, row), u) in tiles
                     .chunks_exact_mut(w)
                     .enumerate()
