@@ -269,6 +269,42 @@ impl<T: Real> TopK<T> {
         }
     }
 
+    /// Replaces the root (the worst entry) of a full heap by `(key, idx)`
+    /// and sifts it down, moving a hole rather than swapping. Only when the
+    /// root's key is a number (then every key is: NaN ranks last) and `key`
+    /// is a number above it ([`TopK::threshold`]): the comparisons need no
+    /// NaN case. The entries kept are those of [`TopK::push`].
+    #[inline(always)]
+    fn replace_worst(&mut self, key: T, idx: usize) {
+        // `a` ranks after `b` (numbers; ties by larger index).
+        let worse = |ka: T, ia: usize, kb: T, ib: usize| ka < kb || (ka == kb && ia > ib);
+        let n = self.key.len().min(self.idx.len());
+        let (keys, idxs) = (&mut self.key[..n], &mut self.idx[..n]);
+        let mut p = 0;
+        loop {
+            let l = 2 * p + 1;
+            if l >= n {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < n && worse(keys[r], idxs[r], keys[l], idxs[l]) {
+                r
+            } else {
+                l
+            };
+            if !worse(keys[c], idxs[c], key, idx) {
+                break;
+            }
+            keys[p] = keys[c];
+            idxs[p] = idxs[c];
+            p = c;
+        }
+        if p < n {
+            keys[p] = key;
+            idxs[p] = idx;
+        }
+    }
+
     /// The key a new candidate must beat strictly to enter, when the heap is
     /// full and its worst key is a number; candidates come in increasing
     /// index order, so an equal key never enters.
@@ -362,7 +398,11 @@ impl<T: Real> Sink<T> for HeapSink<T> {
             {
                 continue;
             }
-            heap.push(key, j0 + l);
+            if t.is_some() {
+                heap.replace_worst(key, j0 + l);
+            } else {
+                heap.push(key, j0 + l);
+            }
             t = heap.threshold();
         }
     }
