@@ -6,9 +6,13 @@
 //! numbers per document: `γ_q`, `−1/σ²_q…`, `2μ_q/σ²_q…`) packed in SIMD
 //! panels. Then [`top_k`] scores any number of queries against it,
 //! blockwise: a register-blocked micro-kernel scores a block of queries
-//! against a panel of documents, and each score goes straight into a bounded
-//! heap per query. The `n_queries × n_docs` score matrix is never stored
-//! ([`scores`] writes it, when it is wanted).
+//! against a panel of documents (groups of 64 queries, the dimensions in
+//! chunks that stay in L1, the next chunk read ahead: see the kernel's
+//! notes in `src/diag/kernel.rs`), and each tile row of scores is compared,
+//! as one vector, with the worst score its query's bounded heap holds; only
+//! rows that can enter are turned into KLs and pushed. The
+//! `n_queries × n_docs` score matrix is never stored ([`scores`] writes it,
+//! when it is wanted).
 //!
 //! ```
 //! use gaussian_kl::{DiagGaussians, Exec};
@@ -57,7 +61,9 @@ use std::vec::Vec;
 
 use pulp::Simd;
 
-use crate::diag::kernel::{block_rows, pack_panel, pack_queries, packed_len, score_block};
+use crate::diag::kernel::{
+    GROUP, Prefetch, block_rows, pack_group, pack_panel, packed_len, score_group,
+};
 use crate::diag::log_var_of;
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel, Par};
@@ -263,6 +269,42 @@ impl<T: Real> TopK<T> {
         }
     }
 
+    /// Replaces the root (the worst entry) of a full heap by `(key, idx)`
+    /// and sifts it down, moving a hole rather than swapping. Only when the
+    /// root's key is a number (then every key is: NaN ranks last) and `key`
+    /// is a number above it ([`TopK::threshold`]): the comparisons need no
+    /// NaN case. The entries kept are those of [`TopK::push`].
+    #[inline(always)]
+    fn replace_worst(&mut self, key: T, idx: usize) {
+        // `a` ranks after `b` (numbers; ties by larger index).
+        let worse = |ka: T, ia: usize, kb: T, ib: usize| ka < kb || (ka == kb && ia > ib);
+        let n = self.key.len().min(self.idx.len());
+        let (keys, idxs) = (&mut self.key[..n], &mut self.idx[..n]);
+        let mut p = 0;
+        loop {
+            let l = 2 * p + 1;
+            if l >= n {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < n && worse(keys[r], idxs[r], keys[l], idxs[l]) {
+                r
+            } else {
+                l
+            };
+            if !worse(keys[c], idxs[c], key, idx) {
+                break;
+            }
+            keys[p] = keys[c];
+            idxs[p] = idxs[c];
+            p = c;
+        }
+        if p < n {
+            keys[p] = key;
+            idxs[p] = idx;
+        }
+    }
+
     /// The key a new candidate must beat strictly to enter, when the heap is
     /// full and its worst key is a number; candidates come in increasing
     /// index order, so an equal key never enters.
@@ -356,7 +398,11 @@ impl<T: Real> Sink<T> for HeapSink<T> {
             {
                 continue;
             }
-            heap.push(key, j0 + l);
+            if t.is_some() {
+                heap.replace_worst(key, j0 + l);
+            } else {
+                heap.push(key, j0 + l);
+            }
             t = heap.threshold();
         }
     }
@@ -386,60 +432,83 @@ struct ScoreOp<'a, T, K> {
     sink: &'a mut K,
 }
 
-/// All queries packed once, block after block of `mr`: they stay in cache
-/// while the panels stream through.
+/// All queries packed once, group after group (see [`pack_group`]): a
+/// group stays in cache while the panels stream through.
 fn pack_all<T: Real>(queries: &DiagGaussians<'_, T>, mr: usize) -> Vec<T> {
     let (d, nq) = (queries.d, queries.n);
     let d2 = 2 * d;
     let mut qpack = vec![T::ZERO; d2 * nq];
     let mut start = 0;
     while start < nq {
-        let r = mr.min(nq - start);
-        pack_queries(
+        let n = GROUP.min(nq - start);
+        pack_group(
             d,
             queries.scale,
-            queries.means,
-            queries.spread,
-            start,
-            r,
-            &mut qpack[d2 * start..d2 * (start + r)],
+            (queries.means, queries.spread),
+            (start, n, mr),
+            &mut qpack[d2 * start..d2 * (start + n)],
         );
-        start += r;
+        start += n;
     }
     qpack
 }
 
-/// Turns one tile row of scores into the metric's values (for
-/// [`Metric::Kl`]: `−½((v + γ_p) + d)`, lane by lane, the same roundings as
-/// the scalar expression), and reports whether a lane can beat the sink's
-/// threshold `t` (key `v` for Eq10, `−v` for Kl; NaN lanes never pass, as in
-/// `HeapSink::take`; padding lanes may, harmlessly).
+/// The key of a raw score (the heap's order, larger is better): the score
+/// for [`Metric::Eq10`], `−KL` for [`Metric::Kl`] with the roundings of
+/// [`to_values`] (`−(−½((v + γ_p) + d))`).
 #[inline(always)]
-fn finish_row<S: Simd, T: Real>(
-    simd: S,
-    metric: Metric,
-    gamma_kf: (T, T),
-    row: &mut [T],
-    threshold: Option<T>,
-) -> bool {
+fn key_of<T: Real>(metric: Metric, (g, kf): (T, T), v: T) -> T {
     if metric == Metric::Kl {
-        let g = T::vsplat(simd, gamma_kf.0);
-        let kv = T::vsplat(simd, gamma_kf.1);
+        -(-T::HALF * ((v + g) + kf))
+    } else {
+        v
+    }
+}
+
+/// A raw score `u` such that no raw score `v ≤ u` has a key above the sink's
+/// threshold `t` (the key is non-decreasing in `v`: each rounding is), so
+/// that a tile row can be skipped with one vector compare before any
+/// transform; `None` (no skipping) when there is no threshold or no such
+/// `u` was found near the inverse of the key.
+fn raw_threshold<T: Real>(metric: Metric, gk: (T, T), t: Option<T>) -> Option<T> {
+    let t = t?;
+    if metric != Metric::Kl {
+        return Some(t);
+    }
+    let mut u = ((t + t) - gk.1) - gk.0;
+    for _ in 0..4 {
+        if key_of(metric, gk, u) <= t {
+            return Some(u);
+        }
+        u = u - (u.abs() + T::ONE) * T::EPSILON * T::from_usize(4);
+    }
+    None
+}
+
+/// Whether a lane of `row` is above the raw threshold `u` (always, without
+/// one). NaN lanes never pass: a NaN never enters a full heap whose worst
+/// key is a number; padding lanes may, harmlessly.
+#[inline(always)]
+fn passes<S: Simd, T: Real>(simd: S, row: &[T], u: Option<T>) -> bool {
+    let Some(u) = u else {
+        return true;
+    };
+    let u = T::vsplat(simd, u);
+    T::as_simd::<S>(row).iter().any(|&v| T::any_gt(simd, v, u))
+}
+
+/// Turns one tile row of scores into the metric's values: for
+/// [`Metric::Kl`], `−½((v + γ_p) + d)` lane by lane (the same roundings as
+/// the scalar expression).
+#[inline(always)]
+fn to_values<S: Simd, T: Real>(simd: S, metric: Metric, (g, kf): (T, T), row: &mut [T]) {
+    if metric == Metric::Kl {
+        let g = T::vsplat(simd, g);
+        let kv = T::vsplat(simd, kf);
         let h = T::vsplat(simd, -T::HALF);
         for v in T::as_mut_simd::<S>(row) {
             *v = T::vmul(simd, h, T::vadd(simd, T::vadd(simd, *v, g), kv));
         }
-    }
-    let Some(t) = threshold else {
-        return true;
-    };
-    let vs = T::as_simd::<S>(row);
-    if metric == Metric::Kl {
-        let t = T::vsplat(simd, -t);
-        vs.iter().any(|&v| T::any_lt(simd, v, t))
-    } else {
-        let t = T::vsplat(simd, t);
-        vs.iter().any(|&v| T::any_gt(simd, v, t))
     }
 }
 
@@ -462,26 +531,40 @@ impl<T: Real, K: Sink<T>> pulp::WithSimd for ScoreOp<'_, T, K> {
         let plen = (d2 + 1) * w;
         let qpack = pack_all(&queries, mr);
         let df = T::from_usize(d);
-        let mut tile = vec![T::ZERO; mr * w];
-        for pb in panel_range {
-            let panel = &index.panels[pb * plen..(pb + 1) * plen];
-            let j0 = pb * w;
-            let live = w.min(nd - j0);
-            let mut start = 0;
-            while start < nq {
-                let r = mr.min(nq - start);
-                let qblock = &qpack[d2 * start..d2 * (start + r)];
-                score_block(simd, r, qblock, panel, &mut tile);
-                for m in 0..r {
-                    let i = start + m;
-                    let row = &mut tile[m * w..(m + 1) * w];
-                    let g = gamma_q.get(i).copied().unwrap_or(T::ZERO);
-                    if finish_row(simd, metric, (g, df), row, sink.threshold(i)) {
+        let mut tiles = vec![T::ZERO; GROUP * w];
+        let pf = Prefetch::new();
+        let gk = |i: usize| (gamma_q.get(i).copied().unwrap_or(T::ZERO), df);
+        let mut raw: Vec<Option<T>> = (0..nq)
+            .map(|i| raw_threshold(metric, gk(i), sink.threshold(i)))
+            .collect();
+        let mut g0 = 0;
+        while g0 < nq {
+            let gn = GROUP.min(nq - g0);
+            let qgroup = &qpack[d2 * g0..d2 * (g0 + gn)];
+            for pb in panel_range.clone() {
+                let panel = &index.panels[pb * plen..(pb + 1) * plen];
+                let j0 = pb * w;
+                let live = w.min(nd - j0);
+                let next = if pb + 1 < panel_range.end {
+                    &index.panels[(pb + 1) * plen..(pb + 2) * plen]
+                } else {
+                    &[]
+                };
+                score_group(simd, (d2, mr, gn), qgroup, (panel, next, pf), &mut tiles);
+                for ((m, row), u) in tiles
+                    .chunks_exact_mut(w)
+                    .enumerate()
+                    .zip(&mut raw[g0..g0 + gn])
+                {
+                    if passes(simd, row, *u) {
+                        let i = g0 + m;
+                        to_values(simd, metric, gk(i), row);
                         sink.take(i, j0, &row[..live]);
+                        *u = raw_threshold(metric, gk(i), sink.threshold(i));
                     }
                 }
-                start += r;
             }
+            g0 += gn;
         }
     }
 }
@@ -753,8 +836,9 @@ mod par {
     use rayon::prelude::*;
     use std::vec::Vec;
 
-    /// Queries per block when `nq` queries are split into `tasks` blocks: a
-    /// multiple of every register block height.
+    /// Queries per block when `nq` queries are split into `tasks` blocks:
+    /// whole AVX2 register blocks (6); the AVX-512 block (14) and the group
+    /// (64) may be cut, which costs speed, never a different value.
     fn query_chunk(nq: usize, tasks: usize) -> usize {
         nq.div_ceil(tasks).div_ceil(24) * 24
     }
