@@ -20,7 +20,7 @@
 //! keeping them to the default layout halves the crate's compile time.
 
 use crate::real::Real;
-use crate::simd::{Level, Simd, Zeroable};
+use crate::simd::{Level, Simd, Zeroable, transpose};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
@@ -309,18 +309,108 @@ fn run_blocks<T: Real, S: Simd, I: Idx>(
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
+        if let Some(k0) = fast_block(job, valid, lanes, start) {
+            if gather_fast::<T, S>(s, d, p, q, k0, &mut bufs) {
+                let kl = compute_kl::<T, S>(s, d, p, q, &mut bufs, &plain_ld);
+                if let Some(o) = T::as_mut_simd::<S>(&mut out[start..start + valid]).first_mut() {
+                    *o = kl;
+                }
+                start += valid;
+                continue;
+            }
+        }
         gather::<T, S, I>(job, n, start, &mut bufs, &mut plain_ld);
-        compute::<T, S>(
-            s,
-            d,
-            p,
-            q,
-            &mut bufs,
-            &plain_ld,
-            &mut out[start..start + valid],
-        );
+        let kl = compute_kl::<T, S>(s, d, p, q, &mut bufs, &plain_ld);
+        let kl: &[T] = cast_slice(core::slice::from_ref(&kl));
+        out[start..start + valid].copy_from_slice(&kl[..valid]);
         start += valid;
     }
+}
+
+/// The first pair of the block that starts at output `start` if the block
+/// takes the transposed fast path: `lanes` consecutive pairs on both sides
+/// (a full block of `Zip` with unit steps), row-major factors, log diagonals.
+#[inline(always)]
+fn fast_block<T, I: Idx>(
+    job: Job<'_, T, I>,
+    valid: usize,
+    lanes: usize,
+    start: usize,
+) -> Option<usize> {
+    match job.pairs {
+        Pairs::Zip {
+            base,
+            step_p: 1,
+            step_q: 1,
+        } if valid == lanes
+            && I::ROW_MAJOR
+            && job.p.diagonal == Diagonal::Log
+            && job.q.diagonal == Diagonal::Log =>
+        {
+            Some(base + start)
+        }
+        _ => None,
+    }
+}
+
+/// The fast path's gather: the `lanes` consecutive row-major pairs from `k0`
+/// transposed in registers by the level's shuffles
+/// ([`transpose`](crate::simd::transpose)), `y = μ_q − μ_p` subtracted
+/// before the transpose (the same lane-wise subtraction). Fills only the
+/// lower triangles of `a` and `m`. Returns `false` (having written nothing)
+/// if the level has no shuffle path; the results are bit for bit those of
+/// [`gather`].
+#[inline(always)]
+fn gather_fast<T: Real, S: Simd>(
+    s: S,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    k0: usize,
+    bufs: &mut Bufs<'_, T::V<S>>,
+) -> bool {
+    let lanes = T::lanes::<S>();
+    let tri = row_start(d);
+    let (a, m, y) = (&mut *bufs.0, &mut *bufs.1, &mut *bufs.2);
+    let (Some(tp), Some(tq), Some(mp), Some(mq)) = (
+        p.tril.get(k0 * tri..(k0 + lanes) * tri),
+        q.tril.get(k0 * tri..(k0 + lanes) * tri),
+        p.means.get(k0 * d..(k0 + lanes) * d),
+        q.means.get(k0 * d..(k0 + lanes) * d),
+    ) else {
+        return false;
+    };
+    let zero = T::vsplat(s, T::ZERO);
+    let ld = |x: &[T], off: usize| match x.get(off..off + lanes) {
+        Some(v) => T::as_simd::<S>(v).first().copied().unwrap_or(zero),
+        None => zero,
+    };
+    let ok = transpose::<T, S>(
+        s,
+        d,
+        |off| T::vsub(s, ld(mq, off), ld(mp, off)),
+        |i, v| y[i] = v,
+    );
+    if !ok {
+        return false;
+    }
+    for (src, dst) in [(tq, &mut *a), (tp, &mut *m)] {
+        let (mut i, mut j) = (0, 0);
+        transpose::<T, S>(
+            s,
+            tri,
+            |off| ld(src, off),
+            |_, v| {
+                dst[i * d + j] = v;
+                j += 1;
+                if j > i {
+                    i += 1;
+                    j = 0;
+                }
+            },
+        );
+    }
+    true
 }
 
 /// Transposes the block of pairs `start..` into lanes (the last valid pair
@@ -395,21 +485,19 @@ pub(crate) fn gather<T: Real, S: Simd, I: Idx>(
     }
 }
 
-/// The diagonals, the solve and the sums of one gathered block; writes the
-/// `out.len()` valid lanes.
+/// The diagonals, the solve and the sums of one gathered block: the KL of
+/// every lane.
 #[inline(always)]
-fn compute<T: Real, S: Simd>(
+fn compute_kl<T: Real, S: Simd>(
     s: S,
     d: usize,
     p: Side<'_, T>,
     q: Side<'_, T>,
     bufs: &mut Bufs<'_, T::V<S>>,
     plain_ld: &[T; 16],
-    out: &mut [T],
-) {
+) -> T::V<S> {
     let lanes = T::lanes::<S>();
     let (a, m, y) = (&mut *bufs.0, &mut *bufs.1, &mut *bufs.2);
-    let valid = out.len();
     // Diagonals: a[i][i] ← 1 / L_q[i][i], m[i][i] ← L_p[i][i] / L_q[i][i].
     let mut ld = T::vsplat(s, T::ZERO);
     for i in 0..d {
@@ -441,9 +529,7 @@ fn compute<T: Real, S: Simd>(
         let v: &mut [T] = cast_slice_mut(core::slice::from_mut(&mut ld));
         v.copy_from_slice(&plain_ld[..lanes]);
     }
-    let kl = block::<T, S>(s, d, a, m, y, ld);
-    let kl: &[T] = cast_slice(core::slice::from_ref(&kl));
-    out[..valid].copy_from_slice(&kl[..valid]);
+    block::<T, S>(s, d, a, m, y, ld)
 }
 
 /// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ` of lane `l` when a diagonal is plain (scalar

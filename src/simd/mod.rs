@@ -21,6 +21,9 @@
 
 mod exp;
 mod real;
+mod transpose;
+
+pub(crate) use transpose::transpose;
 
 pub(crate) use real::SimdReal;
 
