@@ -309,15 +309,15 @@ fn run_blocks<T: Real, S: Simd, I: Idx>(
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
-        if let Some(k0) = fast_block(job, valid, lanes, start) {
-            if gather_fast::<T, S>(s, d, p, q, k0, &mut bufs) {
-                let kl = compute_kl::<T, S>(s, d, p, q, &mut bufs, &plain_ld);
-                if let Some(o) = T::as_mut_simd::<S>(&mut out[start..start + valid]).first_mut() {
-                    *o = kl;
-                }
-                start += valid;
-                continue;
+        if let Some(k0) = fast_block(job, valid, lanes, start)
+            && gather_fast::<T, S>(s, d, p, q, k0, &mut bufs)
+        {
+            let kl = compute_kl::<T, S>(s, d, p, q, &mut bufs, &plain_ld);
+            if let Some(o) = T::as_mut_simd::<S>(&mut out[start..start + valid]).first_mut() {
+                *o = kl;
             }
+            start += valid;
+            continue;
         }
         gather::<T, S, I>(job, n, start, &mut bufs, &mut plain_ld);
         let kl = compute_kl::<T, S>(s, d, p, q, &mut bufs, &plain_ld);

@@ -144,7 +144,8 @@ mod v4 {
             if cv::<__m512d, T::V<S>>(f._mm512_setzero_pd()).is_none() {
                 return false;
             }
-            let ld = |off: usize| cv::<T::V<S>, __m512d>(load(off)).unwrap_or(f._mm512_setzero_pd());
+            let ld =
+                |off: usize| cv::<T::V<S>, __m512d>(load(off)).unwrap_or(f._mm512_setzero_pd());
             let st = |j: usize, v: __m512d| {
                 if let Some(v) = cv::<__m512d, T::V<S>>(v) {
                     store(j, v);
@@ -168,7 +169,12 @@ mod v4 {
 
     /// 16 `f32` lanes.
     #[inline(always)]
-    fn f32x16(s: V4, t: usize, load: impl Fn(usize) -> __m512, mut store: impl FnMut(usize, __m512)) {
+    fn f32x16(
+        s: V4,
+        t: usize,
+        load: impl Fn(usize) -> __m512,
+        mut store: impl FnMut(usize, __m512),
+    ) {
         const L: usize = 16;
         if t < L {
             by_t!(t, small_f32, s, load, store; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
@@ -283,5 +289,68 @@ mod v4 {
             }
             store(j, acc);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose;
+    use crate::real::Real;
+    use crate::simd::{Level, Simd};
+    use pulp::WithSimd;
+    use pulp::bytemuck::cast_slice;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Transposes `lanes` records of `t` distinct values at `level`; returns
+    /// whether the shuffle path ran and whether every output lane is right.
+    struct Check<T>(usize, core::marker::PhantomData<T>);
+    impl<T: Real> WithSimd for Check<T> {
+        type Output = (bool, bool);
+        fn with_simd<S: Simd>(self, s: S) -> (bool, bool) {
+            let (t, lanes) = (self.0, T::lanes::<S>());
+            let src: Vec<T> = (0..t * lanes).map(T::from_usize).collect();
+            let mut got = vec![None; t];
+            let mut order = Vec::new();
+            let hit = transpose::<T, S>(
+                s,
+                t,
+                |off| T::as_simd::<S>(&src[off..off + lanes])[0],
+                |j, v| {
+                    order.push(j);
+                    got[j] = Some(cast_slice::<T::V<S>, T>(&[v]).to_vec());
+                },
+            );
+            let ok = (0..t).all(|j| {
+                got[j]
+                    .as_ref()
+                    .is_some_and(|v| (0..lanes).all(|l| v[l] == src[l * t + j]))
+            }) && order == (0..t).collect::<Vec<_>>();
+            (hit, ok || !hit)
+        }
+    }
+
+    fn every_t<T: Real>() {
+        for level in [Level::Avx512, Level::Avx2, Level::Scalar] {
+            for t in 1..=160 {
+                let Some((hit, ok)) = level.dispatch(Check::<T>(t, core::marker::PhantomData))
+                else {
+                    continue;
+                };
+                assert!(ok, "{level:?} t={t}");
+                // The shuffle path exists at AVX-512 only (for now).
+                assert_eq!(hit, level == Level::Avx512, "{level:?} t={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn transposes_every_t_exactly_f32() {
+        every_t::<f32>();
+    }
+
+    #[test]
+    fn transposes_every_t_exactly_f64() {
+        every_t::<f64>();
     }
 }
