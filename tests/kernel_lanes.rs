@@ -173,9 +173,7 @@ fn meets_the_reference<T: Real>() {
         check_d::<T>(d, |level| sizes(level.lanes::<T>()));
     }
     // A long batch: many full blocks and a ragged tail.
-    for d in [3] {
-        check_d::<T>(d, |_| vec![4096 + 5]);
-    }
+    check_d::<T>(3, |_| vec![4096 + 5]);
 }
 
 #[test]
