@@ -20,7 +20,7 @@
 //! keeping them to the default layout halves the crate's compile time.
 
 use crate::real::Real;
-use crate::simd::{Level, Simd, Zeroable, transpose};
+use crate::simd::{Level, Load, Simd, Store, Zeroable, transpose};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
@@ -380,37 +380,91 @@ fn gather_fast<T: Real, S: Simd>(
     ) else {
         return false;
     };
-    let zero = T::vsplat(s, T::ZERO);
-    let ld = |x: &[T], off: usize| match x.get(off..off + lanes) {
-        Some(v) => T::as_simd::<S>(v).first().copied().unwrap_or(zero),
-        None => zero,
-    };
-    let ok = transpose::<T, S>(
-        s,
-        d,
-        |off| T::vsub(s, ld(mq, off), ld(mp, off)),
-        |i, v| y[i] = v,
-    );
-    if !ok {
+    let diff = Diff::<T, S> { a: mq, b: mp, s };
+    if !transpose::<T, S>(s, d, &diff, &mut Vectors(y)) {
         return false;
     }
-    for (src, dst) in [(tq, &mut *a), (tp, &mut *m)] {
-        let (mut i, mut j) = (0, 0);
-        transpose::<T, S>(
-            s,
-            tri,
-            |off| ld(src, off),
-            |_, v| {
-                dst[i * d + j] = v;
-                j += 1;
-                if j > i {
-                    i += 1;
-                    j = 0;
-                }
-            },
-        );
-    }
+    transpose::<T, S>(s, tri, &Plain::<T, S>(tq, s), &mut Lower::new(a, d));
+    transpose::<T, S>(s, tri, &Plain::<T, S>(tp, s), &mut Lower::new(m, d));
     true
+}
+
+/// The vector of `lanes` scalars of `x` from `off` (zeros past the end,
+/// which the transposes never ask for).
+#[inline(always)]
+fn vload<T: Real, S: Simd>(s: S, x: &[T], off: usize) -> T::V<S> {
+    match x.get(off..off + T::lanes::<S>()) {
+        Some(v) => T::as_simd::<S>(v)
+            .first()
+            .copied()
+            .unwrap_or(T::vsplat(s, T::ZERO)),
+        None => T::vsplat(s, T::ZERO),
+    }
+}
+
+/// A block of records as a transpose source.
+struct Plain<'a, T, S>(&'a [T], S);
+impl<T: Real, S: Simd> Load<T::V<S>> for Plain<'_, T, S> {
+    #[inline(always)]
+    fn load(&self, off: usize) -> T::V<S> {
+        vload(self.1, self.0, off)
+    }
+}
+
+/// The lane-wise difference `a − b` of two blocks as a transpose source.
+struct Diff<'a, T, S> {
+    a: &'a [T],
+    b: &'a [T],
+    s: S,
+}
+impl<T: Real, S: Simd> Load<T::V<S>> for Diff<'_, T, S> {
+    #[inline(always)]
+    fn load(&self, off: usize) -> T::V<S> {
+        T::vsub(
+            self.s,
+            vload(self.s, self.a, off),
+            vload(self.s, self.b, off),
+        )
+    }
+}
+
+/// Outputs `j` into vector `j`.
+struct Vectors<'a, V>(&'a mut [V]);
+impl<V> Store<V> for Vectors<'_, V> {
+    #[inline(always)]
+    fn store(&mut self, j: usize, v: V) {
+        if let Some(x) = self.0.get_mut(j) {
+            *x = v;
+        }
+    }
+}
+
+/// Outputs in row-major packed order into the lower triangle of a `d × d`
+/// block (a cursor: the transposes store in increasing order).
+struct Lower<'a, V> {
+    dst: &'a mut [V],
+    d: usize,
+    i: usize,
+    j: usize,
+}
+impl<'a, V> Lower<'a, V> {
+    #[inline(always)]
+    fn new(dst: &'a mut [V], d: usize) -> Self {
+        Lower { dst, d, i: 0, j: 0 }
+    }
+}
+impl<V> Store<V> for Lower<'_, V> {
+    #[inline(always)]
+    fn store(&mut self, _: usize, v: V) {
+        if let Some(x) = self.dst.get_mut(self.i * self.d + self.j) {
+            *x = v;
+        }
+        self.j += 1;
+        if self.j > self.i {
+            self.i += 1;
+            self.j = 0;
+        }
+    }
 }
 
 /// Transposes the block of pairs `start..` into lanes (the last valid pair

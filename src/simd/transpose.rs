@@ -77,6 +77,21 @@ impl Tab {
     }
 }
 
+/// The source of a transpose: `load(off)` returns the `lanes` scalars of the
+/// block that start at scalar `off`. (A trait with `#[inline(always)]`
+/// methods rather than a closure: a closure does not inherit the dispatched
+/// level's target features, and its intrinsics would stay calls.)
+pub(crate) trait Load<V> {
+    /// The vector of the block's scalars `off..off + lanes`.
+    fn load(&self, off: usize) -> V;
+}
+
+/// The destination of a transpose: receives output `j`.
+pub(crate) trait Store<V> {
+    /// Output `j` (called once per `j`, in increasing `j`).
+    fn store(&mut self, j: usize, v: V);
+}
+
 /// Transposes one block of `lanes` records of `t` scalars: `load(off)`
 /// returns the `lanes` scalars of the block that start at scalar `off`
 /// (`off + lanes ≤ lanes · t`), `store(j, v)` receives output `j`. `store` is
@@ -87,8 +102,8 @@ impl Tab {
 pub(crate) fn transpose<T: Real, S: Simd>(
     s: S,
     t: usize,
-    load: impl Fn(usize) -> T::V<S>,
-    store: impl FnMut(usize, T::V<S>),
+    load: &impl Load<T::V<S>>,
+    store: &mut impl Store<T::V<S>>,
 ) -> bool {
     #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
     {
@@ -111,10 +126,11 @@ fn cv<A: Pod, B: Pod>(a: A) -> Option<B> {
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 mod v4 {
-    use super::{Tab, cv};
+    use super::{Load, Store, Tab, cv};
     use crate::real::Real;
     use core::arch::x86_64::{__m512, __m512d};
     use pulp::Simd;
+    use pulp::bytemuck::{Pod, Zeroable};
     use pulp::x86::V4;
 
     /// The AVX-512 shuffle path of [`transpose`](super::transpose).
@@ -122,8 +138,8 @@ mod v4 {
     pub(super) fn transpose<T: Real, S: Simd>(
         s: V4,
         t: usize,
-        load: impl Fn(usize) -> T::V<S>,
-        mut store: impl FnMut(usize, T::V<S>),
+        load: &impl Load<T::V<S>>,
+        store: &mut impl Store<T::V<S>>,
     ) -> bool {
         let f = s.avx512f;
         if T::lanes::<S>() == 16 && core::mem::size_of::<T>() == 4 {
@@ -131,37 +147,38 @@ mod v4 {
             if cv::<__m512, T::V<S>>(f._mm512_setzero_ps()).is_none() {
                 return false;
             }
-            let ld = |off: usize| cv::<T::V<S>, __m512>(load(off)).unwrap_or(f._mm512_setzero_ps());
-            let st = |j: usize, v: __m512| {
-                if let Some(v) = cv::<__m512, T::V<S>>(v) {
-                    store(j, v);
-                }
-            };
-            f32x16(s, t, ld, st);
+            f32x16(s, t, load, store);
             return true;
         }
         if T::lanes::<S>() == 8 && core::mem::size_of::<T>() == 8 {
             if cv::<__m512d, T::V<S>>(f._mm512_setzero_pd()).is_none() {
                 return false;
             }
-            let ld =
-                |off: usize| cv::<T::V<S>, __m512d>(load(off)).unwrap_or(f._mm512_setzero_pd());
-            let st = |j: usize, v: __m512d| {
-                if let Some(v) = cv::<__m512d, T::V<S>>(v) {
-                    store(j, v);
-                }
-            };
-            f64x8(s, t, ld, st);
+            f64x8(s, t, load, store);
             return true;
         }
         false
+    }
+
+    /// A load, reinterpreted as the intrinsics' type.
+    #[inline(always)]
+    fn ld<V: Pod, W: Pod + Zeroable>(load: &impl Load<V>, off: usize) -> W {
+        cv(load.load(off)).unwrap_or(W::zeroed())
+    }
+
+    /// A store, reinterpreted from the intrinsics' type.
+    #[inline(always)]
+    fn st<V: Pod, W: Pod>(store: &mut impl Store<V>, j: usize, w: W) {
+        if let Some(v) = cv(w) {
+            store.store(j, v);
+        }
     }
 
     /// One copy of the small-`t` transpose per `t`.
     macro_rules! by_t {
         ($t:expr, $f:ident, $s:expr, $load:expr, $store:expr; $($n:literal)*) => {
             match $t {
-                $($n => $f::<$n>($s, $load, $store),)*
+                $($n => $f::<_, $n>($s, $load, $store),)*
                 _ => {}
             }
         };
@@ -169,12 +186,7 @@ mod v4 {
 
     /// 16 `f32` lanes.
     #[inline(always)]
-    fn f32x16(
-        s: V4,
-        t: usize,
-        load: impl Fn(usize) -> __m512,
-        mut store: impl FnMut(usize, __m512),
-    ) {
+    fn f32x16<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
         const L: usize = 16;
         if t < L {
             by_t!(t, small_f32, s, load, store; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
@@ -185,7 +197,10 @@ mod v4 {
         let mut done = 0;
         while done < t {
             let c0 = done.min(t - L);
-            let mut r: [__m512; L] = core::array::from_fn(|l| load(l * t + c0));
+            let mut r = [f._mm512_setzero_ps(); L];
+            for (l, x) in r.iter_mut().enumerate() {
+                *x = ld(load, l * t + c0);
+            }
             for st in 0..4 {
                 let b = L >> (st + 1);
                 let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
@@ -199,7 +214,7 @@ mod v4 {
             }
             for (i, x) in r.iter().enumerate() {
                 if c0 + i >= done {
-                    store(c0 + i, *x);
+                    st(store, c0 + i, *x);
                 }
             }
             done = c0 + L;
@@ -208,14 +223,13 @@ mod v4 {
 
     /// `t = N < 16` `f32` records: one merge-masked permute per source vector.
     #[inline(always)]
-    fn small_f32<const N: usize>(
-        s: V4,
-        load: impl Fn(usize) -> __m512,
-        mut store: impl FnMut(usize, __m512),
-    ) {
+    fn small_f32<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
         let f = s.avx512f;
         let tab = const { &Tab::new(N, 16) };
-        let src: [__m512; N] = core::array::from_fn(|v| load(v * 16));
+        let mut src = [f._mm512_setzero_ps(); N];
+        for (v, x) in src.iter_mut().enumerate() {
+            *x = ld(load, v * 16);
+        }
         for j in 0..N {
             let ix = pulp::cast(tab.idx[j]);
             let mut acc = f._mm512_permutexvar_ps(ix, src[0]);
@@ -225,18 +239,13 @@ mod v4 {
                     acc = f._mm512_mask_permutexvar_ps(acc, k, ix, *x);
                 }
             }
-            store(j, acc);
+            st(store, j, acc);
         }
     }
 
     /// 8 `f64` lanes.
     #[inline(always)]
-    fn f64x8(
-        s: V4,
-        t: usize,
-        load: impl Fn(usize) -> __m512d,
-        mut store: impl FnMut(usize, __m512d),
-    ) {
+    fn f64x8<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
         const L: usize = 8;
         if t < L {
             by_t!(t, small_f64, s, load, store; 1 2 3 4 5 6 7);
@@ -247,7 +256,10 @@ mod v4 {
         let mut done = 0;
         while done < t {
             let c0 = done.min(t - L);
-            let mut r: [__m512d; L] = core::array::from_fn(|l| load(l * t + c0));
+            let mut r = [f._mm512_setzero_pd(); L];
+            for (l, x) in r.iter_mut().enumerate() {
+                *x = ld(load, l * t + c0);
+            }
             for st in 0..3 {
                 let b = L >> (st + 1);
                 let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
@@ -261,7 +273,7 @@ mod v4 {
             }
             for (i, x) in r.iter().enumerate() {
                 if c0 + i >= done {
-                    store(c0 + i, *x);
+                    st(store, c0 + i, *x);
                 }
             }
             done = c0 + L;
@@ -270,14 +282,13 @@ mod v4 {
 
     /// `t = N < 8` `f64` records: one merge-masked permute per source vector.
     #[inline(always)]
-    fn small_f64<const N: usize>(
-        s: V4,
-        load: impl Fn(usize) -> __m512d,
-        mut store: impl FnMut(usize, __m512d),
-    ) {
+    fn small_f64<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
         let f = s.avx512f;
         let tab = const { &Tab::new(N, 8) };
-        let src: [__m512d; N] = core::array::from_fn(|v| load(v * 8));
+        let mut src = [f._mm512_setzero_pd(); N];
+        for (v, x) in src.iter_mut().enumerate() {
+            *x = ld(load, v * 8);
+        }
         for j in 0..N {
             let ix = pulp::cast(tab.idx[j]);
             let mut acc = f._mm512_permutexvar_pd(ix, src[0]);
@@ -287,14 +298,14 @@ mod v4 {
                     acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
                 }
             }
-            store(j, acc);
+            st(store, j, acc);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::transpose;
+    use super::{Load, Store, transpose};
     use crate::real::Real;
     use crate::simd::{Level, Simd};
     use pulp::WithSimd;
@@ -310,17 +321,23 @@ mod tests {
         fn with_simd<S: Simd>(self, s: S) -> (bool, bool) {
             let (t, lanes) = (self.0, T::lanes::<S>());
             let src: Vec<T> = (0..t * lanes).map(T::from_usize).collect();
-            let mut got = vec![None; t];
-            let mut order = Vec::new();
-            let hit = transpose::<T, S>(
-                s,
-                t,
-                |off| T::as_simd::<S>(&src[off..off + lanes])[0],
-                |j, v| {
-                    order.push(j);
-                    got[j] = Some(cast_slice::<T::V<S>, T>(&[v]).to_vec());
-                },
-            );
+            struct Src<'a, T, S>(&'a [T], usize, core::marker::PhantomData<S>);
+            impl<T: Real, S: Simd> Load<T::V<S>> for Src<'_, T, S> {
+                fn load(&self, off: usize) -> T::V<S> {
+                    T::as_simd::<S>(&self.0[off..off + self.1])[0]
+                }
+            }
+            struct Dst<T>(Vec<Option<Vec<T>>>, Vec<usize>);
+            impl<T: Real, V: pulp::bytemuck::Pod> Store<V> for Dst<T> {
+                fn store(&mut self, j: usize, v: V) {
+                    self.1.push(j);
+                    self.0[j] = Some(cast_slice::<V, T>(&[v]).to_vec());
+                }
+            }
+            let mut dst = Dst::<T>(vec![None; t], Vec::new());
+            let src_ld = Src::<T, S>(&src, lanes, core::marker::PhantomData);
+            let hit = transpose::<T, S>(s, t, &src_ld, &mut dst);
+            let (got, order) = (dst.0, dst.1);
             let ok = (0..t).all(|j| {
                 got[j]
                     .as_ref()
