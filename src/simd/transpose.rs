@@ -33,6 +33,7 @@ use pulp::bytemuck::{Pod, try_cast};
 /// The index vectors and lane masks of one transpose shape (`lanes` records
 /// of `t` scalars), built at compile time (`const`). Index vectors are 16
 /// `u32` (an `f64` index is a `u64`: low half the index, high half zero).
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 #[derive(Clone, Copy)]
 struct Tab {
     /// `t < lanes`: the permute index of output `j`; `t ≥ lanes`: the
@@ -42,6 +43,7 @@ struct Tab {
     mask: [[u16; 16]; 16],
 }
 
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 impl Tab {
     /// The table of `lanes ∈ {8, 16}` records of `t` scalars.
     const fn new(t: usize, lanes: usize) -> Tab {
@@ -81,12 +83,20 @@ impl Tab {
 /// block that start at scalar `off`. (A trait with `#[inline(always)]`
 /// methods rather than a closure: a closure does not inherit the dispatched
 /// level's target features, and its intrinsics would stay calls.)
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path loads")
+)]
 pub(crate) trait Load<V> {
     /// The vector of the block's scalars `off..off + lanes`.
     fn load(&self, off: usize) -> V;
 }
 
 /// The destination of a transpose: receives output `j`.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path stores")
+)]
 pub(crate) trait Store<V> {
     /// Output `j` (called once per `j`, in increasing `j`).
     fn store(&mut self, j: usize, v: V);
