@@ -21,6 +21,9 @@
 
 mod exp;
 mod real;
+mod transpose;
+
+pub(crate) use transpose::{Load, Store, transpose};
 
 pub(crate) use real::SimdReal;
 

@@ -1,0 +1,383 @@
+//! In-register transposes of pair-major records into lanes, with the
+//! architecture's shuffles (the lockstep kernel's fast gather).
+//!
+//! A block of `L` consecutive records of `t` scalars each (PyTorch's
+//! `batch × t` layout: `L·t` contiguous scalars) becomes `t` vectors, vector
+//! `j` holding value `j` of every record (`dst[j]` lane `l` = `src[l·t + j]`).
+//! Generic code over pulp's [`Simd`] has no shuffles, so this module matches
+//! on the dispatched level: AVX-512 (`V4`, 16 `f32` / 8 `f64` lanes) has a
+//! shuffle path, every other level (AVX2, NEON, `simd128`, scalar, the
+//! emulated widths) reports `false` and the caller keeps its element-by-element
+//! copy. Two algorithms, picked by `t`:
+//!
+//! - `t < L`: the `L·t` scalars are `t` whole vectors; output `j` takes lane
+//!   `l` from vector `⌊(l·t + j)/L⌋`, lane `(l·t + j) mod L`: one single-source
+//!   permute with the same index vector per source vector, merged under a lane
+//!   mask (`vpermps` with merge masking): `t²` shuffles for `t` outputs
+//!   (36 for `t = 6`, against `6·16` scalar stores and reloads before).
+//! - `t ≥ L`: `L × L` tiles, row `l` of a tile loaded from record `l` at column
+//!   `c` (`L` unaligned loads), transposed by `log₂ L` stages of two-source
+//!   permutes (`vpermt2ps`), each swapping one bit of the row and column index:
+//!   `L·log₂ L` shuffles per `L` outputs. The last tile starts at `t − L`
+//!   (overlapping the one before, its repeated columns are not stored again),
+//!   so no load reads past the block.
+//!
+//! Both are exact copies: the outputs are bit for bit those of the element
+//! copy.
+
+use super::Simd;
+use crate::real::Real;
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+use pulp::bytemuck::{Pod, try_cast};
+
+/// The index vectors and lane masks of one transpose shape (`lanes` records
+/// of `t` scalars), built at compile time (`const`). Index vectors are 16
+/// `u32` (an `f64` index is a `u64`: low half the index, high half zero).
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[derive(Clone, Copy)]
+struct Tab {
+    /// `t < lanes`: the permute index of output `j`; `t ≥ lanes`: the
+    /// `(lo, hi)` two-source indices of stage `s` at `2s`, `2s + 1`.
+    idx: [[u32; 16]; 16],
+    /// `t < lanes`: the lanes of output `j` that come from source vector `v`.
+    mask: [[u16; 16]; 16],
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+impl Tab {
+    /// The table of `lanes ∈ {8, 16}` records of `t` scalars.
+    const fn new(t: usize, lanes: usize) -> Tab {
+        let mut idx = [[0u32; 16]; 16];
+        let mut mask = [[0u16; 16]; 16];
+        let wide = 16 / lanes;
+        if t < lanes {
+            let mut j = 0;
+            while j < t {
+                let mut l = 0;
+                while l < lanes {
+                    idx[j][l * wide] = ((l * t + j) % lanes) as u32;
+                    mask[j][(l * t + j) / lanes] |= 1 << l;
+                    l += 1;
+                }
+                j += 1;
+            }
+        } else {
+            let (mut b, mut st) = (lanes / 2, 0);
+            while b > 0 {
+                let mut i = 0;
+                while i < lanes {
+                    let set = i & b != 0;
+                    idx[2 * st][i * wide] = (if set { lanes + i - b } else { i }) as u32;
+                    idx[2 * st + 1][i * wide] = (if set { lanes + i } else { i + b }) as u32;
+                    i += 1;
+                }
+                b /= 2;
+                st += 1;
+            }
+        }
+        Tab { idx, mask }
+    }
+}
+
+/// The source of a transpose: `load(off)` returns the `lanes` scalars of the
+/// block that start at scalar `off`. (A trait with `#[inline(always)]`
+/// methods rather than a closure: a closure does not inherit the dispatched
+/// level's target features, and its intrinsics would stay calls.)
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path loads")
+)]
+pub(crate) trait Load<V> {
+    /// The vector of the block's scalars `off..off + lanes`.
+    fn load(&self, off: usize) -> V;
+}
+
+/// The destination of a transpose: receives output `j`.
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path stores")
+)]
+pub(crate) trait Store<V> {
+    /// Output `j` (called once per `j`, in increasing `j`).
+    fn store(&mut self, j: usize, v: V);
+}
+
+/// Transposes one block of `lanes` records of `t` scalars: `load(off)`
+/// returns the `lanes` scalars of the block that start at scalar `off`
+/// (`off + lanes ≤ lanes · t`), `store(j, v)` receives output `j`. `store` is
+/// called exactly once per `j < t`, in increasing `j`. Returns `false` (having
+/// called neither) if the level has no shuffle path. Meant for a `t` known at
+/// compile time after inlining (one copy per `t < lanes`).
+#[inline(always)]
+pub(crate) fn transpose<T: Real, S: Simd>(
+    s: S,
+    t: usize,
+    load: &impl Load<T::V<S>>,
+    store: &mut impl Store<T::V<S>>,
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        let any: &dyn core::any::Any = &s;
+        if let Some(v4) = any.downcast_ref::<pulp::x86::V4>() {
+            return v4::transpose::<T, S>(*v4, t, load, store);
+        }
+    }
+    let _ = (s, t, load, store);
+    false
+}
+
+/// A same-size reinterpretation (`None` if the sizes differ, which the
+/// callers rule out by the scalar's size first).
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+#[inline(always)]
+fn cv<A: Pod, B: Pod>(a: A) -> Option<B> {
+    try_cast(a).ok()
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+mod v4 {
+    use super::{Load, Store, Tab, cv};
+    use crate::real::Real;
+    use core::arch::x86_64::{__m512, __m512d};
+    use pulp::Simd;
+    use pulp::bytemuck::{Pod, Zeroable};
+    use pulp::x86::V4;
+
+    /// The AVX-512 shuffle path of [`transpose`](super::transpose).
+    #[inline(always)]
+    pub(super) fn transpose<T: Real, S: Simd>(
+        s: V4,
+        t: usize,
+        load: &impl Load<T::V<S>>,
+        store: &mut impl Store<T::V<S>>,
+    ) -> bool {
+        let f = s.avx512f;
+        if T::lanes::<S>() == 16 && core::mem::size_of::<T>() == 4 {
+            // Probe the casts once; they succeed for `f32` at `V4`.
+            if cv::<__m512, T::V<S>>(f._mm512_setzero_ps()).is_none() {
+                return false;
+            }
+            f32x16(s, t, load, store);
+            return true;
+        }
+        if T::lanes::<S>() == 8 && core::mem::size_of::<T>() == 8 {
+            if cv::<__m512d, T::V<S>>(f._mm512_setzero_pd()).is_none() {
+                return false;
+            }
+            f64x8(s, t, load, store);
+            return true;
+        }
+        false
+    }
+
+    /// A load, reinterpreted as the intrinsics' type.
+    #[inline(always)]
+    fn ld<V: Pod, W: Pod + Zeroable>(load: &impl Load<V>, off: usize) -> W {
+        cv(load.load(off)).unwrap_or(W::zeroed())
+    }
+
+    /// A store, reinterpreted from the intrinsics' type.
+    #[inline(always)]
+    fn st<V: Pod, W: Pod>(store: &mut impl Store<V>, j: usize, w: W) {
+        if let Some(v) = cv(w) {
+            store.store(j, v);
+        }
+    }
+
+    /// One copy of the small-`t` transpose per `t`.
+    macro_rules! by_t {
+        ($t:expr, $f:ident, $s:expr, $load:expr, $store:expr; $($n:literal)*) => {
+            match $t {
+                $($n => $f::<_, $n>($s, $load, $store),)*
+                _ => {}
+            }
+        };
+    }
+
+    /// 16 `f32` lanes.
+    #[inline(always)]
+    fn f32x16<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
+        const L: usize = 16;
+        if t < L {
+            by_t!(t, small_f32, s, load, store; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            return;
+        }
+        let f = s.avx512f;
+        let tab = const { &Tab::new(L, L) };
+        let mut done = 0;
+        while done < t {
+            let c0 = done.min(t - L);
+            let mut r = [f._mm512_setzero_ps(); L];
+            for (l, x) in r.iter_mut().enumerate() {
+                *x = ld(load, l * t + c0);
+            }
+            for st in 0..4 {
+                let b = L >> (st + 1);
+                let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
+                for i in 0..L {
+                    if i & b == 0 {
+                        let (x, y) = (r[i], r[i + b]);
+                        r[i] = f._mm512_permutex2var_ps(x, lo, y);
+                        r[i + b] = f._mm512_permutex2var_ps(x, hi, y);
+                    }
+                }
+            }
+            for (i, x) in r.iter().enumerate() {
+                if c0 + i >= done {
+                    st(store, c0 + i, *x);
+                }
+            }
+            done = c0 + L;
+        }
+    }
+
+    /// `t = N < 16` `f32` records: one merge-masked permute per source vector.
+    #[inline(always)]
+    fn small_f32<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
+        let f = s.avx512f;
+        let tab = const { &Tab::new(N, 16) };
+        let mut src = [f._mm512_setzero_ps(); N];
+        for (v, x) in src.iter_mut().enumerate() {
+            *x = ld(load, v * 16);
+        }
+        for j in 0..N {
+            let ix = pulp::cast(tab.idx[j]);
+            let mut acc = f._mm512_permutexvar_ps(ix, src[0]);
+            for (v, x) in src.iter().enumerate().skip(1) {
+                let k = tab.mask[j][v];
+                if k != 0 {
+                    acc = f._mm512_mask_permutexvar_ps(acc, k, ix, *x);
+                }
+            }
+            st(store, j, acc);
+        }
+    }
+
+    /// 8 `f64` lanes.
+    #[inline(always)]
+    fn f64x8<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
+        const L: usize = 8;
+        if t < L {
+            by_t!(t, small_f64, s, load, store; 1 2 3 4 5 6 7);
+            return;
+        }
+        let f = s.avx512f;
+        let tab = const { &Tab::new(L, L) };
+        let mut done = 0;
+        while done < t {
+            let c0 = done.min(t - L);
+            let mut r = [f._mm512_setzero_pd(); L];
+            for (l, x) in r.iter_mut().enumerate() {
+                *x = ld(load, l * t + c0);
+            }
+            for st in 0..3 {
+                let b = L >> (st + 1);
+                let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
+                for i in 0..L {
+                    if i & b == 0 {
+                        let (x, y) = (r[i], r[i + b]);
+                        r[i] = f._mm512_permutex2var_pd(x, lo, y);
+                        r[i + b] = f._mm512_permutex2var_pd(x, hi, y);
+                    }
+                }
+            }
+            for (i, x) in r.iter().enumerate() {
+                if c0 + i >= done {
+                    st(store, c0 + i, *x);
+                }
+            }
+            done = c0 + L;
+        }
+    }
+
+    /// `t = N < 8` `f64` records: one merge-masked permute per source vector.
+    #[inline(always)]
+    fn small_f64<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
+        let f = s.avx512f;
+        let tab = const { &Tab::new(N, 8) };
+        let mut src = [f._mm512_setzero_pd(); N];
+        for (v, x) in src.iter_mut().enumerate() {
+            *x = ld(load, v * 8);
+        }
+        for j in 0..N {
+            let ix = pulp::cast(tab.idx[j]);
+            let mut acc = f._mm512_permutexvar_pd(ix, src[0]);
+            for (v, x) in src.iter().enumerate().skip(1) {
+                let k = tab.mask[j][v] as u8;
+                if k != 0 {
+                    acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
+                }
+            }
+            st(store, j, acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Load, Store, transpose};
+    use crate::real::Real;
+    use crate::simd::{Level, Simd};
+    use pulp::WithSimd;
+    use pulp::bytemuck::cast_slice;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Transposes `lanes` records of `t` distinct values at `level`; returns
+    /// whether the shuffle path ran and whether every output lane is right.
+    struct Check<T>(usize, core::marker::PhantomData<T>);
+    impl<T: Real> WithSimd for Check<T> {
+        type Output = (bool, bool);
+        fn with_simd<S: Simd>(self, s: S) -> (bool, bool) {
+            let (t, lanes) = (self.0, T::lanes::<S>());
+            let src: Vec<T> = (0..t * lanes).map(T::from_usize).collect();
+            struct Src<'a, T, S>(&'a [T], usize, core::marker::PhantomData<S>);
+            impl<T: Real, S: Simd> Load<T::V<S>> for Src<'_, T, S> {
+                fn load(&self, off: usize) -> T::V<S> {
+                    T::as_simd::<S>(&self.0[off..off + self.1])[0]
+                }
+            }
+            struct Dst<T>(Vec<Option<Vec<T>>>, Vec<usize>);
+            impl<T: Real, V: pulp::bytemuck::Pod> Store<V> for Dst<T> {
+                fn store(&mut self, j: usize, v: V) {
+                    self.1.push(j);
+                    self.0[j] = Some(cast_slice::<V, T>(&[v]).to_vec());
+                }
+            }
+            let mut dst = Dst::<T>(vec![None; t], Vec::new());
+            let src_ld = Src::<T, S>(&src, lanes, core::marker::PhantomData);
+            let hit = transpose::<T, S>(s, t, &src_ld, &mut dst);
+            let (got, order) = (dst.0, dst.1);
+            let ok = (0..t).all(|j| {
+                got[j]
+                    .as_ref()
+                    .is_some_and(|v| (0..lanes).all(|l| v[l] == src[l * t + j]))
+            }) && order == (0..t).collect::<Vec<_>>();
+            (hit, ok || !hit)
+        }
+    }
+
+    fn every_t<T: Real>() {
+        for level in [Level::Avx512, Level::Avx2, Level::Scalar] {
+            for t in 1..=160 {
+                let Some((hit, ok)) = level.dispatch(Check::<T>(t, core::marker::PhantomData))
+                else {
+                    continue;
+                };
+                assert!(ok, "{level:?} t={t}");
+                // The shuffle path exists at AVX-512 only (for now).
+                assert_eq!(hit, level == Level::Avx512, "{level:?} t={t}");
+            }
+        }
+    }
+
+    #[test]
+    fn transposes_every_t_exactly_f32() {
+        every_t::<f32>();
+    }
+
+    #[test]
+    fn transposes_every_t_exactly_f64() {
+        every_t::<f64>();
+    }
+}
