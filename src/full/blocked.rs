@@ -1,20 +1,43 @@
-//! Large-`d` SIMD kernel: one pair at a time, rows of `M` vectorized across
-//! columns and register-blocked.
+//! Large-`d` SIMD kernel: one pair at a time, the triangular solve
+//! `L_q X = [μ_q − μ_p | L_p]` as a sequence of GEMM-like register tiles.
 //!
-//! The right-hand side `[μ_q − μ_p | L_p]` is held dense, `d` rows of `w`
-//! columns (`w` = `d + 1` rounded up to whole vectors, zeros above the
-//! diagonal and in the padding). Columns of a triangular solve are
-//! independent, so the kernel walks panels of two vectors' width and, inside
-//! a panel, blocks of four rows in the axpy form
+//! ## Data layout
+//! The right-hand side (`y = μ_q − μ_p` in column 0, `L_p`'s column `j` in
+//! column `j + 1`, `w` = `d + 1` rounded up to whole vectors) is stored
+//! *panel-major*: panels of [`C`] vectors (the last one narrower), each
+//! panel `d` rows of `C·L` numbers, contiguous. A panel whose first column
+//! is `a` is zero above row `a − 1`; those rows are neither written nor read.
+//! `L_q` is read where the caller keeps it (row-major packed; a column-major
+//! factor is first transposed into the workspace): the kernel never needs
+//! its diagonal, only `1 / L_qᵢᵢ`, computed once per pair (vector `exp` of
+//! `−log L_qᵢᵢ` for a log diagonal). `L_p`'s log diagonal is exponentiated
+//! with the vector `exp` too (≤ 2 ulp, [`exp_in_place`](crate::simd::exp_in_place);
+//! the kernel's error bound is dominated by the `O(d·ε)` of the solve).
+//!
+//! ## Micro-kernel
+//! A tile is `R` rows × `C` vectors of accumulators (`R = 8` where vectors
+//! are 64 bytes, 24 of AVX-512's 32 registers; `R = 4` elsewhere, 12 of
+//! AVX2's 16), initialised with the right-hand side and updated by
 //!
 //! ```text
-//! row i ← (row i − Σ_{k<i} L_q[i][k] · row k) · (1 / L_q[i][i])
+//! acc[r][c] −= L_q[i0 + r][k] · X[k][c]        (k below the tile)
 //! ```
 //!
-//! with a 4 × 2 block of vector accumulators (one load of row `k` serves four
-//! rows, one broadcast of `L_q[i][k]` serves two vectors). Each finished
-//! vector is squared into a vector accumulator at once (fused sums), so
-//! `‖y‖² + ‖M‖²_F` is summed lane-parallel, `4·2·L` partial sums wide.
+//! one load of `X[k]` per vector serving `R` rows, one broadcast of
+//! `L_q[i0 + r][k]` (a memory operand of the FMA on AVX-512) serving `C`
+//! vectors. The `k` loop of each vector starts at its own first nonzero row
+//! (the loop runs in `C` segments with 1, 2, …, `C` vectors active), so the
+//! zero triangle of `L_q⁻¹L_p` is skipped to within one vector's width. The
+//! tile's own `R × R` triangle is finished in registers (multiplied by
+//! `1 / L_qᵢᵢ` row by row), each finished vector is squared into `C`
+//! running sums (fused `‖y‖² + ‖M‖²_F`) and stored. Rows of a panel are
+//! tiled from the bottom (`d`) up; the `(d − start) mod R` rows at the top
+//! of a panel, where the `k` loops are shortest, run as 1-row tiles.
+//!
+//! Measured on an Intel Xeon (Sapphire Rapids class, AVX-512, 2 cores, one
+//! thread; roofline example, medians): see `docs/performance.md` and the
+//! branch report; the previous kernel (4 × 1 / 4 × 2 tiles over the dense
+//! trapezoid, scalar `exp`) ran at 15–25 % of the bound.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
@@ -25,8 +48,8 @@ use crate::view::PackedTril;
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
-/// Rows per register block.
-const R: usize = 4;
+/// Vectors per panel and per tile (the tile's width), every level.
+const C: usize = 3;
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
 
@@ -68,151 +91,203 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let BlockedOp {
-            d,
-            p,
-            q,
-            pairs,
-            out,
-            work,
-        } = self;
-        let lanes = T::lanes::<S>();
-        let w = (d + 1).div_ceil(lanes) * lanes;
-        let tri = row_start(d);
-        let (b, rest) = work.split_at_mut(d * w);
-        let (lq, rest) = rest.split_at_mut(tri);
-        let inv = &mut rest[..d];
-        for (k, o) in out.iter_mut().enumerate() {
-            let (kp, kq) = pairs.get(k);
-            let tq = PackedTril {
-                d,
-                data: &q.tril[kq * tri..kq * tri + tri],
-                layout: q.layout,
-                diagonal: q.diagonal,
-            };
-            let tp = PackedTril {
-                d,
-                data: &p.tril[kp * tri..kp * tri + tri],
-                layout: p.layout,
-                diagonal: p.diagonal,
-            };
-            let ld = load_q(tq, lq, inv);
-            let mp = &p.means[kp * d..kp * d + d];
-            let mq = &q.means[kq * d..kq * d + d];
-            let ld = load_rhs(tp, (mp, mq), w, b, ld);
-            let sq = solve::<T, S>(s, d, w, b, lq, inv);
-            *o = finish(d, sq, T::ZERO, ld);
+        // 64-byte vectors: 32 registers (AVX-512) or emulated; 8 × 3 tiles.
+        if core::mem::size_of::<T::V<S>>() >= 64 {
+            run::<T, S, 8>(s, self);
+        } else {
+            run::<T, S, 4>(s, self);
         }
     }
 }
 
-/// `L_q` unpacked (row-major packed) into `lq`, its inverted diagonal into
-/// `inv`; returns `−Σ log L_qᵢᵢ`.
+/// The pair loop with `R`-row tiles.
 #[inline(always)]
-fn load_q<T: Real>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T {
-    let d = tq.d;
-    let mut ld = T::ZERO;
-    if tq.layout == Layout::RowMajor {
-        lq.copy_from_slice(tq.data);
-    } else {
-        for i in 0..d {
-            for j in 0..=i {
-                lq[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
+fn run<T: Real, S: Simd, const R: usize>(s: S, op: BlockedOp<'_, T>) {
+    let BlockedOp {
+        d,
+        p,
+        q,
+        pairs,
+        out,
+        work,
+    } = op;
+    let lanes = T::lanes::<S>();
+    let wv = (d + 1).div_ceil(lanes);
+    let tri = row_start(d);
+    let (x, rest) = work.split_at_mut(d * wv * lanes);
+    let (lq_buf, rest) = rest.split_at_mut(tri);
+    let diag = &mut rest[..d];
+    for (k, o) in out.iter_mut().enumerate() {
+        let (kp, kq) = pairs.get(k);
+        let tq = PackedTril {
+            d,
+            data: &q.tril[kq * tri..kq * tri + tri],
+            layout: q.layout,
+            diagonal: q.diagonal,
+        };
+        let tp = PackedTril {
+            d,
+            data: &p.tril[kp * tri..kp * tri + tri],
+            layout: p.layout,
+            diagonal: p.diagonal,
+        };
+        let ld = log_det_diff(tq, tp);
+        let mp = &p.means[kp * d..kp * d + d];
+        let mq = &q.means[kq * d..kq * d + d];
+        diagonal::<T, S>(s, tp, diag, false);
+        load_rhs(tp, (mp, mq), [lanes, wv], x, diag);
+        diagonal::<T, S>(s, tq, diag, true);
+        let lq: &[T] = if tq.layout == Layout::RowMajor {
+            tq.data
+        } else {
+            for i in 0..d {
+                for j in 0..i {
+                    lq_buf[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
+                }
             }
+            lq_buf
+        };
+        let sq = solve::<T, S, R>(s, [d, wv], x, lq, diag);
+        *o = finish(d, sq, T::ZERO, ld);
+    }
+}
+
+/// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`, summed as `0 − q₀ − q₁ … + p₀ + p₁ …`.
+#[inline(always)]
+fn log_det_diff<T: Real>(tq: PackedTril<'_, T>, tp: PackedTril<'_, T>) -> T {
+    let d = tq.d;
+    let log = |t: PackedTril<'_, T>, i: usize| {
+        let raw = t.data[t.layout.index(d, i, i)];
+        match t.diagonal {
+            Diagonal::Log => raw,
+            Diagonal::Plain => raw.ln(),
         }
+    };
+    let mut ld = T::ZERO;
+    for i in 0..d {
+        ld -= log(tq, i);
     }
     for i in 0..d {
-        let ii = row_start(i) + i;
-        let raw = lq[ii];
-        (inv[i], lq[ii]) = match tq.diagonal {
-            Diagonal::Log => {
-                ld -= raw;
-                ((-raw).exp(), raw.exp())
-            }
-            Diagonal::Plain => {
-                ld -= raw.ln();
-                (T::ONE / raw, raw)
-            }
-        };
+        ld += log(tp, i);
     }
     ld
 }
 
-/// `[μ_q − μ_p | L_p]`, zero-padded, into `b` (`d` rows of `w`): `M`'s
-/// column `j` is column `j + 1`. Adds `log L_pᵢᵢ` to `ld` row by row (the
-/// order of the sum) and returns it.
+/// The plain diagonal of `t` into `out` (`Lᵢᵢ`), or with `inverse` its
+/// reciprocal (`1 / Lᵢᵢ`), vectorized.
+#[inline(always)]
+fn diagonal<T: Real, S: Simd>(s: S, t: PackedTril<'_, T>, out: &mut [T], inverse: bool) {
+    let d = t.d;
+    for (i, o) in out.iter_mut().enumerate().take(d) {
+        *o = t.data[t.layout.index(d, i, i)];
+    }
+    let zero = T::vsplat(s, T::ZERO);
+    let one = T::vsplat(s, T::ONE);
+    match (t.diagonal, inverse) {
+        (Diagonal::Log, false) => map_in_place::<T, S>(out, |v| T::vexp(s, v)),
+        (Diagonal::Log, true) => map_in_place::<T, S>(out, |v| T::vexp(s, T::vsub(s, zero, v))),
+        (Diagonal::Plain, false) => {}
+        (Diagonal::Plain, true) => map_in_place::<T, S>(out, |v| T::vdiv(s, one, v)),
+    }
+}
+
+/// `xs[i] ← f(xs[i])` a vector at a time (the tail zero-padded).
+#[inline(always)]
+fn map_in_place<T: Real, S: Simd>(xs: &mut [T], f: impl Fn(T::V<S>) -> T::V<S>) {
+    let lanes = T::lanes::<S>();
+    let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
+    for v in T::as_mut_simd::<S>(head) {
+        *v = f(*v);
+    }
+    if !tail.is_empty() {
+        let mut b = [T::V::<S>::zeroed()];
+        cast_slice_mut::<T::V<S>, T>(&mut b)[..tail.len()].copy_from_slice(tail);
+        b[0] = f(b[0]);
+        tail.copy_from_slice(&cast_slice::<T::V<S>, T>(&b)[..tail.len()]);
+    }
+}
+
+/// `[y | L_p]` into the panels of `x` (`[lanes, wv]`: lanes, vectors per
+/// row), with `diag` the plain diagonal of `L_p`.
 #[inline(always)]
 fn load_rhs<T: Real>(
     tp: PackedTril<'_, T>,
     (mp, mq): (&[T], &[T]),
-    w: usize,
-    b: &mut [T],
-    mut ld: T,
-) -> T {
+    [lanes, wv]: [usize; 2],
+    x: &mut [T],
+    diag: &[T],
+) {
     let d = tp.d;
-    for i in 0..d {
-        let row = &mut b[i * w..i * w + w];
-        row[0] = mq[i] - mp[i];
-        if tp.layout == Layout::RowMajor {
-            row[1..i + 2].copy_from_slice(&tp.data[row_start(i)..row_start(i) + i + 1]);
-        } else {
-            for j in 0..=i {
-                row[j + 1] = tp.data[tp.layout.index(d, i, j)];
+    let mut c0 = 0;
+    while c0 < wv {
+        let width = C.min(wv - c0) * lanes;
+        let a = c0 * lanes;
+        let panel = &mut x[d * a..d * (a + width)];
+        for (i, seg) in panel.chunks_exact_mut(width).enumerate().skip(a.saturating_sub(1)) {
+            // Columns [a, end) of row i are the nonzero ones.
+            let end = (i + 2).min(a + width);
+            let (real, zeros) = seg.split_at_mut(end - a);
+            zeros.fill(T::ZERO);
+            let (real, j1) = match real.split_first_mut() {
+                Some((y, rest)) if a == 0 => {
+                    *y = mq[i] - mp[i];
+                    (rest, 1)
+                }
+                _ => (real, a),
+            };
+            // Columns j1..end hold L_p[i][j1 − 1 .. end − 1].
+            if tp.layout == Layout::RowMajor {
+                real.copy_from_slice(&tp.data[row_start(i) + j1 - 1..row_start(i) + end - 1]);
+            } else {
+                for (t, j) in real.iter_mut().zip(j1 - 1..) {
+                    *t = tp.data[tp.layout.index(d, i, j)];
+                }
+            }
+            if end == i + 2 {
+                seg[i + 1 - a] = diag[i];
             }
         }
-        let raw = row[i + 1];
-        row[i + 1] = match tp.diagonal {
-            Diagonal::Log => {
-                ld += raw;
-                raw.exp()
-            }
-            Diagonal::Plain => {
-                ld += raw.ln();
-                raw
-            }
-        };
-        row[i + 2..].fill(T::ZERO);
+        c0 += C;
     }
-    ld
 }
 
-/// Solves `L_q X = B` in place (`B`: `d × w`, row-major) and returns
-/// `Σ X²` over all entries.
+/// Solves `L_q X = B` in place (`B` in the panels of `x`, `[d, wv]`) given
+/// `L_q` row-major packed (`lq`, diagonal unused) and `inv = 1 / L_qᵢᵢ`;
+/// returns `Σ X²`.
 #[inline(always)]
-fn solve<T: Real, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv: &[T]) -> T {
+fn solve<T: Real, S: Simd, const R: usize>(
+    s: S,
+    [d, wv]: [usize; 2],
+    x: &mut [T],
+    lq: &[T],
+    inv: &[T],
+) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
-    let mut sq = [[zero; 2]; R];
-    let chunks = w / lanes;
-    let mut c = 0;
-    while c < chunks {
-        // Two-vector panels halve the broadcasts but compute the panel's
-        // trapezoid: worth it once the panel is narrow next to `d`.
-        let width = if c + 2 <= chunks && d >= 8 * lanes {
-            2
-        } else {
-            1
-        };
-        // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
-        // `c·L − 1`.
-        let r0 = (c * lanes).saturating_sub(1);
-        if width == 2 {
-            panel::<T, S, 2>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
-        } else {
-            panel::<T, S, 1>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
-        }
-        c += width;
-    }
+    let xv = T::as_mut_simd::<S>(&mut x[..d * wv * lanes]);
     let mut total = zero;
-    for row in &sq {
-        for v in row {
-            total = T::vadd(s, total, *v);
-        }
+    let mut c0 = 0;
+    while c0 < wv {
+        let cp = C.min(wv - c0);
+        let panel = &mut xv[d * c0..d * (c0 + cp)];
+        let geo = [d, c0 * lanes, lanes];
+        let sq = match cp {
+            1 => panel_solve::<T, S, R, 1>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
+            2 => panel_solve::<T, S, R, 2>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
+            _ => panel_solve::<T, S, R, C>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
+        };
+        total = T::vadd(s, total, sq);
+        c0 += cp;
     }
-    let lanes_v: &[T] = cast_slice(core::slice::from_ref(&total));
-    // Pairwise reduction of the lanes.
+    reduce::<T, S>(total)
+}
+
+/// The lanes of `v`, summed pairwise.
+#[inline(always)]
+fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
+    let lanes = T::lanes::<S>();
     let mut buf = [T::ZERO; MAX_LANES];
-    buf[..lanes].copy_from_slice(lanes_v);
+    buf[..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
     let mut n = lanes;
     while n > 1 {
         let h = n / 2;
@@ -227,82 +302,103 @@ fn solve<T: Real, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv:
     buf[0]
 }
 
-/// One panel of `C` vectors starting at column `col`, rows `r0..d`
-/// (`[d, w, col, r0]`), of `b` (`d` rows of `w`), `L_q` and `1 / L_qᵢᵢ`
-/// given as `(lq, inv)`.
+/// One panel (`CP` vectors, `d` rows; `[d, a, lanes]`, `a` its first
+/// column): 1-row tiles at the top, then `R`-row tiles down to `d`. Returns
+/// the panel's `Σ X²` as one vector.
 #[inline(always)]
-fn panel<T: Real, S: Simd, const C: usize>(
+fn panel_solve<T: Real, S: Simd, const R: usize, const CP: usize>(
     s: S,
-    [d, w, col, r0]: [usize; 4],
-    b: &mut [T],
+    [d, a, lanes]: [usize; 3],
+    xs: &mut [[T::V<S>; CP]],
     (lq, inv): (&[T], &[T]),
-    sq: &mut [[T::V<S>; 2]; R],
-) {
-    let lanes = T::lanes::<S>();
-    let load = |b: &[T], i: usize, c: usize| -> T::V<S> {
-        let mut v = T::V::<S>::zeroed();
-        let at = i * w + col + c * lanes;
-        cast_slice_mut::<T::V<S>, T>(core::slice::from_mut(&mut v))
-            .copy_from_slice(&b[at..at + lanes]);
-        v
-    };
-    let store = |b: &mut [T], i: usize, c: usize, v: T::V<S>| {
-        let at = i * w + col + c * lanes;
-        b[at..at + lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
-    };
-    let mut i0 = r0;
-    while i0 + R <= d {
-        let mut acc = [[T::V::<S>::zeroed(); C]; R];
-        for r in 0..R {
-            for c in 0..C {
-                acc[r][c] = load(b, i0 + r, c);
-            }
-        }
-        let rows: [&[T]; R] =
-            core::array::from_fn(|r| &lq[row_start(i0 + r)..row_start(i0 + r) + i0 + r + 1]);
-        for k in r0..i0 {
-            let x: [T::V<S>; C] = core::array::from_fn(|c| load(b, k, c));
-            for r in 0..R {
-                let l = T::vsplat(s, rows[r][k]);
-                for c in 0..C {
-                    acc[r][c] = T::vneg_mul_add(s, l, x[c], acc[r][c]);
-                }
-            }
-        }
-        // The 4 × 4 triangle of the block.
-        for r in 0..R {
-            for q in 0..r {
-                let l = T::vsplat(s, rows[r][i0 + q]);
-                for c in 0..C {
-                    acc[r][c] = T::vneg_mul_add(s, l, acc[q][c], acc[r][c]);
-                }
-            }
-            let iv = T::vsplat(s, inv[i0 + r]);
-            for c in 0..C {
-                let v = T::vmul(s, acc[r][c], iv);
-                acc[r][c] = v;
-                sq[r][c] = T::vmul_add(s, v, v, sq[r][c]);
-                store(b, i0 + r, c, v);
-            }
-        }
+) -> T::V<S> {
+    let starts: [usize; CP] = core::array::from_fn(|c| (a + c * lanes).saturating_sub(1));
+    let r0 = starts[0];
+    let top = (d - r0) % R;
+    let mut sq = [T::vsplat(s, T::ZERO); CP];
+    for i in r0..r0 + top {
+        tile::<T, S, 1, CP>(s, xs, i, starts, (lq, inv), &mut sq);
+    }
+    let mut i0 = r0 + top;
+    while i0 < d {
+        tile::<T, S, R, CP>(s, xs, i0, starts, (lq, inv), &mut sq);
         i0 += R;
     }
-    // Leftover rows, one at a time.
-    for i in i0..d {
-        let row = &lq[row_start(i)..row_start(i) + i + 1];
-        let mut acc: [T::V<S>; C] = core::array::from_fn(|c| load(b, i, c));
-        for k in r0..i {
-            let x: [T::V<S>; C] = core::array::from_fn(|c| load(b, k, c));
-            let l = T::vsplat(s, row[k]);
-            for c in 0..C {
-                acc[c] = T::vneg_mul_add(s, l, x[c], acc[c]);
+    let mut t = sq[0];
+    for v in &sq[1..] {
+        t = T::vadd(s, t, *v);
+    }
+    t
+}
+
+/// Rows `i0..i0 + R` of a panel: the update by the rows above, the
+/// in-register triangle, the squares and the store.
+#[inline(always)]
+fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
+    s: S,
+    xs: &mut [[T::V<S>; CP]],
+    i0: usize,
+    starts: [usize; CP],
+    (lq, inv): (&[T], &[T]),
+    sq: &mut [T::V<S>; CP],
+) {
+    let (done, rest) = xs.split_at_mut(i0);
+    let rows_out = &mut rest[..R];
+    let mut acc: [[T::V<S>; CP]; R] = core::array::from_fn(|r| rows_out[r]);
+    // Row i0 + r of L_q left of its diagonal.
+    let lrows: [&[T]; R] = core::array::from_fn(|r| {
+        let i = i0 + r;
+        &lq[row_start(i)..row_start(i) + i]
+    });
+    // Vector c is active for k ≥ starts[c]: segment `n` has the first n.
+    let bound = |n: usize| starts.get(n).map_or(i0, |&st| st.min(i0));
+    segment::<T, S, R, CP, 1>(s, &mut acc, done, &lrows, [bound(0), bound(1)]);
+    if CP > 1 {
+        segment::<T, S, R, CP, 2>(s, &mut acc, done, &lrows, [bound(1), bound(2)]);
+    }
+    if CP > 2 {
+        segment::<T, S, R, CP, 3>(s, &mut acc, done, &lrows, [bound(2), bound(3)]);
+    }
+    for r in 0..R {
+        for q in 0..r {
+            let l = T::vsplat(s, lrows[r][i0 + q]);
+            for c in 0..CP {
+                acc[r][c] = T::vneg_mul_add(s, l, acc[q][c], acc[r][c]);
             }
         }
-        let iv = T::vsplat(s, inv[i]);
-        for c in 0..C {
-            let v = T::vmul(s, acc[c], iv);
-            sq[0][c] = T::vmul_add(s, v, v, sq[0][c]);
-            store(b, i, c, v);
+        let iv = T::vsplat(s, inv[i0 + r]);
+        for c in 0..CP {
+            let v = T::vmul(s, acc[r][c], iv);
+            acc[r][c] = v;
+            sq[c] = T::vmul_add(s, v, v, sq[c]);
+        }
+        rows_out[r] = acc[r];
+    }
+}
+
+/// The micro-kernel: `acc[r][c] −= L_q[i0 + r][k] · X[k][c]` for
+/// `k ∈ lo..hi` and the first `A` vectors.
+#[inline(always)]
+fn segment<T: Real, S: Simd, const R: usize, const CP: usize, const A: usize>(
+    s: S,
+    acc: &mut [[T::V<S>; CP]; R],
+    done: &[[T::V<S>; CP]],
+    lrows: &[&[T]; R],
+    [lo, hi]: [usize; 2],
+) {
+    if lo >= hi {
+        return;
+    }
+    let n = hi - lo;
+    let x = &done[lo..hi];
+    let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][lo..hi]);
+    for k in 0..n {
+        let xk = &x[k];
+        for r in 0..R {
+            let b = T::vsplat(s, l[r][k]);
+            for c in 0..A.min(CP) {
+                acc[r][c] = T::vneg_mul_add(s, b, xk[c], acc[r][c]);
+            }
         }
     }
 }
