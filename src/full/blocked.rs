@@ -181,29 +181,37 @@ fn diagonal<T: Real, S: Simd>(s: S, t: PackedTril<'_, T>, out: &mut [T], inverse
     for (i, o) in out.iter_mut().enumerate().take(d) {
         *o = t.data[t.layout.index(d, i, i)];
     }
-    let zero = T::vsplat(s, T::ZERO);
-    let one = T::vsplat(s, T::ONE);
     match (t.diagonal, inverse) {
-        (Diagonal::Log, false) => map_in_place::<T, S>(out, |v| T::vexp(s, v)),
-        (Diagonal::Log, true) => map_in_place::<T, S>(out, |v| T::vexp(s, T::vsub(s, zero, v))),
         (Diagonal::Plain, false) => {}
-        (Diagonal::Plain, true) => map_in_place::<T, S>(out, |v| T::vdiv(s, one, v)),
+        (diagonal, _) => map_in_place::<T, S>(s, out, diagonal, inverse),
     }
 }
 
-/// `xs[i] ← f(xs[i])` a vector at a time (the tail zero-padded).
+/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`) or `1 / x` (`Plain`,
+/// `inverse`) a vector at a time (the tail zero-padded).
 #[inline(always)]
-fn map_in_place<T: Real, S: Simd>(xs: &mut [T], f: impl Fn(T::V<S>) -> T::V<S>) {
+fn map_in_place<T: Real, S: Simd>(s: S, xs: &mut [T], diagonal: Diagonal, inverse: bool) {
     let lanes = T::lanes::<S>();
     let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
     for v in T::as_mut_simd::<S>(head) {
-        *v = f(*v);
+        *v = map_one::<T, S>(s, *v, diagonal, inverse);
     }
     if !tail.is_empty() {
         let mut b = [T::V::<S>::zeroed()];
         cast_slice_mut::<T::V<S>, T>(&mut b)[..tail.len()].copy_from_slice(tail);
-        b[0] = f(b[0]);
+        b[0] = map_one::<T, S>(s, b[0], diagonal, inverse);
         tail.copy_from_slice(&cast_slice::<T::V<S>, T>(&b)[..tail.len()]);
+    }
+}
+
+/// One vector of [`map_in_place`] (a function, not a closure: a closure
+/// left out of line would lose the level's target features).
+#[inline(always)]
+fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool) -> T::V<S> {
+    match (diagonal, inverse) {
+        (Diagonal::Log, false) => T::vexp(s, v),
+        (Diagonal::Log, true) => T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), v)),
+        (Diagonal::Plain, _) => T::vdiv(s, T::vsplat(s, T::ONE), v),
     }
 }
 
@@ -392,13 +400,16 @@ fn segment<T: Real, S: Simd, const R: usize, const CP: usize, const A: usize>(
     let n = hi - lo;
     let x = &done[lo..hi];
     let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][lo..hi]);
+    // A local copy, indexed only by constants: kept in registers.
+    let mut a = *acc;
     for k in 0..n {
         let xk = &x[k];
         for r in 0..R {
             let b = T::vsplat(s, l[r][k]);
             for c in 0..A.min(CP) {
-                acc[r][c] = T::vneg_mul_add(s, b, xk[c], acc[r][c]);
+                a[r][c] = T::vneg_mul_add(s, b, xk[c], a[r][c]);
             }
         }
     }
+    *acc = a;
 }
