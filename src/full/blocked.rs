@@ -340,7 +340,8 @@ fn panel_solve<T: Real, S: Simd, const R: usize, const CP: usize>(
 }
 
 /// Rows `i0..i0 + R` of a panel: the update by the rows above, the
-/// in-register triangle, the squares and the store.
+/// in-register triangle, the squares and the store. Every index into the
+/// accumulators is a constant after unrolling, so they stay in registers.
 #[inline(always)]
 fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
     s: S,
@@ -360,28 +361,59 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
     });
     // Vector c is active for k ≥ starts[c]: segment `n` has the first n.
     let bound = |n: usize| starts.get(n).map_or(i0, |&st| st.min(i0));
-    segment::<T, S, R, CP, 1>(s, &mut acc, done, &lrows, [bound(0), bound(1)]);
+    acc = segment::<T, S, R, CP, 1>(s, acc, done, &lrows, [bound(0), bound(1)]);
     if CP > 1 {
-        segment::<T, S, R, CP, 2>(s, &mut acc, done, &lrows, [bound(1), bound(2)]);
+        acc = segment::<T, S, R, CP, 2>(s, acc, done, &lrows, [bound(1), bound(2)]);
     }
     if CP > 2 {
-        segment::<T, S, R, CP, 3>(s, &mut acc, done, &lrows, [bound(2), bound(3)]);
+        acc = segment::<T, S, R, CP, 3>(s, acc, done, &lrows, [bound(2), bound(3)]);
     }
-    for r in 0..R {
-        for q in 0..r {
-            let l = T::vsplat(s, lrows[r][i0 + q]);
-            for c in 0..CP {
-                acc[r][c] = T::vneg_mul_add(s, l, acc[q][c], acc[r][c]);
-            }
-        }
-        let iv = T::vsplat(s, inv[i0 + r]);
+    let inv = &inv[i0..i0 + R];
+    let tri = (&lrows, i0, inv);
+    acc = tri_step::<T, S, R, CP, 0>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 1>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 2>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 3>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 4>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 5>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 6>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 7>(s, acc, tri, sq);
+    for (o, a) in rows_out.iter_mut().zip(acc) {
+        *o = a;
+    }
+}
+
+/// Most rows of a tile ([`tri_step`] is called for rows 0..8).
+const MAX_R: usize = 8;
+
+/// Row `Q` of the tile's triangle (a no-op for `Q ≥ R`): scaled by
+/// `1 / L_qᵢᵢ`, squared into `sq`, and eliminated from the rows below it
+/// (so row `r` sees `q = 0, 1, …, r − 1` in order, then its scaling).
+#[inline(always)]
+fn tri_step<T: Real, S: Simd, const R: usize, const CP: usize, const Q: usize>(
+    s: S,
+    mut acc: [[T::V<S>; CP]; R],
+    (lrows, i0, inv): (&[&[T]; R], usize, &[T]),
+    sq: &mut [T::V<S>; CP],
+) -> [[T::V<S>; CP]; R] {
+    const { assert!(R <= MAX_R) };
+    if Q >= R {
+        return acc;
+    }
+    let iv = T::vsplat(s, inv[Q]);
+    let mut xq = acc[Q];
+    for (c, v) in xq.iter_mut().enumerate() {
+        *v = T::vmul(s, *v, iv);
+        sq[c] = T::vmul_add(s, *v, *v, sq[c]);
+    }
+    acc[Q] = xq;
+    for r in Q + 1..R {
+        let l = T::vsplat(s, lrows[r][i0 + Q]);
         for c in 0..CP {
-            let v = T::vmul(s, acc[r][c], iv);
-            acc[r][c] = v;
-            sq[c] = T::vmul_add(s, v, v, sq[c]);
+            acc[r][c] = T::vneg_mul_add(s, l, xq[c], acc[r][c]);
         }
-        rows_out[r] = acc[r];
     }
+    acc
 }
 
 /// The micro-kernel: `acc[r][c] −= L_q[i0 + r][k] · X[k][c]` for
@@ -389,27 +421,25 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
 #[inline(always)]
 fn segment<T: Real, S: Simd, const R: usize, const CP: usize, const A: usize>(
     s: S,
-    acc: &mut [[T::V<S>; CP]; R],
+    mut acc: [[T::V<S>; CP]; R],
     done: &[[T::V<S>; CP]],
     lrows: &[&[T]; R],
     [lo, hi]: [usize; 2],
-) {
+) -> [[T::V<S>; CP]; R] {
     if lo >= hi {
-        return;
+        return acc;
     }
     let n = hi - lo;
     let x = &done[lo..hi];
     let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][lo..hi]);
-    // A local copy, indexed only by constants: kept in registers.
-    let mut a = *acc;
     for k in 0..n {
         let xk = &x[k];
         for r in 0..R {
             let b = T::vsplat(s, l[r][k]);
             for c in 0..A.min(CP) {
-                a[r][c] = T::vneg_mul_add(s, b, xk[c], a[r][c]);
+                acc[r][c] = T::vneg_mul_add(s, b, xk[c], acc[r][c]);
             }
         }
     }
-    *acc = a;
+    acc
 }
