@@ -29,7 +29,9 @@ fn levels() -> Vec<Level> {
 /// 3-vector panels and 8-row tiles (± 1), and one beyond 256.
 fn dims() -> Vec<usize> {
     let mut d: Vec<usize> = (1..=40).collect();
-    d.extend([47, 48, 49, 63, 64, 65, 95, 96, 97, 127, 128, 129, 255, 256, 257, 300]);
+    d.extend([
+        47, 48, 49, 63, 64, 65, 95, 96, 97, 127, 128, 129, 255, 256, 257, 300,
+    ]);
     d
 }
 

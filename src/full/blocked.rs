@@ -119,71 +119,64 @@ fn run<T: Real, S: Simd, const R: usize>(s: S, op: BlockedOp<'_, T>) {
     let diag = &mut rest[..d];
     for (k, o) in out.iter_mut().enumerate() {
         let (kp, kq) = pairs.get(k);
-        let tq = PackedTril {
-            d,
-            data: &q.tril[kq * tri..kq * tri + tri],
-            layout: q.layout,
-            diagonal: q.diagonal,
-        };
         let tp = PackedTril {
             d,
             data: &p.tril[kp * tri..kp * tri + tri],
             layout: p.layout,
             diagonal: p.diagonal,
         };
-        let ld = log_det_diff(tq, tp);
+        let tq = PackedTril {
+            d,
+            data: &q.tril[kq * tri..kq * tri + tri],
+            layout: q.layout,
+            diagonal: q.diagonal,
+        };
         let mp = &p.means[kp * d..kp * d + d];
         let mq = &q.means[kq * d..kq * d + d];
-        diagonal::<T, S>(s, tp, diag, false);
-        load_rhs(tp, (mp, mq), [lanes, wv], x, diag);
-        diagonal::<T, S>(s, tq, diag, true);
+        // The raw diagonal of L_p is picked up row by row as it is copied.
+        load_rhs::<T, S>(tp, (mp, mq), [lanes, wv], x, diag);
+        let ld_p = log_sum(tp.diagonal, diag.iter().copied());
+        if tp.diagonal == Diagonal::Log {
+            map_in_place::<T, S>(s, diag, Diagonal::Log, false);
+            put_diagonal([d, lanes, wv], x, diag);
+        }
         let lq: &[T] = if tq.layout == Layout::RowMajor {
             tq.data
         } else {
             for i in 0..d {
-                for j in 0..i {
+                for j in 0..=i {
                     lq_buf[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
                 }
             }
             lq_buf
         };
-        let sq = solve::<T, S, R>(s, [d, wv], x, lq, diag);
-        *o = finish(d, sq, T::ZERO, ld);
+        let sq = solve::<T, S, R>(s, [d, wv], x, (lq, tq.diagonal), diag);
+        // L_q's diagonal is in cache now (the solve read every row of it).
+        let ld_q = log_sum(tq.diagonal, (0..d).map(|i| lq[row_start(i) + i]));
+        *o = finish(d, sq, T::ZERO, ld_p - ld_q);
     }
 }
 
-/// `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`, summed as `0 − q₀ − q₁ … + p₀ + p₁ …`.
+/// `Σ log Lᵢᵢ` of raw diagonal entries, in order.
 #[inline(always)]
-fn log_det_diff<T: Real>(tq: PackedTril<'_, T>, tp: PackedTril<'_, T>) -> T {
-    let d = tq.d;
-    let log = |t: PackedTril<'_, T>, i: usize| {
-        let raw = t.data[t.layout.index(d, i, i)];
-        match t.diagonal {
-            Diagonal::Log => raw,
-            Diagonal::Plain => raw.ln(),
-        }
-    };
-    let mut ld = T::ZERO;
-    for i in 0..d {
-        ld -= log(tq, i);
+fn log_sum<T: Real>(diagonal: Diagonal, raw: impl Iterator<Item = T>) -> T {
+    // One loop per encoding: a `match` inside kept `acc` in memory.
+    let mut acc = T::ZERO;
+    match diagonal {
+        Diagonal::Log => raw.for_each(|r| acc += r),
+        Diagonal::Plain => raw.for_each(|r| acc += r.ln()),
     }
-    for i in 0..d {
-        ld += log(tp, i);
-    }
-    ld
+    acc
 }
 
-/// The plain diagonal of `t` into `out` (`Lᵢᵢ`), or with `inverse` its
-/// reciprocal (`1 / Lᵢᵢ`), vectorized.
+/// Writes `diag[i]` at `L_p`'s diagonal entry `(i, i)` (column `i + 1`) in
+/// the panels of `x` (`[d, lanes, wv]`).
 #[inline(always)]
-fn diagonal<T: Real, S: Simd>(s: S, t: PackedTril<'_, T>, out: &mut [T], inverse: bool) {
-    let d = t.d;
-    for (i, o) in out.iter_mut().enumerate().take(d) {
-        *o = t.data[t.layout.index(d, i, i)];
-    }
-    match (t.diagonal, inverse) {
-        (Diagonal::Plain, false) => {}
-        (diagonal, _) => map_in_place::<T, S>(s, out, diagonal, inverse),
+fn put_diagonal<T: Real>([d, lanes, wv]: [usize; 3], x: &mut [T], diag: &[T]) {
+    for (i, &v) in diag.iter().enumerate().take(d) {
+        let c0 = (i + 1) / lanes / C * C;
+        let width = C.min(wv - c0) * lanes;
+        x[d * c0 * lanes + i * width + (i + 1 - c0 * lanes)] = v;
     }
 }
 
@@ -216,59 +209,88 @@ fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool
 }
 
 /// `[y | L_p]` into the panels of `x` (`[lanes, wv]`: lanes, vectors per
-/// row), with `diag` the plain diagonal of `L_p`.
+/// row), the raw diagonal of `L_p` into `raw`. Whole-vector copies and zero
+/// stores (no `memcpy` call per row).
 #[inline(always)]
-fn load_rhs<T: Real>(
+fn load_rhs<T: Real, S: Simd>(
     tp: PackedTril<'_, T>,
     (mp, mq): (&[T], &[T]),
     [lanes, wv]: [usize; 2],
     x: &mut [T],
-    diag: &[T],
+    raw: &mut [T],
 ) {
     let d = tp.d;
-    let mut c0 = 0;
-    while c0 < wv {
-        let width = C.min(wv - c0) * lanes;
-        let a = c0 * lanes;
-        let panel = &mut x[d * a..d * (a + width)];
-        for (i, seg) in panel.chunks_exact_mut(width).enumerate().skip(a.saturating_sub(1)) {
-            // Columns [a, end) of row i are the nonzero ones.
-            let end = (i + 2).min(a + width);
-            let (real, zeros) = seg.split_at_mut(end - a);
-            zeros.fill(T::ZERO);
-            let (real, j1) = match real.split_first_mut() {
-                Some((y, rest)) if a == 0 => {
-                    *y = mq[i] - mp[i];
-                    (rest, 1)
-                }
-                _ => (real, a),
+    // Row by row, so that L_p is read in one sequential sweep.
+    for i in 0..d {
+        let mut c0 = 0;
+        // Panels whose first column a satisfies a ≤ i + 1 meet row i.
+        while c0 < wv && c0 * lanes <= i + 1 {
+            let width = C.min(wv - c0) * lanes;
+            let a = c0 * lanes;
+            let seg = &mut x[d * a + i * width..d * a + (i + 1) * width];
+            // Columns a..a + n of row i are the nonzero ones.
+            let n = (i + 2).min(a + width) - a;
+            for v in T::as_mut_simd::<S>(&mut seg[n / lanes * lanes..]) {
+                *v = T::V::<S>::zeroed();
+            }
+            let (real, j1) = if a == 0 {
+                seg[0] = mq[i] - mp[i];
+                (&mut seg[1..n], 1)
+            } else {
+                (&mut seg[..n], a)
             };
-            // Columns j1..end hold L_p[i][j1 − 1 .. end − 1].
+            // Columns j1..a + n hold L_p[i][j1 − 1 .. a + n − 1].
             if tp.layout == Layout::RowMajor {
-                real.copy_from_slice(&tp.data[row_start(i) + j1 - 1..row_start(i) + end - 1]);
+                let at = row_start(i) + j1 - 1;
+                copy::<T, S>(real, &tp.data[at..at + real.len()]);
             } else {
                 for (t, j) in real.iter_mut().zip(j1 - 1..) {
                     *t = tp.data[tp.layout.index(d, i, j)];
                 }
             }
-            if end == i + 2 {
-                seg[i + 1 - a] = diag[i];
+            if a + n == i + 2 {
+                raw[i] = seg[i + 1 - a];
             }
+            c0 += C;
         }
-        c0 += C;
+    }
+}
+
+/// `dst ← src` (equal lengths) by whole vectors, the last one overlapping.
+#[inline(always)]
+fn copy<T: Real, S: Simd>(dst: &mut [T], src: &[T]) {
+    let lanes = T::lanes::<S>();
+    let m = dst.len().min(src.len());
+    if m < lanes {
+        for (t, &v) in dst.iter_mut().zip(src) {
+            *t = v;
+        }
+        return;
+    }
+    let mut j = 0;
+    while j + lanes <= m {
+        cast_slice_mut::<T, T::V<S>>(&mut dst[j..j + lanes])[0] =
+            cast_slice::<T, T::V<S>>(&src[j..j + lanes])[0];
+        j += lanes;
+    }
+    if j < m {
+        cast_slice_mut::<T, T::V<S>>(&mut dst[m - lanes..m])[0] =
+            cast_slice::<T, T::V<S>>(&src[m - lanes..m])[0];
     }
 }
 
 /// Solves `L_q X = B` in place (`B` in the panels of `x`, `[d, wv]`) given
-/// `L_q` row-major packed (`lq`, diagonal unused) and `inv = 1 / L_qᵢᵢ`;
-/// returns `Σ X²`.
+/// `L_q` row-major packed with its diagonal encoding; fills `inv` with
+/// `1 / L_qᵢᵢ` on the way (in the first panel, which visits every row in
+/// order, each tile's `R` entries as soon as its rows of `L_q` are in
+/// cache); returns `Σ X²`.
 #[inline(always)]
 fn solve<T: Real, S: Simd, const R: usize>(
     s: S,
     [d, wv]: [usize; 2],
     x: &mut [T],
-    lq: &[T],
-    inv: &[T],
+    (lq, diagonal): (&[T], Diagonal),
+    inv: &mut [T],
 ) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
@@ -279,10 +301,11 @@ fn solve<T: Real, S: Simd, const R: usize>(
         let cp = C.min(wv - c0);
         let panel = &mut xv[d * c0..d * (c0 + cp)];
         let geo = [d, c0 * lanes, lanes];
+        let q = (lq, diagonal, c0 == 0);
         let sq = match cp {
-            1 => panel_solve::<T, S, R, 1>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
-            2 => panel_solve::<T, S, R, 2>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
-            _ => panel_solve::<T, S, R, C>(s, geo, panel.as_chunks_mut().0, (lq, inv)),
+            1 => panel_solve::<T, S, R, 1>(s, geo, panel.as_chunks_mut().0, q, inv),
+            2 => panel_solve::<T, S, R, 2>(s, geo, panel.as_chunks_mut().0, q, inv),
+            _ => panel_solve::<T, S, R, C>(s, geo, panel.as_chunks_mut().0, q, inv),
         };
         total = T::vadd(s, total, sq);
         c0 += cp;
@@ -318,18 +341,19 @@ fn panel_solve<T: Real, S: Simd, const R: usize, const CP: usize>(
     s: S,
     [d, a, lanes]: [usize; 3],
     xs: &mut [[T::V<S>; CP]],
-    (lq, inv): (&[T], &[T]),
+    q: (&[T], Diagonal, bool),
+    inv: &mut [T],
 ) -> T::V<S> {
     let starts: [usize; CP] = core::array::from_fn(|c| (a + c * lanes).saturating_sub(1));
     let r0 = starts[0];
     let top = (d - r0) % R;
     let mut sq = [T::vsplat(s, T::ZERO); CP];
     for i in r0..r0 + top {
-        tile::<T, S, 1, CP>(s, xs, i, starts, (lq, inv), &mut sq);
+        tile::<T, S, 1, CP>(s, xs, i, starts, q, inv, &mut sq);
     }
     let mut i0 = r0 + top;
     while i0 < d {
-        tile::<T, S, R, CP>(s, xs, i0, starts, (lq, inv), &mut sq);
+        tile::<T, S, R, CP>(s, xs, i0, starts, q, inv, &mut sq);
         i0 += R;
     }
     let mut t = sq[0];
@@ -348,7 +372,8 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
     xs: &mut [[T::V<S>; CP]],
     i0: usize,
     starts: [usize; CP],
-    (lq, inv): (&[T], &[T]),
+    (lq, diagonal, first): (&[T], Diagonal, bool),
+    inv: &mut [T],
     sq: &mut [T::V<S>; CP],
 ) {
     let (done, rest) = xs.split_at_mut(i0);
@@ -368,8 +393,16 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
     if CP > 2 {
         acc = segment::<T, S, R, CP, 3>(s, acc, done, &lrows, [bound(2), bound(3)]);
     }
-    let inv = &inv[i0..i0 + R];
-    let tri = (&lrows, i0, inv);
+    let inv = &mut inv[i0..i0 + R];
+    if first {
+        let mut buf = [T::ZERO; MAX_R];
+        for (r, b) in buf.iter_mut().enumerate().take(R) {
+            *b = lq[row_start(i0 + r) + i0 + r];
+        }
+        map_in_place::<T, S>(s, &mut buf[..R], diagonal, true);
+        inv.copy_from_slice(&buf[..R]);
+    }
+    let tri = (&lrows, i0, &*inv);
     acc = tri_step::<T, S, R, CP, 0>(s, acc, tri, sq);
     acc = tri_step::<T, S, R, CP, 1>(s, acc, tri, sq);
     acc = tri_step::<T, S, R, CP, 2>(s, acc, tri, sq);
@@ -429,11 +462,9 @@ fn segment<T: Real, S: Simd, const R: usize, const CP: usize, const A: usize>(
     if lo >= hi {
         return acc;
     }
-    let n = hi - lo;
     let x = &done[lo..hi];
     let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][lo..hi]);
-    for k in 0..n {
-        let xk = &x[k];
+    for (k, xk) in x.iter().enumerate() {
         for r in 0..R {
             let b = T::vsplat(s, l[r][k]);
             for c in 0..A.min(CP) {
