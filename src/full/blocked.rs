@@ -34,10 +34,31 @@
 //! tiled from the bottom (`d`) up; the `(d − start) mod R` rows at the top
 //! of a panel, where the `k` loops are shortest, run as 1-row tiles.
 //!
-//! Measured on an Intel Xeon (Sapphire Rapids class, AVX-512, 2 cores, one
-//! thread; roofline example, medians): see `docs/performance.md` and the
-//! branch report; the previous kernel (4 × 1 / 4 × 2 tiles over the dense
-//! trapezoid, scalar `exp`) ran at 15–25 % of the bound.
+//! ## Per pair, around the solve
+//! `L_p` is copied row by row (one sequential sweep of the input) with
+//! whole-vector loads and stores, its raw diagonal picked up on the way and
+//! exponentiated a vector at a time; `1 / L_qᵢᵢ` is computed in the first
+//! panel's tiles, whose `k` loops have just streamed those rows of `L_q`
+//! (a strided gather of the diagonal up front missed the cache on every
+//! row: 12 % of the time at `d = 128` under perf). The log-determinants are
+//! summed in order, `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
+//!
+//! ## Measured
+//! Intel Xeon (Sapphire Rapids class, AVX-512, 2 cores shared with other
+//! jobs, load 6–8), one thread, roofline example (`--op kl`, on-CPU time,
+//! medians of 7), two runs each, pairs/s, previous kernel → this one:
+//! `f32` d = 32: 0.66–0.73 M → 1.0 M; d = 64: 191–199 k → 346–347 k;
+//! d = 128: 51–52 k → 86–93 k; d = 256: 8.9–9.2 k → 15.3–16.1 k; `f64` d = 32:
+//! 436–512 k → 750–786 k; d = 64: 110–113 k → 190–200 k; d = 128: 27 k →
+//! 45–46 k; d = 256: 4.7–4.9 k → 8.0–8.3 k. perf at `d = 128`: the 24-FMA
+//! loop and its 1- and 2-vector segments take about half the time, the
+//! first touch of each pair's factors (the copy of `L_p`, the first reads
+//! of `L_q`) most of the rest. A software prefetch of the next pair by plain
+//! loads (no `unsafe` prefetch intrinsics) was measured and was 2–5 %
+//! slower (likely: its loads evict the panel from L1), so it is not in the
+//! tree. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
+//! 24 register accumulators, 3 vector loads, 8 broadcasts, no spill; one
+//! compare-and-branch of `k` against a row length per iteration is left.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
