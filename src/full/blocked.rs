@@ -16,8 +16,8 @@
 //!
 //! ## Micro-kernel
 //! A tile is `R` rows × `C` vectors of accumulators (`R = 8` where vectors
-//! are 64 bytes, 24 of AVX-512's 32 registers; `R = 4` elsewhere, 12 of
-//! AVX2's 16), initialised with the right-hand side and updated by
+//! are 64 bytes, 24 of AVX-512's 32 registers; `R = 3` elsewhere, 9 of
+//! AVX2's 16: 4 × 3 spilled), initialised with the right-hand side and updated by
 //!
 //! ```text
 //! acc[r][c] −= L_q[i0 + r][k] · X[k][c]        (k below the tile)
@@ -113,10 +113,14 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         // 64-byte vectors: 32 registers (AVX-512) or emulated; 8 × 3 tiles.
+        // Else 16 registers (AVX2): 3 × 3 (9 accumulators, 3 loads, one
+        // broadcast); 4 × 3 needs all 16 and LLVM spilled two of them
+        // (AVX2, d = 128: 3 × 3 gave 68–70 k pairs/s f32 and 33–35 k f64
+        // against 58–62 k and 26–30 k; equal at d = 64).
         if core::mem::size_of::<T::V<S>>() >= 64 {
             run::<T, S, 8>(s, self);
         } else {
-            run::<T, S, 4>(s, self);
+            run::<T, S, 3>(s, self);
         }
     }
 }
