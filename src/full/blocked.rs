@@ -1,20 +1,64 @@
-//! Large-`d` SIMD kernel: one pair at a time, rows of `M` vectorized across
-//! columns and register-blocked.
+//! Large-`d` SIMD kernel: one pair at a time, the triangular solve
+//! `L_q X = [μ_q − μ_p | L_p]` as a sequence of GEMM-like register tiles.
 //!
-//! The right-hand side `[μ_q − μ_p | L_p]` is held dense, `d` rows of `w`
-//! columns (`w` = `d + 1` rounded up to whole vectors, zeros above the
-//! diagonal and in the padding). Columns of a triangular solve are
-//! independent, so the kernel walks panels of two vectors' width and, inside
-//! a panel, blocks of four rows in the axpy form
+//! ## Data layout
+//! The right-hand side (`y = μ_q − μ_p` in column 0, `L_p`'s column `j` in
+//! column `j + 1`, `w` = `d + 1` rounded up to whole vectors) is stored
+//! *panel-major*: panels of [`C`] vectors (the last one narrower), each
+//! panel `d` rows of `C·L` numbers, contiguous. A panel whose first column
+//! is `a` is zero above row `a − 1`; those rows are neither written nor read.
+//! `L_q` is read where the caller keeps it (row-major packed; a column-major
+//! factor is first transposed into the workspace): the kernel never needs
+//! its diagonal, only `1 / L_qᵢᵢ`, computed once per pair (vector `exp` of
+//! `−log L_qᵢᵢ` for a log diagonal). `L_p`'s log diagonal is exponentiated
+//! with the vector `exp` too (≤ 2 ulp, [`exp_in_place`](crate::simd::exp_in_place);
+//! the kernel's error bound is dominated by the `O(d·ε)` of the solve).
+//!
+//! ## Micro-kernel
+//! A tile is `R` rows × `C` vectors of accumulators (`R = 8` where vectors
+//! are 64 bytes, 24 of AVX-512's 32 registers; `R = 3` elsewhere, 9 of
+//! AVX2's 16: 4 × 3 spilled), initialised with the right-hand side and updated by
 //!
 //! ```text
-//! row i ← (row i − Σ_{k<i} L_q[i][k] · row k) · (1 / L_q[i][i])
+//! acc[r][c] −= L_q[i0 + r][k] · X[k][c]        (k below the tile)
 //! ```
 //!
-//! with a 4 × 2 block of vector accumulators (one load of row `k` serves four
-//! rows, one broadcast of `L_q[i][k]` serves two vectors). Each finished
-//! vector is squared into a vector accumulator at once (fused sums), so
-//! `‖y‖² + ‖M‖²_F` is summed lane-parallel, `4·2·L` partial sums wide.
+//! one load of `X[k]` per vector serving `R` rows, one broadcast of
+//! `L_q[i0 + r][k]` (a memory operand of the FMA on AVX-512) serving `C`
+//! vectors. The `k` loop of each vector starts at its own first nonzero row
+//! (the loop runs in `C` segments with 1, 2, …, `C` vectors active), so the
+//! zero triangle of `L_q⁻¹L_p` is skipped to within one vector's width. The
+//! tile's own `R × R` triangle is finished in registers (multiplied by
+//! `1 / L_qᵢᵢ` row by row), each finished vector is squared into `C`
+//! running sums (fused `‖y‖² + ‖M‖²_F`) and stored. Rows of a panel are
+//! tiled from the bottom (`d`) up; the `(d − start) mod R` rows at the top
+//! of a panel, where the `k` loops are shortest, run as 1-row tiles.
+//!
+//! ## Per pair, around the solve
+//! `L_p` is copied row by row (one sequential sweep of the input) with
+//! whole-vector loads and stores, its raw diagonal picked up on the way and
+//! exponentiated a vector at a time; `1 / L_qᵢᵢ` is computed in the first
+//! panel's tiles, whose `k` loops have just streamed those rows of `L_q`
+//! (a strided gather of the diagonal up front missed the cache on every
+//! row: 12 % of the time at `d = 128` under perf). The log-determinants are
+//! summed in order, `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
+//!
+//! ## Measured
+//! Intel Xeon (Sapphire Rapids class, AVX-512, 2 cores shared with other
+//! jobs, load 6–8), one thread, roofline example (`--op kl`, on-CPU time,
+//! medians of 7), two runs each, pairs/s, previous kernel → this one:
+//! `f32` d = 32: 0.66–0.73 M → 1.0 M; d = 64: 191–199 k → 346–347 k;
+//! d = 128: 51–52 k → 86–93 k; d = 256: 8.9–9.2 k → 15.3–16.1 k; `f64` d = 32:
+//! 436–512 k → 750–786 k; d = 64: 110–113 k → 190–200 k; d = 128: 27 k →
+//! 45–46 k; d = 256: 4.7–4.9 k → 8.0–8.3 k. perf at `d = 128`: the 24-FMA
+//! loop and its 1- and 2-vector segments take about half the time, the
+//! first touch of each pair's factors (the copy of `L_p`, the first reads
+//! of `L_q`) most of the rest. A software prefetch of the next pair by plain
+//! loads (no `unsafe` prefetch intrinsics) was measured and was 2–5 %
+//! slower (likely: its loads evict the panel from L1), so it is not in the
+//! tree. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
+//! 24 register accumulators, 3 vector loads, 8 broadcasts, no spill; one
+//! compare-and-branch of `k` against a row length per iteration is left.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
@@ -25,8 +69,8 @@ use crate::view::PackedTril;
 use pulp::WithSimd;
 use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
-/// Rows per register block.
-const R: usize = 4;
+/// Vectors per panel and per tile (the tile's width), every level.
+const C: usize = 3;
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
 
@@ -68,151 +112,238 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
-        let BlockedOp {
+        // 64-byte vectors: 32 registers (AVX-512) or emulated; 8 × 3 tiles.
+        // Else 16 registers (AVX2): 3 × 3 (9 accumulators, 3 loads, one
+        // broadcast); 4 × 3 needs all 16 and LLVM spilled two of them
+        // (AVX2, d = 128: 3 × 3 gave 68–70 k pairs/s f32 and 33–35 k f64
+        // against 58–62 k and 26–30 k; equal at d = 64).
+        if core::mem::size_of::<T::V<S>>() >= 64 {
+            run::<T, S, 8>(s, self);
+        } else {
+            run::<T, S, 3>(s, self);
+        }
+    }
+}
+
+/// The pair loop with `R`-row tiles.
+#[inline(always)]
+fn run<T: Real, S: Simd, const R: usize>(s: S, op: BlockedOp<'_, T>) {
+    let BlockedOp {
+        d,
+        p,
+        q,
+        pairs,
+        out,
+        work,
+    } = op;
+    let lanes = T::lanes::<S>();
+    let wv = (d + 1).div_ceil(lanes);
+    let tri = row_start(d);
+    let (x, rest) = work.split_at_mut(d * wv * lanes);
+    let (lq_buf, rest) = rest.split_at_mut(tri);
+    let diag = &mut rest[..d];
+    for (k, o) in out.iter_mut().enumerate() {
+        let (kp, kq) = pairs.get(k);
+        let tp = PackedTril {
             d,
-            p,
-            q,
-            pairs,
-            out,
-            work,
-        } = self;
-        let lanes = T::lanes::<S>();
-        let w = (d + 1).div_ceil(lanes) * lanes;
-        let tri = row_start(d);
-        let (b, rest) = work.split_at_mut(d * w);
-        let (lq, rest) = rest.split_at_mut(tri);
-        let inv = &mut rest[..d];
-        for (k, o) in out.iter_mut().enumerate() {
-            let (kp, kq) = pairs.get(k);
-            let tq = PackedTril {
-                d,
-                data: &q.tril[kq * tri..kq * tri + tri],
-                layout: q.layout,
-                diagonal: q.diagonal,
-            };
-            let tp = PackedTril {
-                d,
-                data: &p.tril[kp * tri..kp * tri + tri],
-                layout: p.layout,
-                diagonal: p.diagonal,
-            };
-            let ld = load_q(tq, lq, inv);
-            let mp = &p.means[kp * d..kp * d + d];
-            let mq = &q.means[kq * d..kq * d + d];
-            let ld = load_rhs(tp, (mp, mq), w, b, ld);
-            let sq = solve::<T, S>(s, d, w, b, lq, inv);
-            *o = finish(d, sq, T::ZERO, ld);
-        }
-    }
-}
-
-/// `L_q` unpacked (row-major packed) into `lq`, its inverted diagonal into
-/// `inv`; returns `−Σ log L_qᵢᵢ`.
-#[inline(always)]
-fn load_q<T: Real>(tq: PackedTril<'_, T>, lq: &mut [T], inv: &mut [T]) -> T {
-    let d = tq.d;
-    let mut ld = T::ZERO;
-    if tq.layout == Layout::RowMajor {
-        lq.copy_from_slice(tq.data);
-    } else {
-        for i in 0..d {
-            for j in 0..=i {
-                lq[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
-            }
-        }
-    }
-    for i in 0..d {
-        let ii = row_start(i) + i;
-        let raw = lq[ii];
-        (inv[i], lq[ii]) = match tq.diagonal {
-            Diagonal::Log => {
-                ld -= raw;
-                ((-raw).exp(), raw.exp())
-            }
-            Diagonal::Plain => {
-                ld -= raw.ln();
-                (T::ONE / raw, raw)
-            }
+            data: &p.tril[kp * tri..kp * tri + tri],
+            layout: p.layout,
+            diagonal: p.diagonal,
         };
+        let tq = PackedTril {
+            d,
+            data: &q.tril[kq * tri..kq * tri + tri],
+            layout: q.layout,
+            diagonal: q.diagonal,
+        };
+        let mp = &p.means[kp * d..kp * d + d];
+        let mq = &q.means[kq * d..kq * d + d];
+        // The raw diagonal of L_p is picked up row by row as it is copied.
+        load_rhs::<T, S>(tp, (mp, mq), [lanes, wv], x, diag);
+        let ld_p = log_sum(tp.diagonal, diag.iter().copied());
+        if tp.diagonal == Diagonal::Log {
+            map_in_place::<T, S>(s, diag, Diagonal::Log, false);
+            put_diagonal([d, lanes, wv], x, diag);
+        }
+        let lq: &[T] = if tq.layout == Layout::RowMajor {
+            tq.data
+        } else {
+            for i in 0..d {
+                for j in 0..=i {
+                    lq_buf[row_start(i) + j] = tq.data[tq.layout.index(d, i, j)];
+                }
+            }
+            lq_buf
+        };
+        let sq = solve::<T, S, R>(s, [d, wv], x, (lq, tq.diagonal), diag);
+        // L_q's diagonal is in cache now (the solve read every row of it).
+        let ld_q = log_sum(tq.diagonal, (0..d).map(|i| lq[row_start(i) + i]));
+        *o = finish(d, sq, T::ZERO, ld_p - ld_q);
     }
-    ld
 }
 
-/// `[μ_q − μ_p | L_p]`, zero-padded, into `b` (`d` rows of `w`): `M`'s
-/// column `j` is column `j + 1`. Adds `log L_pᵢᵢ` to `ld` row by row (the
-/// order of the sum) and returns it.
+/// `Σ log Lᵢᵢ` of raw diagonal entries, in order.
 #[inline(always)]
-fn load_rhs<T: Real>(
+fn log_sum<T: Real>(diagonal: Diagonal, raw: impl Iterator<Item = T>) -> T {
+    // One loop per encoding: a `match` inside kept `acc` in memory.
+    let mut acc = T::ZERO;
+    match diagonal {
+        Diagonal::Log => raw.for_each(|r| acc += r),
+        Diagonal::Plain => raw.for_each(|r| acc += r.ln()),
+    }
+    acc
+}
+
+/// Writes `diag[i]` at `L_p`'s diagonal entry `(i, i)` (column `i + 1`) in
+/// the panels of `x` (`[d, lanes, wv]`).
+#[inline(always)]
+fn put_diagonal<T: Real>([d, lanes, wv]: [usize; 3], x: &mut [T], diag: &[T]) {
+    for (i, &v) in diag.iter().enumerate().take(d) {
+        let c0 = (i + 1) / lanes / C * C;
+        let width = C.min(wv - c0) * lanes;
+        x[d * c0 * lanes + i * width + (i + 1 - c0 * lanes)] = v;
+    }
+}
+
+/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`) or `1 / x` (`Plain`,
+/// `inverse`) a vector at a time (the tail zero-padded).
+#[inline(always)]
+fn map_in_place<T: Real, S: Simd>(s: S, xs: &mut [T], diagonal: Diagonal, inverse: bool) {
+    let lanes = T::lanes::<S>();
+    let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
+    for v in T::as_mut_simd::<S>(head) {
+        *v = map_one::<T, S>(s, *v, diagonal, inverse);
+    }
+    if !tail.is_empty() {
+        let mut b = [T::V::<S>::zeroed()];
+        cast_slice_mut::<T::V<S>, T>(&mut b)[..tail.len()].copy_from_slice(tail);
+        b[0] = map_one::<T, S>(s, b[0], diagonal, inverse);
+        tail.copy_from_slice(&cast_slice::<T::V<S>, T>(&b)[..tail.len()]);
+    }
+}
+
+/// One vector of [`map_in_place`] (a function, not a closure: a closure
+/// left out of line would lose the level's target features).
+#[inline(always)]
+fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool) -> T::V<S> {
+    match (diagonal, inverse) {
+        (Diagonal::Log, false) => T::vexp(s, v),
+        (Diagonal::Log, true) => T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), v)),
+        (Diagonal::Plain, _) => T::vdiv(s, T::vsplat(s, T::ONE), v),
+    }
+}
+
+/// `[y | L_p]` into the panels of `x` (`[lanes, wv]`: lanes, vectors per
+/// row), the raw diagonal of `L_p` into `raw`. Whole-vector copies and zero
+/// stores (no `memcpy` call per row).
+#[inline(always)]
+fn load_rhs<T: Real, S: Simd>(
     tp: PackedTril<'_, T>,
     (mp, mq): (&[T], &[T]),
-    w: usize,
-    b: &mut [T],
-    mut ld: T,
-) -> T {
+    [lanes, wv]: [usize; 2],
+    x: &mut [T],
+    raw: &mut [T],
+) {
     let d = tp.d;
+    // Row by row, so that L_p is read in one sequential sweep.
     for i in 0..d {
-        let row = &mut b[i * w..i * w + w];
-        row[0] = mq[i] - mp[i];
-        if tp.layout == Layout::RowMajor {
-            row[1..i + 2].copy_from_slice(&tp.data[row_start(i)..row_start(i) + i + 1]);
-        } else {
-            for j in 0..=i {
-                row[j + 1] = tp.data[tp.layout.index(d, i, j)];
+        let mut c0 = 0;
+        // Panels whose first column a satisfies a ≤ i + 1 meet row i.
+        while c0 < wv && c0 * lanes <= i + 1 {
+            let width = C.min(wv - c0) * lanes;
+            let a = c0 * lanes;
+            let seg = &mut x[d * a + i * width..d * a + (i + 1) * width];
+            // Columns a..a + n of row i are the nonzero ones.
+            let n = (i + 2).min(a + width) - a;
+            for v in T::as_mut_simd::<S>(&mut seg[n / lanes * lanes..]) {
+                *v = T::V::<S>::zeroed();
             }
+            let (real, j1) = if a == 0 {
+                seg[0] = mq[i] - mp[i];
+                (&mut seg[1..n], 1)
+            } else {
+                (&mut seg[..n], a)
+            };
+            // Columns j1..a + n hold L_p[i][j1 − 1 .. a + n − 1].
+            if tp.layout == Layout::RowMajor {
+                let at = row_start(i) + j1 - 1;
+                copy::<T, S>(real, &tp.data[at..at + real.len()]);
+            } else {
+                for (t, j) in real.iter_mut().zip(j1 - 1..) {
+                    *t = tp.data[tp.layout.index(d, i, j)];
+                }
+            }
+            if a + n == i + 2 {
+                raw[i] = seg[i + 1 - a];
+            }
+            c0 += C;
         }
-        let raw = row[i + 1];
-        row[i + 1] = match tp.diagonal {
-            Diagonal::Log => {
-                ld += raw;
-                raw.exp()
-            }
-            Diagonal::Plain => {
-                ld += raw.ln();
-                raw
-            }
-        };
-        row[i + 2..].fill(T::ZERO);
     }
-    ld
 }
 
-/// Solves `L_q X = B` in place (`B`: `d × w`, row-major) and returns
-/// `Σ X²` over all entries.
+/// `dst ← src` (equal lengths) by whole vectors, the last one overlapping.
 #[inline(always)]
-fn solve<T: Real, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv: &[T]) -> T {
+fn copy<T: Real, S: Simd>(dst: &mut [T], src: &[T]) {
+    let lanes = T::lanes::<S>();
+    let m = dst.len().min(src.len());
+    if m < lanes {
+        for (t, &v) in dst.iter_mut().zip(src) {
+            *t = v;
+        }
+        return;
+    }
+    let mut j = 0;
+    while j + lanes <= m {
+        cast_slice_mut::<T, T::V<S>>(&mut dst[j..j + lanes])[0] =
+            cast_slice::<T, T::V<S>>(&src[j..j + lanes])[0];
+        j += lanes;
+    }
+    if j < m {
+        cast_slice_mut::<T, T::V<S>>(&mut dst[m - lanes..m])[0] =
+            cast_slice::<T, T::V<S>>(&src[m - lanes..m])[0];
+    }
+}
+
+/// Solves `L_q X = B` in place (`B` in the panels of `x`, `[d, wv]`) given
+/// `L_q` row-major packed with its diagonal encoding; fills `inv` with
+/// `1 / L_qᵢᵢ` on the way (in the first panel, which visits every row in
+/// order, each tile's `R` entries as soon as its rows of `L_q` are in
+/// cache); returns `Σ X²`.
+#[inline(always)]
+fn solve<T: Real, S: Simd, const R: usize>(
+    s: S,
+    [d, wv]: [usize; 2],
+    x: &mut [T],
+    (lq, diagonal): (&[T], Diagonal),
+    inv: &mut [T],
+) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
-    let mut sq = [[zero; 2]; R];
-    let chunks = w / lanes;
-    let mut c = 0;
-    while c < chunks {
-        // Two-vector panels halve the broadcasts but compute the panel's
-        // trapezoid: worth it once the panel is narrow next to `d`.
-        let width = if c + 2 <= chunks && d >= 8 * lanes {
-            2
-        } else {
-            1
-        };
-        // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
-        // `c·L − 1`.
-        let r0 = (c * lanes).saturating_sub(1);
-        if width == 2 {
-            panel::<T, S, 2>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
-        } else {
-            panel::<T, S, 1>(s, [d, w, c * lanes, r0], b, (lq, inv), &mut sq);
-        }
-        c += width;
-    }
+    let xv = T::as_mut_simd::<S>(&mut x[..d * wv * lanes]);
     let mut total = zero;
-    for row in &sq {
-        for v in row {
-            total = T::vadd(s, total, *v);
-        }
+    let mut c0 = 0;
+    while c0 < wv {
+        let cp = C.min(wv - c0);
+        let panel = &mut xv[d * c0..d * (c0 + cp)];
+        let geo = [d, c0 * lanes, lanes];
+        let q = (lq, diagonal, c0 == 0);
+        let sq = match cp {
+            1 => panel_solve::<T, S, R, 1>(s, geo, panel.as_chunks_mut().0, q, inv),
+            2 => panel_solve::<T, S, R, 2>(s, geo, panel.as_chunks_mut().0, q, inv),
+            _ => panel_solve::<T, S, R, C>(s, geo, panel.as_chunks_mut().0, q, inv),
+        };
+        total = T::vadd(s, total, sq);
+        c0 += cp;
     }
-    let lanes_v: &[T] = cast_slice(core::slice::from_ref(&total));
-    // Pairwise reduction of the lanes.
+    reduce::<T, S>(total)
+}
+
+/// The lanes of `v`, summed pairwise.
+#[inline(always)]
+fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
+    let lanes = T::lanes::<S>();
     let mut buf = [T::ZERO; MAX_LANES];
-    buf[..lanes].copy_from_slice(lanes_v);
+    buf[..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
     let mut n = lanes;
     while n > 1 {
         let h = n / 2;
@@ -227,82 +358,144 @@ fn solve<T: Real, S: Simd>(s: S, d: usize, w: usize, b: &mut [T], lq: &[T], inv:
     buf[0]
 }
 
-/// One panel of `C` vectors starting at column `col`, rows `r0..d`
-/// (`[d, w, col, r0]`), of `b` (`d` rows of `w`), `L_q` and `1 / L_qᵢᵢ`
-/// given as `(lq, inv)`.
+/// One panel (`CP` vectors, `d` rows; `[d, a, lanes]`, `a` its first
+/// column): 1-row tiles at the top, then `R`-row tiles down to `d`. Returns
+/// the panel's `Σ X²` as one vector.
 #[inline(always)]
-fn panel<T: Real, S: Simd, const C: usize>(
+fn panel_solve<T: Real, S: Simd, const R: usize, const CP: usize>(
     s: S,
-    [d, w, col, r0]: [usize; 4],
-    b: &mut [T],
-    (lq, inv): (&[T], &[T]),
-    sq: &mut [[T::V<S>; 2]; R],
-) {
-    let lanes = T::lanes::<S>();
-    let load = |b: &[T], i: usize, c: usize| -> T::V<S> {
-        let mut v = T::V::<S>::zeroed();
-        let at = i * w + col + c * lanes;
-        cast_slice_mut::<T::V<S>, T>(core::slice::from_mut(&mut v))
-            .copy_from_slice(&b[at..at + lanes]);
-        v
-    };
-    let store = |b: &mut [T], i: usize, c: usize, v: T::V<S>| {
-        let at = i * w + col + c * lanes;
-        b[at..at + lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
-    };
-    let mut i0 = r0;
-    while i0 + R <= d {
-        let mut acc = [[T::V::<S>::zeroed(); C]; R];
-        for r in 0..R {
-            for c in 0..C {
-                acc[r][c] = load(b, i0 + r, c);
-            }
-        }
-        let rows: [&[T]; R] =
-            core::array::from_fn(|r| &lq[row_start(i0 + r)..row_start(i0 + r) + i0 + r + 1]);
-        for k in r0..i0 {
-            let x: [T::V<S>; C] = core::array::from_fn(|c| load(b, k, c));
-            for r in 0..R {
-                let l = T::vsplat(s, rows[r][k]);
-                for c in 0..C {
-                    acc[r][c] = T::vneg_mul_add(s, l, x[c], acc[r][c]);
-                }
-            }
-        }
-        // The 4 × 4 triangle of the block.
-        for r in 0..R {
-            for q in 0..r {
-                let l = T::vsplat(s, rows[r][i0 + q]);
-                for c in 0..C {
-                    acc[r][c] = T::vneg_mul_add(s, l, acc[q][c], acc[r][c]);
-                }
-            }
-            let iv = T::vsplat(s, inv[i0 + r]);
-            for c in 0..C {
-                let v = T::vmul(s, acc[r][c], iv);
-                acc[r][c] = v;
-                sq[r][c] = T::vmul_add(s, v, v, sq[r][c]);
-                store(b, i0 + r, c, v);
-            }
-        }
+    [d, a, lanes]: [usize; 3],
+    xs: &mut [[T::V<S>; CP]],
+    q: (&[T], Diagonal, bool),
+    inv: &mut [T],
+) -> T::V<S> {
+    let starts: [usize; CP] = core::array::from_fn(|c| (a + c * lanes).saturating_sub(1));
+    let r0 = starts[0];
+    let top = (d - r0) % R;
+    let mut sq = [T::vsplat(s, T::ZERO); CP];
+    for i in r0..r0 + top {
+        tile::<T, S, 1, CP>(s, xs, i, starts, q, inv, &mut sq);
+    }
+    let mut i0 = r0 + top;
+    while i0 < d {
+        tile::<T, S, R, CP>(s, xs, i0, starts, q, inv, &mut sq);
         i0 += R;
     }
-    // Leftover rows, one at a time.
-    for i in i0..d {
-        let row = &lq[row_start(i)..row_start(i) + i + 1];
-        let mut acc: [T::V<S>; C] = core::array::from_fn(|c| load(b, i, c));
-        for k in r0..i {
-            let x: [T::V<S>; C] = core::array::from_fn(|c| load(b, k, c));
-            let l = T::vsplat(s, row[k]);
-            for c in 0..C {
-                acc[c] = T::vneg_mul_add(s, l, x[c], acc[c]);
-            }
+    let mut t = sq[0];
+    for v in &sq[1..] {
+        t = T::vadd(s, t, *v);
+    }
+    t
+}
+
+/// Rows `i0..i0 + R` of a panel: the update by the rows above, the
+/// in-register triangle, the squares and the store. Every index into the
+/// accumulators is a constant after unrolling, so they stay in registers.
+#[inline(always)]
+fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
+    s: S,
+    xs: &mut [[T::V<S>; CP]],
+    i0: usize,
+    starts: [usize; CP],
+    (lq, diagonal, first): (&[T], Diagonal, bool),
+    inv: &mut [T],
+    sq: &mut [T::V<S>; CP],
+) {
+    let (done, rest) = xs.split_at_mut(i0);
+    let rows_out = &mut rest[..R];
+    let mut acc: [[T::V<S>; CP]; R] = core::array::from_fn(|r| rows_out[r]);
+    // Row i0 + r of L_q left of its diagonal.
+    let lrows: [&[T]; R] = core::array::from_fn(|r| {
+        let i = i0 + r;
+        &lq[row_start(i)..row_start(i) + i]
+    });
+    // Vector c is active for k ≥ starts[c]: segment `n` has the first n.
+    let bound = |n: usize| starts.get(n).map_or(i0, |&st| st.min(i0));
+    acc = segment::<T, S, R, CP, 1>(s, acc, done, &lrows, [bound(0), bound(1)]);
+    if CP > 1 {
+        acc = segment::<T, S, R, CP, 2>(s, acc, done, &lrows, [bound(1), bound(2)]);
+    }
+    if CP > 2 {
+        acc = segment::<T, S, R, CP, 3>(s, acc, done, &lrows, [bound(2), bound(3)]);
+    }
+    let inv = &mut inv[i0..i0 + R];
+    if first {
+        let mut buf = [T::ZERO; MAX_R];
+        for (r, b) in buf.iter_mut().enumerate().take(R) {
+            *b = lq[row_start(i0 + r) + i0 + r];
         }
-        let iv = T::vsplat(s, inv[i]);
-        for c in 0..C {
-            let v = T::vmul(s, acc[c], iv);
-            sq[0][c] = T::vmul_add(s, v, v, sq[0][c]);
-            store(b, i, c, v);
+        map_in_place::<T, S>(s, &mut buf[..R], diagonal, true);
+        inv.copy_from_slice(&buf[..R]);
+    }
+    let tri = (&lrows, i0, &*inv);
+    acc = tri_step::<T, S, R, CP, 0>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 1>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 2>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 3>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 4>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 5>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 6>(s, acc, tri, sq);
+    acc = tri_step::<T, S, R, CP, 7>(s, acc, tri, sq);
+    for (o, a) in rows_out.iter_mut().zip(acc) {
+        *o = a;
+    }
+}
+
+/// Most rows of a tile ([`tri_step`] is called for rows 0..8).
+const MAX_R: usize = 8;
+
+/// Row `Q` of the tile's triangle (a no-op for `Q ≥ R`): scaled by
+/// `1 / L_qᵢᵢ`, squared into `sq`, and eliminated from the rows below it
+/// (so row `r` sees `q = 0, 1, …, r − 1` in order, then its scaling).
+#[inline(always)]
+fn tri_step<T: Real, S: Simd, const R: usize, const CP: usize, const Q: usize>(
+    s: S,
+    mut acc: [[T::V<S>; CP]; R],
+    (lrows, i0, inv): (&[&[T]; R], usize, &[T]),
+    sq: &mut [T::V<S>; CP],
+) -> [[T::V<S>; CP]; R] {
+    const { assert!(R <= MAX_R) };
+    if Q >= R {
+        return acc;
+    }
+    let iv = T::vsplat(s, inv[Q]);
+    let mut xq = acc[Q];
+    for (c, v) in xq.iter_mut().enumerate() {
+        *v = T::vmul(s, *v, iv);
+        sq[c] = T::vmul_add(s, *v, *v, sq[c]);
+    }
+    acc[Q] = xq;
+    for r in Q + 1..R {
+        let l = T::vsplat(s, lrows[r][i0 + Q]);
+        for c in 0..CP {
+            acc[r][c] = T::vneg_mul_add(s, l, xq[c], acc[r][c]);
         }
     }
+    acc
+}
+
+/// The micro-kernel: `acc[r][c] −= L_q[i0 + r][k] · X[k][c]` for
+/// `k ∈ lo..hi` and the first `A` vectors.
+#[inline(always)]
+fn segment<T: Real, S: Simd, const R: usize, const CP: usize, const A: usize>(
+    s: S,
+    mut acc: [[T::V<S>; CP]; R],
+    done: &[[T::V<S>; CP]],
+    lrows: &[&[T]; R],
+    [lo, hi]: [usize; 2],
+) -> [[T::V<S>; CP]; R] {
+    if lo >= hi {
+        return acc;
+    }
+    let x = &done[lo..hi];
+    let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][lo..hi]);
+    for (k, xk) in x.iter().enumerate() {
+        for r in 0..R {
+            let b = T::vsplat(s, l[r][k]);
+            for c in 0..A.min(CP) {
+                acc[r][c] = T::vneg_mul_add(s, b, xk[c], acc[r][c]);
+            }
+        }
+    }
+    acc
 }
