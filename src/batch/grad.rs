@@ -4,6 +4,7 @@ use super::full::log_diag_sum;
 use super::{Op, Pairing, Pairs, check_out_work, pairing, plan_run, side};
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel};
+use crate::full::blocked_grad;
 use crate::full::grad::{GradWork, KlGrad, kl_grad_split};
 use crate::full::lanes::{self, Side};
 use crate::full::lanes_grad::{self, GradOut};
@@ -97,9 +98,9 @@ pub fn kl_grad<T: Real>(
         p: mut gp,
         q: mut gq,
     } = grad;
-    let lanes = run.kernel == Kernel::Lanes;
+    let simd = run.kernel != Kernel::Scalar;
     let overwrite =
-        lanes && pairing.one_to_one && gp.mode == Mode::Overwrite && gq.mode == Mode::Overwrite;
+        simd && pairing.one_to_one && gp.mode == Mode::Overwrite && gq.mode == Mode::Overwrite;
     for gr in [&mut gp, &mut gq] {
         if gr.mode == Mode::Overwrite && !overwrite {
             gr.mean.fill(T::ZERO);
@@ -120,7 +121,16 @@ pub fn kl_grad<T: Real>(
         overwrite,
     };
     let (ps, qs) = (side(p), side(g));
-    if lanes && lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work) {
+    let done = match run.kernel {
+        Kernel::Lanes => {
+            lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work)
+        }
+        Kernel::Blocked => {
+            blocked_grad::kl_grad_blocked(run.level, d, ps, qs, pairing.map, dst.reborrow(), work)
+        }
+        _ => false,
+    };
+    if done {
         return Ok(());
     }
     grad_scalar(d, ps, qs, pairing, dst, work);
