@@ -48,18 +48,58 @@ use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
+/// Most rows of a tile (the scratch is sized for it).
+const MAX_R: usize = 8;
+
+/// The sizes of one pair's buffers for `d`, `lanes` and `r` rows per tile.
+#[derive(Clone, Copy)]
+struct Dims {
+    d: usize,
+    /// `d` rounded up to whole tiles: the rows of `X` (padding rows are zero).
+    dp: usize,
+    /// Vectors per row of `X` (`d + 1` columns).
+    nv: usize,
+    /// Vectors per row of `Xᵀ` (`d` columns).
+    nj: usize,
+    /// Scalars of each of the two tiled copies of `L_q`.
+    tiles: usize,
+}
+
+impl Dims {
+    fn new(d: usize, lanes: usize, r: usize) -> Option<Dims> {
+        let dp = d.div_ceil(r).checked_mul(r)?;
+        let nt = dp / r;
+        // Σ_t (t + 1) · r² = r² · nt (nt + 1) / 2.
+        let tiles = nt.checked_mul(nt.checked_add(1)?)?.checked_mul(r * r)? / 2;
+        Some(Dims {
+            d,
+            dp,
+            nv: d.checked_add(1)?.div_ceil(lanes),
+            nj: d.div_ceil(lanes),
+            tiles,
+        })
+    }
+
+    /// The scalars of all buffers (`None` on overflow).
+    fn total(&self, lanes: usize) -> Option<usize> {
+        let x = self.dp.checked_mul(self.nv)?.checked_mul(lanes)?;
+        let xt = (self.d + 1).checked_mul(self.nj)?.checked_mul(lanes)?;
+        let zp = (self.d + 1).checked_mul(MAX_R)?;
+        x.checked_add(xt)?
+            .checked_add(self.tiles.checked_mul(2)?)?
+            .checked_add(row_start(self.d))?
+            .checked_add(zp)?
+            .checked_add(self.dp.checked_mul(3)?)
+    }
+}
 
 /// The workspace of [`kl_grad_blocked`] for `d` at `lanes` lanes (`None` on
-/// overflow): `X` (`d` rows of `w`), `Xᵀ` (`d + 1` rows of `⌈d⌉`), `L_q`
-/// twice (both packed orders) and three diagonals.
+/// overflow): `X` (`d` rows of `w`, padded to whole tiles), `Xᵀ` (`d + 1`
+/// rows of `⌈d⌉`), `L_q` packed and in two tiled copies, one tile's rows of
+/// `[u | Z]` packed, three diagonals.
 pub(crate) fn scratch(d: usize, lanes: usize) -> Option<usize> {
-    let w = d.checked_add(1)?.div_ceil(lanes).checked_mul(lanes)?;
-    let wd = d.div_ceil(lanes).checked_mul(lanes)?;
-    let t = d.checked_mul(d.checked_add(1)?)? / 2;
-    d.checked_mul(w)?
-        .checked_add(d.checked_add(1)?.checked_mul(wd)?)?
-        .checked_add(t.checked_mul(2)?)?
-        .checked_add(d.checked_mul(3)?)
+    // Sized for the largest tile: every level fits.
+    Dims::new(d, lanes, MAX_R)?.total(lanes)
 }
 
 /// Computes every pair's KL and gradients (added into the rows, or written
@@ -97,17 +137,21 @@ struct Op<'a, T> {
     work: &'a mut [T],
 }
 
-/// One pair's buffers: `x` (`d` rows of `nv` vectors), `xt` (`d + 1` rows of
-/// `nj` vectors), `L_q` row-major (`lq`) and column-major (`lqc`) packed
-/// with plain diagonals, `1/L_qᵢᵢ`, `L_qᵢᵢ`, `L_pᵢᵢ`.
+/// One pair's buffers: `x` (`dp` rows of `nv` vectors), `xt` (`d + 1` rows
+/// of `nj` vectors); `L_q` row-major packed with a plain diagonal (`lq`);
+/// its tiles for sweep 1 (`lf`: tile `t`, rows `i₀ = tR ..`, holds
+/// `L_q[i₀ + r][k]` at `k·R + r` for `k < i₀ + R`) and sweep 2 (`lb`: holds
+/// `L_q[k][i₀ + r]` at `(k − i₀)·R + r` for `i₀ ≤ k < dp`), zero outside
+/// the triangle and the padding; `zp`, one tile's rows of `[u | Z]`
+/// column by column; `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`.
 struct Bufs<'a, T, V> {
-    d: usize,
-    nv: usize,
-    nj: usize,
+    m: Dims,
     x: &'a mut [V],
     xt: &'a mut [V],
     lq: &'a mut [T],
-    lqc: &'a mut [T],
+    lf: &'a mut [T],
+    lb: &'a mut [T],
+    zp: &'a mut [T],
     inv: &'a mut [T],
     lqd: &'a mut [T],
     lpd: &'a mut [T],
@@ -137,27 +181,31 @@ impl<T: Real> Op<'_, T> {
             work,
         } = self;
         let lanes = T::lanes::<S>();
-        let (nv, nj) = ((d + 1).div_ceil(lanes), d.div_ceil(lanes));
-        let t = row_start(d);
-        let (x, rest) = work.split_at_mut(d * nv * lanes);
-        let (xt, rest) = rest.split_at_mut((d + 1) * nj * lanes);
-        let (lq, rest) = rest.split_at_mut(t);
-        let (lqc, rest) = rest.split_at_mut(t);
-        let (inv, rest) = rest.split_at_mut(d);
-        let (lqd, rest) = rest.split_at_mut(d);
-        let lpd = &mut rest[..d];
+        let Some(m) = Dims::new(d, lanes, R) else {
+            return; // cannot happen: the scratch was sized for MAX_R ≥ R
+        };
+        let (x, rest) = work.split_at_mut(m.dp * m.nv * lanes);
+        let (xt, rest) = rest.split_at_mut((d + 1) * m.nj * lanes);
+        let (lq, rest) = rest.split_at_mut(row_start(d));
+        let (lf, rest) = rest.split_at_mut(m.tiles);
+        let (lb, rest) = rest.split_at_mut(m.tiles);
+        let (zp, rest) = rest.split_at_mut((d + 1) * R);
+        let (inv, rest) = rest.split_at_mut(m.dp);
+        let (lqd, rest) = rest.split_at_mut(m.dp);
+        let lpd = &mut rest[..m.dp];
         let mut b = Bufs {
-            d,
-            nv,
-            nj,
+            m,
             x: cast_slice_mut(x),
             xt: cast_slice_mut(xt),
             lq,
-            lqc,
+            lf,
+            lb,
+            zp,
             inv,
             lqd,
             lpd,
         };
+        let t = row_start(d);
         for k in 0..out.kl.len() {
             let (kp, kq) = pairs.get(k);
             let g = if out.upstream.len() == 1 {
@@ -165,13 +213,12 @@ impl<T: Real> Op<'_, T> {
             } else {
                 out.upstream[k]
             };
-            let ld = load_q(&q, kq, &mut b);
+            let ld = load_q::<T, _, R>(&q, kq, &mut b);
             let ld = load_rhs::<T, S>(&p, (kp, &q.means[kq * d..][..d]), &mut b, ld);
             let sq = forward::<T, S, R>(s, &mut b);
             out.kl[k] = finish(d, sq, T::ZERO, ld);
             transpose::<T, S>(&mut b);
             backward::<T, S, R>(s, &mut b);
-            let t = row_start(d);
             let dst = (
                 &mut out.means_p[kp * d..][..d],
                 &mut out.means_q[kq * d..][..d],
@@ -179,16 +226,17 @@ impl<T: Real> Op<'_, T> {
             );
             grad_p::<T, S>(&b, (p.layout, p.diagonal), g, dst, out.overwrite);
             let glq = &mut out.factors_q[kq * t..][..t];
-            grad_q::<T, S, R>(s, &b, (q.layout, q.diagonal), g, glq, out.overwrite);
+            grad_q::<T, S, R>(s, &mut b, (q.layout, q.diagonal), g, glq, out.overwrite);
         }
     }
 }
 
-/// `L_q` of pair `kq` unpacked into `lq` and `lqc` with plain diagonals,
-/// `1/L_qᵢᵢ` into `inv`, `L_qᵢᵢ` into `lqd`; returns `−Σ log L_qᵢᵢ`.
+/// `L_q` of pair `kq` unpacked into `lq` with a plain diagonal and tiled
+/// into `lf` and `lb`; `1/L_qᵢᵢ` into `inv`, `L_qᵢᵢ` into `lqd`; returns
+/// `−Σ log L_qᵢᵢ`.
 #[inline(always)]
-fn load_q<T: Real, V>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, V>) -> T {
-    let d = b.d;
+fn load_q<T: Real, V, const R: usize>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, V>) -> T {
+    let (d, dp) = (b.m.d, b.m.dp);
     let t = row_start(d);
     let data = &q.tril[kq * t..][..t];
     let mut ld = T::ZERO;
@@ -216,19 +264,30 @@ fn load_q<T: Real, V>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, V>) -> T {
         };
         (b.inv[i], b.lq[ii], b.lqd[i]) = (inv, l, l);
     }
-    // Column-major packed copy: column k holds rows k..d.
-    let mut at = 0;
-    for k in 0..d {
-        for i in k..d {
-            b.lqc[at] = b.lq[row_start(i) + k];
-            at += 1;
+    b.inv[d..].fill(T::ONE);
+    let lq = &*b.lq;
+    let at = |i: usize, j: usize| if i < d && j <= i { lq[row_start(i) + j] } else { T::ZERO };
+    let (mut f, mut bk) = (0, 0);
+    for i0 in (0..dp).step_by(R) {
+        for k in 0..i0 + R {
+            for r in 0..R {
+                b.lf[f] = at(i0 + r, k);
+                f += 1;
+            }
+        }
+        for k in i0..dp {
+            for r in 0..R {
+                b.lb[bk] = at(k, i0 + r);
+                bk += 1;
+            }
         }
     }
     ld
 }
 
-/// `[μ_q − μ_p | L_p]` of pair `kp`, zero-padded, into `x`; `L_pᵢᵢ` into
-/// `lpd`. Adds `log L_pᵢᵢ` to `ld` row by row and returns it.
+/// `[μ_q − μ_p | L_p]` of pair `kp`, zero-padded (columns and rows), into
+/// `x`; `L_pᵢᵢ` into `lpd`. Adds `log L_pᵢᵢ` to `ld` row by row and returns
+/// it.
 #[inline(always)]
 fn load_rhs<T: Real, S: Simd>(
     p: &Side<'_, T>,
@@ -236,13 +295,15 @@ fn load_rhs<T: Real, S: Simd>(
     b: &mut Bufs<'_, T, T::V<S>>,
     mut ld: T,
 ) -> T {
-    let d = b.d;
+    let d = b.m.d;
     let t = row_start(d);
-    let w = b.nv * T::lanes::<S>();
+    let w = b.m.nv * T::lanes::<S>();
     let data = &p.tril[kp * t..][..t];
     let mp = &p.means[kp * d..][..d];
     let x: &mut [T] = cast_slice_mut(&mut *b.x);
-    for (i, row) in x.chunks_exact_mut(w).enumerate().take(d) {
+    let (rows, pad) = x.split_at_mut(d * w);
+    pad.fill(T::ZERO);
+    for (i, row) in rows.chunks_exact_mut(w).enumerate() {
         row[0] = mq[i] - mp[i];
         if p.layout == Layout::RowMajor {
             row[1..i + 2].copy_from_slice(&data[row_start(i)..][..=i]);
@@ -268,20 +329,36 @@ fn load_rhs<T: Real, S: Simd>(
     ld
 }
 
-/// Sweep 1: `L_q X = X` in place; returns `Σ X²`.
+/// The offset of tile `t`'s block in `lf` (`R²·t(t+1)/2`) and in `lb`.
+#[inline(always)]
+fn tile_offsets<const R: usize>(m: Dims, t: usize) -> (usize, usize) {
+    let nt = m.dp / R;
+    // lb: Σ_{t' < t} (nt − t') R².
+    (R * R * (t * (t + 1) / 2), R * R * (t * nt - t * t.saturating_sub(1) / 2))
+}
+
+/// Sweep 1: `L_q X = X` in place, top-down; returns `Σ X²`.
 #[inline(always)]
 fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
     let mut sq = [[zero; 3]; R];
+    let nv = b.m.nv;
     let mut c = 0;
-    while c < b.nv {
-        let width = (b.nv - c).min(3);
+    while c < nv {
+        let width = (nv - c).min(3);
+        // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
+        // `c·L − 1`, so the panel starts at that row's tile.
         let r0 = (c * lanes).saturating_sub(1);
-        match width {
-            3 => fwd_panel::<T, S, R, 3>(s, b, c, r0, &mut sq),
-            2 => fwd_panel::<T, S, R, 2>(s, b, c, r0, &mut sq),
-            _ => fwd_panel::<T, S, R, 1>(s, b, c, r0, &mut sq),
+        let mut i0 = r0 / R * R;
+        while i0 < b.m.dp {
+            let at = (i0, c, r0);
+            match width {
+                3 => fwd_tile::<T, S, R, 3>(s, b, at, &mut sq),
+                2 => fwd_tile::<T, S, R, 2>(s, b, at, &mut sq),
+                _ => fwd_tile::<T, S, R, 1>(s, b, at, &mut sq),
+            }
+            i0 += R;
         }
         c += width;
     }
@@ -314,30 +391,37 @@ fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
     buf[0]
 }
 
-/// Sweep 1 on the panel of `C` vectors at vector column `c`, rows `r0..d`.
+/// `R` rows of `C` vectors of `x` from row `i0`, vector column `c`.
 #[inline(always)]
-fn fwd_panel<T: Real, S: Simd, const R: usize, const C: usize>(
-    s: S,
-    b: &mut Bufs<'_, T, T::V<S>>,
+fn load_tile<V: Copy + Zeroable, const R: usize, const C: usize>(
+    x: &[V],
+    nv: usize,
+    i0: usize,
     c: usize,
-    r0: usize,
-    sq: &mut [[T::V<S>; 3]; R],
-) {
-    let d = b.d;
-    let mut i0 = r0;
-    while i0 + R <= d {
-        fwd_tile::<T, S, R, C>(s, b, (i0, c, r0), sq);
-        i0 += R;
+) -> [[V; C]; R] {
+    // Element-wise, so that the tile stays in registers (a `memcpy` into it
+    // would pin it to the stack).
+    let mut acc = [[V::zeroed(); C]; R];
+    for (r, a) in acc.iter_mut().enumerate() {
+        let row = &x[(i0 + r) * nv + c..][..C];
+        for cc in 0..C {
+            a[cc] = row[cc];
+        }
     }
-    while i0 < d {
-        let mut one = [sq[0]];
-        fwd_tile::<T, S, 1, C>(s, b, (i0, c, r0), &mut one);
-        sq[0] = one[0];
-        i0 += 1;
+    acc
+}
+
+/// Row `i` of `C` vectors at vector column `c` of `x` ← `v`.
+#[inline(always)]
+fn store_row<V: Copy, const C: usize>(x: &mut [V], nv: usize, i: usize, c: usize, v: &[V; C]) {
+    let dst = &mut x[i * nv + c..][..C];
+    for cc in 0..C {
+        dst[cc] = v[cc];
     }
 }
 
-/// Rows `i0..i0 + R` of the panel: the rows `r0..i0` above are finished.
+/// Rows `i0..i0 + R` (a whole tile) of the panel at vector column `c`:
+/// the rows `r0..i0` above are finished (those above `r0` are zero).
 #[inline(always)]
 fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     s: S,
@@ -345,16 +429,14 @@ fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     (i0, c, r0): (usize, usize, usize),
     sq: &mut [[T::V<S>; 3]; R],
 ) {
-    let (d, nv) = (b.d, b.nv);
-    let mut acc = [[T::V::<S>::zeroed(); C]; R];
-    for (r, a) in acc.iter_mut().enumerate() {
-        a.copy_from_slice(&b.x[(i0 + r) * nv + c..][..C]);
-    }
-    for k in r0..i0 {
-        let xk = &b.x[k * nv + c..][..C];
-        // L_q[i0 + r][k], column k of the column-major copy.
-        let at = k * d - k * k.saturating_sub(1) / 2 + (i0 - k);
-        let l = &b.lqc[at..][..R];
+    let nv = b.m.nv;
+    let (off, _) = tile_offsets::<R>(b.m, i0 / R);
+    let lt = &b.lf[off..][..(i0 + R) * R];
+    let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
+    let k0 = r0.min(i0);
+    let xs = &b.x[k0 * nv..i0 * nv];
+    for (xk, l) in xs.chunks_exact(nv).zip(lt[k0 * R..].chunks_exact(R)) {
+        let xk = &xk[c..c + C];
         for r in 0..R {
             let lr = T::vsplat(s, l[r]);
             for cc in 0..C {
@@ -363,10 +445,10 @@ fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
         }
     }
     // The R × R triangle of the tile.
+    let tri = &lt[i0 * R..];
     for r in 0..R {
-        let row = &b.lq[row_start(i0 + r) + i0..][..=r];
         for qq in 0..r {
-            let l = T::vsplat(s, row[qq]);
+            let l = T::vsplat(s, tri[qq * R + r]);
             for cc in 0..C {
                 acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
             }
@@ -377,7 +459,7 @@ fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
             acc[r][cc] = v;
             sq[r][cc] = T::vmul_add(s, v, v, sq[r][cc]);
         }
-        b.x[(i0 + r) * nv + c..][..C].copy_from_slice(&acc[r]);
+        store_row(b.x, nv, i0 + r, c, &acc[r]);
     }
 }
 
@@ -385,7 +467,7 @@ fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
 #[inline(always)]
 fn transpose<T: Real, S: Simd>(b: &mut Bufs<'_, T, T::V<S>>) {
     let lanes = T::lanes::<S>();
-    let (d, w, wd) = (b.d, b.nv * lanes, b.nj * lanes);
+    let (d, w, wd) = (b.m.d, b.m.nv * lanes, b.m.nj * lanes);
     let x: &[T] = cast_slice(&*b.x);
     let xt: &mut [T] = cast_slice_mut(&mut *b.xt);
     for (c, row) in xt.chunks_exact_mut(wd).enumerate().take(d + 1) {
@@ -399,31 +481,22 @@ fn transpose<T: Real, S: Simd>(b: &mut Bufs<'_, T, T::V<S>>) {
 }
 
 /// Sweep 2: `L_qᵀ [u | Z] = X` in place, bottom-up; in each panel only the
-/// rows at or below its first column's diagonal.
+/// tiles at or below its first column's diagonal.
 #[inline(always)]
 fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) {
     let lanes = T::lanes::<S>();
-    let d = b.d;
+    let nv = b.m.nv;
     let mut c = 0;
-    while c < b.nv {
-        let width = (b.nv - c).min(3);
-        let r0 = (c * lanes).saturating_sub(1);
-        // Full tiles from the bottom, then the leftover rows above them.
-        let mut i0 = d;
-        while i0 >= r0 + R {
+    while c < nv {
+        let width = (nv - c).min(3);
+        let first = (c * lanes).saturating_sub(1) / R * R;
+        let mut i0 = b.m.dp;
+        while i0 > first {
             i0 -= R;
             match width {
                 3 => bwd_tile::<T, S, R, 3>(s, b, i0, c),
                 2 => bwd_tile::<T, S, R, 2>(s, b, i0, c),
                 _ => bwd_tile::<T, S, R, 1>(s, b, i0, c),
-            }
-        }
-        while i0 > r0 {
-            i0 -= 1;
-            match width {
-                3 => bwd_tile::<T, S, 1, 3>(s, b, i0, c),
-                2 => bwd_tile::<T, S, 1, 2>(s, b, i0, c),
-                _ => bwd_tile::<T, S, 1, 1>(s, b, i0, c),
             }
         }
         c += width;
@@ -439,15 +512,13 @@ fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     i0: usize,
     c: usize,
 ) {
-    let (d, nv) = (b.d, b.nv);
-    let mut acc = [[T::V::<S>::zeroed(); C]; R];
-    for (r, a) in acc.iter_mut().enumerate() {
-        a.copy_from_slice(&b.x[(i0 + r) * nv + c..][..C]);
-    }
-    for k in i0 + R..d {
-        let xk = &b.x[k * nv + c..][..C];
-        // L_q[k][i0 + r], a run of row k.
-        let l = &b.lq[row_start(k) + i0..][..R];
+    let (dp, nv) = (b.m.dp, b.m.nv);
+    let (_, off) = tile_offsets::<R>(b.m, i0 / R);
+    let lt = &b.lb[off..][..(dp - i0) * R];
+    let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
+    let xs = &b.x[(i0 + R) * nv..dp * nv];
+    for (xk, l) in xs.chunks_exact(nv).zip(lt[R * R..].chunks_exact(R)) {
+        let xk = &xk[c..c + C];
         for r in 0..R {
             let lr = T::vsplat(s, l[r]);
             for cc in 0..C {
@@ -455,10 +526,10 @@ fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
             }
         }
     }
-    // The R × R triangle, bottom-up.
+    // The R × R triangle, bottom-up: L_q[i0 + q][i0 + r] at q·R + r.
     for r in (0..R).rev() {
         for qq in r + 1..R {
-            let l = T::vsplat(s, b.lq[row_start(i0 + qq) + i0 + r]);
+            let l = T::vsplat(s, lt[qq * R + r]);
             for cc in 0..C {
                 acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
             }
@@ -467,7 +538,7 @@ fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
         for cc in 0..C {
             acc[r][cc] = T::vmul(s, acc[r][cc], iv);
         }
-        b.x[(i0 + r) * nv + c..][..C].copy_from_slice(&acc[r]);
+        store_row(b.x, nv, i0 + r, c, &acc[r]);
     }
 }
 
@@ -487,7 +558,7 @@ fn grad_p<T: Real, S: Simd>(
     (gmp, gmq, glp): (&mut [T], &mut [T], &mut [T]),
     overwrite: bool,
 ) {
-    let (d, w) = (b.d, b.nv * T::lanes::<S>());
+    let (d, w) = (b.m.d, b.m.nv * T::lanes::<S>());
     let x: &[T] = cast_slice(&*b.x);
     for (i, row) in x.chunks_exact(w).enumerate().take(d) {
         let gu = g * row[0];
@@ -513,46 +584,6 @@ fn grad_p<T: Real, S: Simd>(
     }
 }
 
-/// Sweep 3: `S = [u | Z] Xᵀ` (lower part) tile by tile, written as
-/// `g · ∂/∂L_q = −g·S` below the diagonal and `g · (1/L_qᵢᵢ − Sᵢᵢ)` on it.
-#[inline(always)]
-fn grad_q<T: Real, S: Simd, const R: usize>(
-    s: S,
-    b: &Bufs<'_, T, T::V<S>>,
-    form: (Layout, Diagonal),
-    g: T,
-    glq: &mut [T],
-    overwrite: bool,
-) {
-    let lanes = T::lanes::<S>();
-    let d = b.d;
-    let dst = &mut Dst {
-        glq,
-        form,
-        g,
-        overwrite,
-    };
-    let mut jc = 0;
-    while jc < b.nj {
-        let width = (b.nj - jc).min(3);
-        let mut i0 = jc * lanes;
-        while i0 < d {
-            let rows = (d - i0).min(R);
-            let at = (i0, jc);
-            match (rows == R, width) {
-                (true, 3) => s_tile::<T, S, R, 3>(s, b, at, dst),
-                (true, 2) => s_tile::<T, S, R, 2>(s, b, at, dst),
-                (true, _) => s_tile::<T, S, R, 1>(s, b, at, dst),
-                (false, 3) => s_tile::<T, S, 1, 3>(s, b, at, dst),
-                (false, 2) => s_tile::<T, S, 1, 2>(s, b, at, dst),
-                (false, _) => s_tile::<T, S, 1, 1>(s, b, at, dst),
-            }
-            i0 += if rows == R { R } else { 1 };
-        }
-        jc += width;
-    }
-}
-
 /// Where sweep 3 writes: `L_q`'s gradient rows, their form, the upstream
 /// weight, overwrite or add.
 struct Dst<'a, T> {
@@ -560,6 +591,55 @@ struct Dst<'a, T> {
     form: (Layout, Diagonal),
     g: T,
     overwrite: bool,
+}
+
+/// Sweep 3: `S = [u | Z] Xᵀ` (lower part), a row tile at a time (its rows
+/// of `[u | Z]` packed column by column into `zp` once, for every panel),
+/// written as `g · ∂/∂L_q = −g·S` below the diagonal and `g · (1/L_qᵢᵢ −
+/// Sᵢᵢ)` on it.
+#[inline(always)]
+fn grad_q<T: Real, S: Simd, const R: usize>(
+    s: S,
+    b: &mut Bufs<'_, T, T::V<S>>,
+    form: (Layout, Diagonal),
+    g: T,
+    glq: &mut [T],
+    overwrite: bool,
+) {
+    let lanes = T::lanes::<S>();
+    let (d, w, nj) = (b.m.d, b.m.nv * lanes, b.m.nj);
+    let dst = &mut Dst {
+        glq,
+        form,
+        g,
+        overwrite,
+    };
+    let mut i0 = 0;
+    while i0 < d {
+        // The panels with a column j ≤ the tile's last row, and the columns
+        // of [u | Z] they read (Xᵀ[c][j] = 0 for c > j + 1).
+        let last = (i0 + R - 1).min(d - 1) / lanes;
+        let panels = last / 3 + 1;
+        let n = ((panels * 3).min(nj) * lanes).min(d) + 1;
+        let z: &[T] = cast_slice(&*b.x);
+        for (c, zc) in b.zp.chunks_exact_mut(R).take(n).enumerate() {
+            for (r, v) in zc.iter_mut().enumerate() {
+                *v = z[(i0 + r) * w + c];
+            }
+        }
+        let mut jc = 0;
+        while jc <= last {
+            let width = (nj - jc).min(3);
+            let at = (i0, jc);
+            match width {
+                3 => s_tile::<T, S, R, 3>(s, b, at, dst),
+                2 => s_tile::<T, S, R, 2>(s, b, at, dst),
+                _ => s_tile::<T, S, R, 1>(s, b, at, dst),
+            }
+            jc += width;
+        }
+        i0 += R;
+    }
 }
 
 /// Rows `i0..i0 + R` × vector columns `jc..jc + C` of `S`, then written.
@@ -571,19 +651,18 @@ fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     dst: &mut Dst<'_, T>,
 ) {
     let lanes = T::lanes::<S>();
-    let (d, w, nj) = (b.d, b.nv * lanes, b.nj);
+    let (d, nj) = (b.m.d, b.m.nj);
     let j0 = jc * lanes;
     // Xᵀ[c][j] = 0 for c > j + 1: the last column read is j0 + C·L.
     let n = (j0 + C * lanes).min(d) + 1;
-    let zs: &[T] = cast_slice(&*b.x);
-    let zrows: [&[T]; R] = core::array::from_fn(|r| &zs[(i0 + r) * w..][..n]);
     let mut acc = [[T::V::<S>::zeroed(); C]; R];
-    for c in 0..n {
-        let xt = &b.xt[c * nj + jc..][..C];
+    let xt = &b.xt[..n * nj];
+    for (xc, zc) in xt.chunks_exact(nj).zip(b.zp.chunks_exact(R)) {
+        let xc = &xc[jc..jc + C];
         for r in 0..R {
-            let z = T::vsplat(s, zrows[r][c]);
+            let z = T::vsplat(s, zc[r]);
             for cc in 0..C {
-                acc[r][cc] = T::vmul_add(s, z, xt[cc], acc[r][cc]);
+                acc[r][cc] = T::vmul_add(s, z, xc[cc], acc[r][cc]);
             }
         }
     }
@@ -591,13 +670,17 @@ fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     let (g, ow) = (dst.g, dst.overwrite);
     for (r, a) in acc.iter().enumerate() {
         let i = i0 + r;
-        let sv: &[T] = cast_slice(&a[..]);
-        let jend = (j0 + C * lanes).min(i + 1);
-        if jend <= j0 {
-            continue;
+        if i >= d {
+            break;
         }
-        for (j, &v) in sv[..jend - j0].iter().enumerate() {
-            let j = j0 + j;
+        // A copy, so that `acc` itself is never borrowed as memory.
+        let mut row = [[T::ZERO; MAX_LANES]; C];
+        for cc in 0..C {
+            let v = a[cc];
+            row[cc][..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
+        }
+        let jend = (j0 + C * lanes).min(i + 1);
+        for (j, &v) in (j0..jend).zip(row.iter().flat_map(|x| &x[..lanes])) {
             let gv = if j == i {
                 match diagonal {
                     Diagonal::Log => g * (T::ONE - v * b.lqd[i]),
