@@ -17,15 +17,16 @@ use crate::view::{Gaussians, GradMut, Grads, Mode, PackedTril, row_len};
 /// `exec`.
 ///
 /// # Errors
-/// [`Error::LevelUnavailable`]; [`Error::Unsupported`] for
-/// [`Kernel::Blocked`] or `Par::Rayon`; [`Error::DimensionTooLarge`].
+/// [`Error::LevelUnavailable`]; [`Error::Unsupported`] for `Par::Rayon`;
+/// [`Error::DimensionTooLarge`].
 ///
 /// ```
 /// use gaussian_kl::{batch, Exec, Kernel};
 /// assert_eq!(batch::kl_grad_scratch::<f32>(8, &Exec::new())?, 0); // on the stack
 /// // The scalar kernel: one pair's workspace and its four gradients.
 /// assert_eq!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Scalar))?, 45);
-/// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked)).is_err());
+/// // The blocked kernel: one pair's matrices (the default above d = 44).
+/// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked))? > 0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_grad_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
@@ -59,8 +60,7 @@ fn check_grads<T>(
 /// # Errors
 /// As [`kl`](super::kl), plus [`Error::LengthMismatch`] naming
 /// `"upstream"`, `"grad.p.mean"`, `"grad.p.factor"`, `"grad.q.mean"` or
-/// `"grad.q.factor"`, and [`Error::Unsupported`] for
-/// [`Kernel::Blocked`] or `Par::Rayon`. On error every output is untouched.
+/// `"grad.q.factor"`, and [`Error::Unsupported`] for `Par::Rayon`. On error every output is untouched.
 ///
 /// ```
 /// use gaussian_kl::{batch, Exec, Gaussians, GradMut, Grads, Mode};

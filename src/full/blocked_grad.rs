@@ -84,19 +84,16 @@ impl Dims {
     fn total(&self, lanes: usize) -> Option<usize> {
         let x = self.dp.checked_mul(self.nv)?.checked_mul(lanes)?;
         let xt = (self.d + 1).checked_mul(self.nj)?.checked_mul(lanes)?;
-        let zp = (self.d + 1).checked_mul(MAX_R)?;
         x.checked_add(xt)?
             .checked_add(self.tiles.checked_mul(2)?)?
             .checked_add(row_start(self.d))?
-            .checked_add(zp)?
             .checked_add(self.dp.checked_mul(3)?)
     }
 }
 
 /// The workspace of [`kl_grad_blocked`] for `d` at `lanes` lanes (`None` on
 /// overflow): `X` (`d` rows of `w`, padded to whole tiles), `Xᵀ` (`d + 1`
-/// rows of `⌈d⌉`), `L_q` packed and in two tiled copies, one tile's rows of
-/// `[u | Z]` packed, three diagonals.
+/// rows of `⌈d⌉`), `L_q` packed and in two tiled copies, three diagonals.
 pub(crate) fn scratch(d: usize, lanes: usize) -> Option<usize> {
     // Sized for the largest tile: every level fits.
     Dims::new(d, lanes, MAX_R)?.total(lanes)
@@ -142,8 +139,7 @@ struct Op<'a, T> {
 /// its tiles for sweep 1 (`lf`: tile `t`, rows `i₀ = tR ..`, holds
 /// `L_q[i₀ + r][k]` at `k·R + r` for `k < i₀ + R`) and sweep 2 (`lb`: holds
 /// `L_q[k][i₀ + r]` at `(k − i₀)·R + r` for `i₀ ≤ k < dp`), zero outside
-/// the triangle and the padding; `zp`, one tile's rows of `[u | Z]`
-/// column by column; `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`.
+/// the triangle and the padding; `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`.
 struct Bufs<'a, T, V> {
     m: Dims,
     x: &'a mut [V],
@@ -151,7 +147,6 @@ struct Bufs<'a, T, V> {
     lq: &'a mut [T],
     lf: &'a mut [T],
     lb: &'a mut [T],
-    zp: &'a mut [T],
     inv: &'a mut [T],
     lqd: &'a mut [T],
     lpd: &'a mut [T],
@@ -189,7 +184,6 @@ impl<T: Real> Op<'_, T> {
         let (lq, rest) = rest.split_at_mut(row_start(d));
         let (lf, rest) = rest.split_at_mut(m.tiles);
         let (lb, rest) = rest.split_at_mut(m.tiles);
-        let (zp, rest) = rest.split_at_mut((d + 1) * R);
         let (inv, rest) = rest.split_at_mut(m.dp);
         let (lqd, rest) = rest.split_at_mut(m.dp);
         let lpd = &mut rest[..m.dp];
@@ -200,7 +194,6 @@ impl<T: Real> Op<'_, T> {
             lq,
             lf,
             lb,
-            zp,
             inv,
             lqd,
             lpd,
@@ -265,22 +258,30 @@ fn load_q<T: Real, V, const R: usize>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'
         (b.inv[i], b.lq[ii], b.lqd[i]) = (inv, l, l);
     }
     b.inv[d..].fill(T::ONE);
+    // The tiles: zero, then the triangle's entries row by row (no
+    // per-entry tests).
     let lq = &*b.lq;
-    let at = |i: usize, j: usize| if i < d && j <= i { lq[row_start(i) + j] } else { T::ZERO };
+    b.lf.fill(T::ZERO);
+    b.lb.fill(T::ZERO);
     let (mut f, mut bk) = (0, 0);
     for i0 in (0..dp).step_by(R) {
-        for k in 0..i0 + R {
-            for r in 0..R {
-                b.lf[f] = at(i0 + r, k);
-                f += 1;
+        let tf = &mut b.lf[f..][..(i0 + R) * R];
+        for r in 0..R.min(d.saturating_sub(i0)) {
+            let row = &lq[row_start(i0 + r)..][..=i0 + r];
+            for (dst, &v) in tf.iter_mut().skip(r).step_by(R).zip(row) {
+                *dst = v;
             }
         }
-        for k in i0..dp {
-            for r in 0..R {
-                b.lb[bk] = at(k, i0 + r);
-                bk += 1;
+        let tb = &mut b.lb[bk..][..(dp - i0) * R];
+        for (k, dst) in (i0..d).zip(tb.chunks_exact_mut(R)) {
+            let n = (k + 1 - i0).min(R);
+            let row = &lq[row_start(k) + i0..][..n];
+            for (o, &v) in dst.iter_mut().zip(row) {
+                *o = v;
             }
         }
+        f += (i0 + R) * R;
+        bk += (dp - i0) * R;
     }
     ld
 }
@@ -334,7 +335,10 @@ fn load_rhs<T: Real, S: Simd>(
 fn tile_offsets<const R: usize>(m: Dims, t: usize) -> (usize, usize) {
     let nt = m.dp / R;
     // lb: Σ_{t' < t} (nt − t') R².
-    (R * R * (t * (t + 1) / 2), R * R * (t * nt - t * t.saturating_sub(1) / 2))
+    (
+        R * R * (t * (t + 1) / 2),
+        R * R * (t * nt - t * t.saturating_sub(1) / 2),
+    )
 }
 
 /// Sweep 1: `L_q X = X` in place, top-down; returns `Σ X²`.
@@ -411,6 +415,20 @@ fn load_tile<V: Copy + Zeroable, const R: usize, const C: usize>(
     acc
 }
 
+/// A copy of a tile made element by element (constant indices), so that
+/// the accumulators of the loop before stay in registers while the copy
+/// may live on the stack.
+#[inline(always)]
+fn spill<V: Copy + Zeroable, const R: usize, const C: usize>(acc: [[V; C]; R]) -> [[V; C]; R] {
+    let mut t = [[V::zeroed(); C]; R];
+    for r in 0..R {
+        for cc in 0..C {
+            t[r][cc] = acc[r][cc];
+        }
+    }
+    t
+}
+
 /// Row `i` of `C` vectors at vector column `c` of `x` ← `v`.
 #[inline(always)]
 fn store_row<V: Copy, const C: usize>(x: &mut [V], nv: usize, i: usize, c: usize, v: &[V; C]) {
@@ -444,7 +462,9 @@ fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
             }
         }
     }
-    // The R × R triangle of the tile.
+    // The R × R triangle of the tile, on a copy: its loops index rows
+    // at run time, which would pin `acc` to the stack in the loop above.
+    let mut acc = spill(acc);
     let tri = &lt[i0 * R..];
     for r in 0..R {
         for qq in 0..r {
@@ -526,7 +546,9 @@ fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
             }
         }
     }
-    // The R × R triangle, bottom-up: L_q[i0 + q][i0 + r] at q·R + r.
+    // The R × R triangle, bottom-up: L_q[i0 + q][i0 + r] at q·R + r (on a
+    // copy, as in sweep 1).
+    let mut acc = spill(acc);
     for r in (0..R).rev() {
         for qq in r + 1..R {
             let l = T::vsplat(s, lt[qq * R + r]);
@@ -593,9 +615,7 @@ struct Dst<'a, T> {
     overwrite: bool,
 }
 
-/// Sweep 3: `S = [u | Z] Xᵀ` (lower part), a row tile at a time (its rows
-/// of `[u | Z]` packed column by column into `zp` once, for every panel),
-/// written as `g · ∂/∂L_q = −g·S` below the diagonal and `g · (1/L_qᵢᵢ −
+/// Sweep 3: `S = [u | Z] Xᵀ` (lower part), a row tile at a time, written as `g · ∂/∂L_q = −g·S` below the diagonal and `g · (1/L_qᵢᵢ −
 /// Sᵢᵢ)` on it.
 #[inline(always)]
 fn grad_q<T: Real, S: Simd, const R: usize>(
@@ -607,7 +627,7 @@ fn grad_q<T: Real, S: Simd, const R: usize>(
     overwrite: bool,
 ) {
     let lanes = T::lanes::<S>();
-    let (d, w, nj) = (b.m.d, b.m.nv * lanes, b.m.nj);
+    let (d, nj) = (b.m.d, b.m.nj);
     let dst = &mut Dst {
         glq,
         form,
@@ -616,17 +636,8 @@ fn grad_q<T: Real, S: Simd, const R: usize>(
     };
     let mut i0 = 0;
     while i0 < d {
-        // The panels with a column j ≤ the tile's last row, and the columns
-        // of [u | Z] they read (Xᵀ[c][j] = 0 for c > j + 1).
+        // The panels with a column j ≤ the tile's last row.
         let last = (i0 + R - 1).min(d - 1) / lanes;
-        let panels = last / 3 + 1;
-        let n = ((panels * 3).min(nj) * lanes).min(d) + 1;
-        let z: &[T] = cast_slice(&*b.x);
-        for (c, zc) in b.zp.chunks_exact_mut(R).take(n).enumerate() {
-            for (r, v) in zc.iter_mut().enumerate() {
-                *v = z[(i0 + r) * w + c];
-            }
-        }
         let mut jc = 0;
         while jc <= last {
             let width = (nj - jc).min(3);
@@ -651,16 +662,19 @@ fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     dst: &mut Dst<'_, T>,
 ) {
     let lanes = T::lanes::<S>();
-    let (d, nj) = (b.m.d, b.m.nj);
+    let (d, nj, w) = (b.m.d, b.m.nj, b.m.nv * lanes);
     let j0 = jc * lanes;
     // Xᵀ[c][j] = 0 for c > j + 1: the last column read is j0 + C·L.
     let n = (j0 + C * lanes).min(d) + 1;
     let mut acc = [[T::V::<S>::zeroed(); C]; R];
     let xt = &b.xt[..n * nj];
-    for (xc, zc) in xt.chunks_exact(nj).zip(b.zp.chunks_exact(R)) {
+    // Row i0 + r of [u | Z], broadcast entry by entry (padding rows are zero).
+    let z: &[T] = cast_slice(&*b.x);
+    let zrows: [&[T]; R] = core::array::from_fn(|r| &z[(i0 + r) * w..][..n]);
+    for (c, xc) in xt.chunks_exact(nj).enumerate() {
         let xc = &xc[jc..jc + C];
         for r in 0..R {
-            let z = T::vsplat(s, zc[r]);
+            let z = T::vsplat(s, zrows[r][c]);
             for cc in 0..C {
                 acc[r][cc] = T::vmul_add(s, z, xc[cc], acc[r][cc]);
             }
@@ -668,28 +682,48 @@ fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     }
     let (layout, diagonal) = dst.form;
     let (g, ow) = (dst.g, dst.overwrite);
+    let neg_g = T::vsplat(s, -g);
+    let acc = spill(acc);
+    let mut buf = [T::ZERO; 3 * MAX_LANES];
     for (r, a) in acc.iter().enumerate() {
         let i = i0 + r;
         if i >= d {
             break;
         }
-        // A copy, so that `acc` itself is never borrowed as memory.
-        let mut row = [[T::ZERO; MAX_LANES]; C];
-        for cc in 0..C {
-            let v = a[cc];
-            row[cc][..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
-        }
         let jend = (j0 + C * lanes).min(i + 1);
-        for (j, &v) in (j0..jend).zip(row.iter().flat_map(|x| &x[..lanes])) {
-            let gv = if j == i {
-                match diagonal {
-                    Diagonal::Log => g * (T::ONE - v * b.lqd[i]),
-                    Diagonal::Plain => g * (b.inv[i] - v),
+        // −g · S, row i, columns j0 .. j0 + C·L, then the diagonal apart.
+        let bv: &mut [T::V<S>] = cast_slice_mut(&mut buf[..C * lanes]);
+        for cc in 0..C {
+            bv[cc] = T::vmul(s, neg_g, a[cc]);
+        }
+        let below = jend.min(i);
+        if below > j0 {
+            let vals = &buf[..below - j0];
+            if layout == Layout::RowMajor {
+                let out = &mut dst.glq[row_start(i) + j0..][..below - j0];
+                if ow {
+                    out.copy_from_slice(vals);
+                } else {
+                    for (o, &v) in out.iter_mut().zip(vals) {
+                        *o += v;
+                    }
                 }
             } else {
-                -(g * v)
+                for (j, &v) in (j0..below).zip(vals) {
+                    put(&mut dst.glq[layout.index(d, i, j)], v, ow);
+                }
+            }
+        }
+        // The diagonal, if this panel holds it (a tile's first rows may lie
+        // left of the panel: i < j0).
+        if j0 <= i && jend == i + 1 {
+            let v = a[(i - j0) / lanes];
+            let sii = cast_slice::<T::V<S>, T>(core::slice::from_ref(&v))[(i - j0) % lanes];
+            let gv = match diagonal {
+                Diagonal::Log => g * (T::ONE - sii * b.lqd[i]),
+                Diagonal::Plain => g * (b.inv[i] - sii),
             };
-            put(&mut dst.glq[layout.index(d, i, j)], gv, ow);
+            put(&mut dst.glq[layout.index(d, i, i)], gv, ow);
         }
     }
 }
