@@ -397,7 +397,7 @@ fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
 
 /// `R` rows of `C` vectors of `x` from row `i0`, vector column `c`.
 #[inline(always)]
-fn load_tile<V: Copy + Zeroable, const R: usize, const C: usize>(
+fn load_tile<V: Copy, const R: usize, const C: usize>(
     x: &[V],
     nv: usize,
     i0: usize,
@@ -405,14 +405,10 @@ fn load_tile<V: Copy + Zeroable, const R: usize, const C: usize>(
 ) -> [[V; C]; R] {
     // Element-wise, so that the tile stays in registers (a `memcpy` into it
     // would pin it to the stack).
-    let mut acc = [[V::zeroed(); C]; R];
-    for (r, a) in acc.iter_mut().enumerate() {
+    core::array::from_fn(|r| {
         let row = &x[(i0 + r) * nv + c..][..C];
-        for cc in 0..C {
-            a[cc] = row[cc];
-        }
-    }
-    acc
+        core::array::from_fn(|cc| row[cc])
+    })
 }
 
 /// A copy of a tile made element by element (constant indices), so that
@@ -433,8 +429,8 @@ fn spill<V: Copy + Zeroable, const R: usize, const C: usize>(acc: [[V; C]; R]) -
 #[inline(always)]
 fn store_row<V: Copy, const C: usize>(x: &mut [V], nv: usize, i: usize, c: usize, v: &[V; C]) {
     let dst = &mut x[i * nv + c..][..C];
-    for cc in 0..C {
-        dst[cc] = v[cc];
+    for (o, &e) in dst.iter_mut().zip(v) {
+        *o = e;
     }
 }
 
