@@ -283,8 +283,8 @@ fn blocked_meets_the_scalar_gradient_over_d() {
 /// gradient sums are not), and `Auto` above the crossover.
 #[test]
 fn blocked_zip_all_and_batch_sizes() {
-    for d in [17, 33, 45] {
-        for n in [1, 2, 7, 8, 9, 15, 16, 17] {
+    for d in [17, 45] {
+        for n in [1, 2, 8, 9, 16, 17] {
             let s = 100 * d as u64 + n as u64;
             let (p, q) = (Raw::random(s, d, n), Raw::random(s + 1, d, n));
             let (p1, q1) = (Raw::random(s + 2, d, 1), Raw::random(s + 3, d, 1));
