@@ -27,15 +27,39 @@
 //! `C` vector loads of one row and `R` broadcasts of scalars (`L_q` entries,
 //! or `Z` entries in sweep 3), `R·C` fused multiply-adds. With 32 vector
 //! registers (AVX-512) `R × C = 8 × 3` (24 accumulators, 3 loads, one
-//! broadcast); with fewer, `4 × 3`. `L_q` is kept both row-major packed
-//! (sweep 2 broadcasts `L_q[k][i₀..i₀+R]`, a contiguous run) and
-//! column-major packed (sweep 1 broadcasts `L_q[i₀..i₀+R][k]`).
+//! broadcast); with fewer, `4 × 3`; a panel narrower than 3 vectors at the
+//! right edge runs `C = 2` or `1`. Rows are padded to whole tiles (zero rows
+//! of `X`, zero rows and columns of `L_q` with `1/L_qᵢᵢ = 1`: they stay
+//! zero), so there is no leftover-row path. `L_q` is copied once per pair
+//! into two tiled forms whose runs are exactly what a tile broadcasts per
+//! step: sweep 1 reads `L_q[i₀..i₀+R][k]`, sweep 2 `L_q[k][i₀..i₀+R]`, each
+//! as `R` contiguous scalars (a `chunks_exact(R)` zipped with the rows of
+//! `X`: no bounds checks in the loop). Panels of 2 or 1 vectors instead of
+//! 3 (less trapezoid waste) measured within noise at d = 64 and 128 and
+//! slower at 256.
+//!
+//! The accumulators stay in registers only if the tile array is never
+//! indexed at run time nor copied with `memcpy`: loads and stores are
+//! element by element, and the `R × R` triangle at the end of a tile (whose
+//! loops LLVM does not unroll) works on a copy ([`spill`]). Before that
+//! change every step stored all 24 accumulators to the stack (read in the
+//! assembly; 1.8× slower at d = 256).
 //!
 //! The gradients of a pair are written (or added, for a Gaussian in several
 //! pairs) into its rows as each is finished; nothing of a pair outlives it,
-//! so the workspace is one pair's (`≈ 2d² + d²` scalars), L2-resident up to
-//! `d` in the hundreds, where the lockstep kernel's `(3d² + 4d) · lanes`
-//! block of every lane's pair went to DRAM.
+//! so the workspace is one pair's (`≈ 2d²` scalars for `X` and `Xᵀ`, `d²`
+//! for the copies of `L_q`), L2-resident up to `d` in the hundreds, where
+//! the lockstep kernel's `(3d² + 4d) · lanes` block of every lane's pair
+//! went to DRAM. [`Kernel::Auto`](crate::Kernel::Auto) runs it for
+//! `d > 44`: the lockstep kernel is faster below (measured at batches of
+//! 1024, AVX-512: 1.2× at d = 32, even at 44, 0.9× at 48, 0.65× at 64).
+//!
+//! Measured (Sapphire Rapids class, AVX-512, f32, single thread, on-CPU
+//! time, a loaded machine): `kl_grad` took 2.9× the time of `kl` at
+//! d = 256, 4.1× at 128, 5× at 64 (the lockstep kernel: 39×, 11×, 6.2×).
+//! At d ≤ 128 the `O(d²)` work per pair (unpacking and tiling `L_q`, the
+//! transpose, the scalar writes of the packed gradients, the `exp`s) is
+//! still a large share next to the `d³/2` multiply-adds.
 
 use super::lanes::{Pairs, Side};
 use super::lanes_grad::GradOut;
