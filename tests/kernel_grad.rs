@@ -207,9 +207,9 @@ fn compare<T: Real>(
         assert!(err <= tol, "{what}: kl[{k}] {o} vs {r} (tol {tol:e})");
     }
     let c = 16.0 * (d + 1) as f64 * eps;
-    for s in 0..4 {
+    for (s, sc) in scale.iter().take(4).enumerate() {
         for (i, (&x, &y)) in got.1[s].iter().zip(&want.1[s]).enumerate() {
-            let tol = c * (scale[s][i] + shift);
+            let tol = c * (sc[i] + shift);
             let err = common::rel_err(x.to_f64(), y + shift, 1.0);
             assert!(
                 err <= tol,
