@@ -553,7 +553,9 @@ fn args() -> Args {
             "--rep-secs" => a.rep_secs = it.next().and_then(|s| s.parse().ok()).unwrap_or(0.08),
             "--probe-only" => a.probe_only = true,
             "--op" => a.ops.extend(it.next()),
-            "--d" => a.dims.extend(it.next().and_then(|s| s.parse::<usize>().ok())),
+            "--d" => a
+                .dims
+                .extend(it.next().and_then(|s| s.parse::<usize>().ok())),
             "--quick" => (a.reps, a.rep_secs) = (5, 0.005),
             other => panic!("unknown argument {other:?} (see the example's docs)"),
         }
