@@ -1,4 +1,4 @@
-//! The batched gradients: every kernel (`Auto`, `Scalar`, `Lanes`) at every
+//! The batched gradients: every kernel (`Auto`, `Scalar`, `Lanes`, `Blocked`) at every
 //! level the host has (the others are reported as SKIPPED) against an
 //! independent f64 reference gradient (dense covariances, Gauss–Jordan
 //! inverse, the textbook matrix derivatives), for `Zip` with every broadcast
@@ -20,7 +20,7 @@ const FORMS: [(Layout, Diagonal); 4] = [
     (Layout::RowMajor, Diagonal::Plain),
 ];
 
-const KERNELS: [Kernel; 3] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes];
+const KERNELS: [Kernel; 4] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes, Kernel::Blocked];
 
 /// The levels to test: every one the host has; the rest are named on stderr.
 fn levels() -> Vec<Level> {
@@ -560,13 +560,14 @@ fn every_error_names_its_argument_and_leaves_the_outputs_untouched() {
         assert_eq!(r, Err(want));
         assert!(untouched, "{want:?}: an output was written");
     }
-    // the kernel the gradient lacks
-    let (r, untouched) = try_call((4, 4, good.2, need, exec.kernel(Kernel::Blocked)), &qv);
-    assert!(
-        matches!(r, Err(Error::Unsupported { what: "kernel", .. })),
-        "{r:?}"
-    );
+    // the blocked kernel (tests/kernel_grad.rs checks its values): its own
+    // scratch, one short
+    let blocked = exec.kernel(Kernel::Blocked);
+    let need_b = batch::kl_grad_scratch::<f64>(d, &blocked).unwrap();
+    let (r, untouched) = try_call((4, 4, good.2, need_b - 1, blocked), &qv);
+    assert!(matches!(r, Err(Error::WorkspaceTooSmall { .. })), "{r:?}");
     assert!(untouched);
+    assert_eq!(try_call((4, 4, good.2, need_b, blocked), &qv).0, Ok(()));
     // a level the host lacks
     match Level::all().iter().find(|l| !l.is_available()) {
         Some(&level) => {

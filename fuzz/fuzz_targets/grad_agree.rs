@@ -768,9 +768,10 @@ fn check_batch(u: &mut Unstructured<'_>, d: usize) -> Result<()> {
         count_skips(skipped);
     }
 
-    // The SIMD kernel at every level.
+    // The SIMD kernels (lockstep and blocked) at every level.
     let levels = Level::all().iter().filter(|l| l.is_available());
-    for exec in levels.map(|&l| Exec::new().level(l)) {
+    let kernels = [Kernel::Lanes, Kernel::Blocked];
+    for exec in levels.flat_map(|&l| kernels.map(|k| Exec::new().level(l).kernel(k))) {
         let got = run_batch(exec, all_pairs, d, &p, &q, &up, pairs.len()).expect("as scalar");
         for (b, (r, kappa)) in references.iter().enumerate() {
             if conditioned[b] {

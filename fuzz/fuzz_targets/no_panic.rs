@@ -574,8 +574,12 @@ fn batch_grad_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     };
     let r_ok = ok(&r);
     untouched(r_ok, &before, &[&out, &pm, &pf, &qm, &qf]);
+    // Every kernel (Blocked included) serves kl_grad.
+    let kernel_refused = matches!(need, Err(Error::Unsupported { what: "kernel", .. }));
+    assert!(prior || !kernel_refused, "kl_grad refused a kernel: {need:?}");
     if r_ok {
         assert!(Some(out.len()) == out_len && upstream.len() == out.len());
+        assert!(out.is_empty() || work.len() - off >= need.unwrap_or(usize::MAX));
     }
     Ok(())
 }

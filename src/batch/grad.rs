@@ -4,6 +4,7 @@ use super::full::log_diag_sum;
 use super::{Op, Pairing, Pairs, check_out_work, pairing, plan_run, side};
 use crate::error::{Error, check_len};
 use crate::exec::{Exec, Kernel};
+use crate::full::blocked_grad;
 use crate::full::grad::{GradWork, KlGrad, kl_grad_split};
 use crate::full::lanes::{self, Side};
 use crate::full::lanes_grad::{self, GradOut};
@@ -16,15 +17,16 @@ use crate::view::{Gaussians, GradMut, Grads, Mode, PackedTril, row_len};
 /// `exec`.
 ///
 /// # Errors
-/// [`Error::LevelUnavailable`]; [`Error::Unsupported`] for
-/// [`Kernel::Blocked`] or `Par::Rayon`; [`Error::DimensionTooLarge`].
+/// [`Error::LevelUnavailable`]; [`Error::Unsupported`] for `Par::Rayon`;
+/// [`Error::DimensionTooLarge`].
 ///
 /// ```
 /// use gaussian_kl::{batch, Exec, Kernel};
 /// assert_eq!(batch::kl_grad_scratch::<f32>(8, &Exec::new())?, 0); // on the stack
 /// // The scalar kernel: one pair's workspace and its four gradients.
 /// assert_eq!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Scalar))?, 45);
-/// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked)).is_err());
+/// // The blocked kernel: one pair's matrices (the default above d = 44).
+/// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked))? > 0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```
 pub fn kl_grad_scratch<T: Real>(d: usize, exec: &Exec) -> Result<usize, Error> {
@@ -58,8 +60,7 @@ fn check_grads<T>(
 /// # Errors
 /// As [`kl`](super::kl), plus [`Error::LengthMismatch`] naming
 /// `"upstream"`, `"grad.p.mean"`, `"grad.p.factor"`, `"grad.q.mean"` or
-/// `"grad.q.factor"`, and [`Error::Unsupported`] for
-/// [`Kernel::Blocked`] or `Par::Rayon`. On error every output is untouched.
+/// `"grad.q.factor"`, and [`Error::Unsupported`] for `Par::Rayon`. On error every output is untouched.
 ///
 /// ```
 /// use gaussian_kl::{batch, Exec, Gaussians, GradMut, Grads, Mode};
@@ -97,9 +98,9 @@ pub fn kl_grad<T: Real>(
         p: mut gp,
         q: mut gq,
     } = grad;
-    let lanes = run.kernel == Kernel::Lanes;
+    let simd = run.kernel != Kernel::Scalar;
     let overwrite =
-        lanes && pairing.one_to_one && gp.mode == Mode::Overwrite && gq.mode == Mode::Overwrite;
+        simd && pairing.one_to_one && gp.mode == Mode::Overwrite && gq.mode == Mode::Overwrite;
     for gr in [&mut gp, &mut gq] {
         if gr.mode == Mode::Overwrite && !overwrite {
             gr.mean.fill(T::ZERO);
@@ -120,7 +121,16 @@ pub fn kl_grad<T: Real>(
         overwrite,
     };
     let (ps, qs) = (side(p), side(g));
-    if lanes && lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work) {
+    let done = match run.kernel {
+        Kernel::Lanes => {
+            lanes_grad::kl_grad_lanes(run.level, d, ps, qs, pairing.map, dst.reborrow(), work)
+        }
+        Kernel::Blocked => {
+            blocked_grad::kl_grad_blocked(run.level, d, ps, qs, pairing.map, dst.reborrow(), work)
+        }
+        _ => false,
+    };
+    if done {
         return Ok(());
     }
     grad_scalar(d, ps, qs, pairing, dst, work);

@@ -24,10 +24,12 @@
 //! ## Kernels
 //! [`Kernel::Auto`] runs the lockstep kernel (one pair
 //! per SIMD lane) for `d ≤ 16` and the register-blocked kernel (one pair at a
-//! time, rows vectorized) above for [`kl`], the lockstep kernel at every `d`
-//! for [`kl_grad`], and the scalar kernel for the two operations against
-//! `N(0, I)` (which have no SIMD kernel: forcing `Lanes` or `Blocked` there
-//! is [`Error::Unsupported`], as is `Blocked` for [`kl_grad`]). The SIMD
+//! time, rows vectorized) above for [`kl`], the lockstep kernel for `d ≤ 44`
+//! and the blocked one above for [`kl_grad`] (the crossover measured on
+//! AVX-512 at batches of 1024: the lockstep kernel's `(3d² + 4d)·lanes`
+//! block leaves L2 there), and the scalar kernel for the two operations
+//! against `N(0, I)` (which have no SIMD kernel: forcing `Lanes` or
+//! `Blocked` there is [`Error::Unsupported`]). The SIMD
 //! kernels agree with the scalar one to rounding (fused multiply-adds,
 //! reciprocals of the diagonal) and do not depend on the batch size, a
 //! pair's position in the batch or the number of tasks.
@@ -62,6 +64,7 @@ pub use grad::{kl_grad, kl_grad_scratch, kl_std_normal_grad, kl_std_normal_grad_
 
 use crate::error::{Error, check_len, check_work};
 use crate::exec::{Exec, Kernel, Par};
+use crate::full::blocked_grad;
 use crate::full::lanes::{self, Side};
 use crate::real::Real;
 use crate::simd::Level;
@@ -133,6 +136,10 @@ impl Run {
     }
 }
 
+/// The largest `d` at which [`Kernel::Auto`] runs the gradient's lockstep
+/// kernel; the blocked one above.
+const GRAD_LANES_MAX_D: usize = 44;
+
 /// Checks `exec` against the operation and sizes its scratch for `d`.
 fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let level = exec.resolved_level()?;
@@ -140,13 +147,8 @@ fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let kernel = match (op, exec.kernel) {
         (Op::Kl, Kernel::Auto) if d <= lanes::MAX_FIXED_D => Kernel::Lanes,
         (Op::Kl, Kernel::Auto) => Kernel::Blocked,
-        (Op::KlGrad, Kernel::Auto) => Kernel::Lanes,
-        (Op::KlGrad, Kernel::Blocked) => {
-            return Err(Error::Unsupported {
-                what: "kernel",
-                why: "the gradient has no blocked kernel (Auto, Scalar or Lanes)",
-            });
-        }
+        (Op::KlGrad, Kernel::Auto) if d <= GRAD_LANES_MAX_D => Kernel::Lanes,
+        (Op::KlGrad, Kernel::Auto) => Kernel::Blocked,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Auto) => Kernel::Scalar,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Lanes | Kernel::Blocked) => {
             return Err(Error::Unsupported {
@@ -200,6 +202,7 @@ fn task_scratch(op: Op, kernel: Kernel, d: usize, t: usize, lanes: usize) -> Opt
         }
         // (L_q, L_p → M, y).
         (Op::Kl, _) => t.checked_mul(2)?.checked_add(d),
+        (Op::KlGrad, Kernel::Blocked) => blocked_grad::scratch(d, lanes),
         // One pair's workspace (L_q, M, W, y, z, diag L_p) and its four
         // gradients.
         (Op::KlGrad, _) => t.checked_add(d)?.checked_mul(5),

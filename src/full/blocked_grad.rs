@@ -1,0 +1,753 @@
+//! Large-`d` SIMD gradient kernel: one pair at a time, vectorized across
+//! columns, register-tiled like a GEMM micro-kernel.
+//!
+//! With `y = L_q⁻¹(μ_q − μ_p)`, `M = L_q⁻¹L_p`, `u = L_q⁻ᵀy`, `Z = L_q⁻ᵀM`:
+//! `∂KL/∂μ_p = −u`, `∂KL/∂μ_q = u`, `∂KL/∂L_p = lower(Z) − diag(1/L_pᵢᵢ)`,
+//! `∂KL/∂L_q = −lower(Z Mᵀ + u yᵀ) + diag(1/L_qᵢᵢ)` (a log diagonal times
+//! `L_ᵢᵢ`, the chain rule of the raw value): the arithmetic of
+//! [`kl_grad_unpacked`](super::grad::kl_grad_unpacked), reordered.
+//!
+//! One pair is three triangular sweeps, each `d³/6` multiply-adds, on the
+//! `d × w` matrix `X = [y | M]` (`w` = `d + 1` rounded up to whole vectors,
+//! row-major, rows vectorized across columns):
+//!
+//! 1. forward: `L_q X = [μ_q − μ_p | L_p]` in place, top-down (the forward
+//!    kernel's solve); the KL from `‖X‖²_F`. `X` is then copied transposed
+//!    into `Xᵀ` (`d + 1` rows of `d` rounded up to whole vectors, only the
+//!    entries `c ≤ j + 1` that are not zero).
+//! 2. backward: `L_qᵀ [u | Z] = X` in place, bottom-up. Column `j` of `Z`
+//!    is needed only in rows `≥ j`, which depend only on rows below: each
+//!    panel of columns starting at `c` runs rows `c − 1 .. d` (a trapezoid,
+//!    as in the forward sweep).
+//! 3. `S = [u | Z] Xᵀ`, lower part only: `S[i][j] = Σ_{c ≤ j+1} [u|Z][i][c] ·
+//!    Xᵀ[c][j]` (`M` is lower triangular, so `j ≤ i` reads only `lower(Z)`),
+//!    vectorized across `j`, written straight into the gradient of `L_q`.
+//!
+//! Every sweep is a tile of `R` rows × `C` vectors of accumulators: per step
+//! `C` vector loads of one row and `R` broadcasts of scalars (`L_q` entries,
+//! or `Z` entries in sweep 3), `R·C` fused multiply-adds. With 32 vector
+//! registers (AVX-512) `R × C = 8 × 3` (24 accumulators, 3 loads, one
+//! broadcast); with fewer, `4 × 3`; a panel narrower than 3 vectors at the
+//! right edge runs `C = 2` or `1`. Rows are padded to whole tiles (zero rows
+//! of `X`, zero rows and columns of `L_q` with `1/L_qᵢᵢ = 1`: they stay
+//! zero), so there is no leftover-row path. `L_q` is copied once per pair
+//! into two tiled forms whose runs are exactly what a tile broadcasts per
+//! step: sweep 1 reads `L_q[i₀..i₀+R][k]`, sweep 2 `L_q[k][i₀..i₀+R]`, each
+//! as `R` contiguous scalars (a `chunks_exact(R)` zipped with the rows of
+//! `X`: no bounds checks in the loop). Panels of 2 or 1 vectors instead of
+//! 3 (less trapezoid waste) measured within noise at d = 64 and 128 and
+//! slower at 256.
+//!
+//! The accumulators stay in registers only if the tile array is never
+//! indexed at run time nor copied with `memcpy`: loads and stores are
+//! element by element, and the `R × R` triangle at the end of a tile (whose
+//! loops LLVM does not unroll) works on a copy ([`spill`]). Before that
+//! change every step stored all 24 accumulators to the stack (read in the
+//! assembly; 1.8× slower at d = 256).
+//!
+//! The gradients of a pair are written (or added, for a Gaussian in several
+//! pairs) into its rows as each is finished; nothing of a pair outlives it,
+//! so the workspace is one pair's (`≈ 2d²` scalars for `X` and `Xᵀ`, `d²`
+//! for the copies of `L_q`), L2-resident up to `d` in the hundreds, where
+//! the lockstep kernel's `(3d² + 4d) · lanes` block of every lane's pair
+//! went to DRAM. [`Kernel::Auto`](crate::Kernel::Auto) runs it for
+//! `d > 44`: the lockstep kernel is faster below (measured at batches of
+//! 1024, AVX-512: 1.2× at d = 32, even at 44, 0.9× at 48, 0.65× at 64).
+//!
+//! Measured (Sapphire Rapids class, AVX-512, f32, single thread, on-CPU
+//! time, a loaded machine, roofline example): 2.9 k / 12.4 k / 45.7 k
+//! pairs/s at d = 256 / 128 / 64 (the lockstep kernel: 253 / 4.9 k / 34 k),
+//! 3.0× / 3.7× / 4.3× the time of the forward kernel of the same commit;
+//! against the faster forward blocked kernel merged later (43 % of the FMA
+//! bound at d = 256), 5.6× / 7.2× / 6.4×: this kernel reaches 23 % of its
+//! bound at d = 256 and about 13 % at 128.
+//! At d ≤ 128 the `O(d²)` work per pair (unpacking and tiling `L_q`, the
+//! transpose, the scalar writes of the packed gradients, the `exp`s) is
+//! still a large share next to the `d³/2` multiply-adds.
+
+use super::lanes::{Pairs, Side};
+use super::lanes_grad::GradOut;
+use super::scalar::finish;
+use crate::real::Real;
+use crate::simd::{Level, Simd, Zeroable};
+use crate::tril::{Diagonal, Layout, row_start};
+use pulp::WithSimd;
+use pulp::bytemuck::{cast_slice, cast_slice_mut};
+
+/// Most lanes of any level (16 × `f32`).
+const MAX_LANES: usize = 16;
+/// Most rows of a tile (the scratch is sized for it).
+const MAX_R: usize = 8;
+
+/// The sizes of one pair's buffers for `d`, `lanes` and `r` rows per tile.
+#[derive(Clone, Copy)]
+struct Dims {
+    d: usize,
+    /// `d` rounded up to whole tiles: the rows of `X` (padding rows are zero).
+    dp: usize,
+    /// Vectors per row of `X` (`d + 1` columns).
+    nv: usize,
+    /// Vectors per row of `Xᵀ` (`d` columns).
+    nj: usize,
+    /// Scalars of each of the two tiled copies of `L_q`.
+    tiles: usize,
+}
+
+impl Dims {
+    fn new(d: usize, lanes: usize, r: usize) -> Option<Dims> {
+        let dp = d.div_ceil(r).checked_mul(r)?;
+        let nt = dp / r;
+        // Σ_t (t + 1) · r² = r² · nt (nt + 1) / 2.
+        let tiles = nt.checked_mul(nt.checked_add(1)?)?.checked_mul(r * r)? / 2;
+        Some(Dims {
+            d,
+            dp,
+            nv: d.checked_add(1)?.div_ceil(lanes),
+            nj: d.div_ceil(lanes),
+            tiles,
+        })
+    }
+
+    /// The scalars of all buffers (`None` on overflow).
+    fn total(&self, lanes: usize) -> Option<usize> {
+        let x = self.dp.checked_mul(self.nv)?.checked_mul(lanes)?;
+        let xt = (self.d + 1).checked_mul(self.nj)?.checked_mul(lanes)?;
+        x.checked_add(xt)?
+            .checked_add(self.tiles.checked_mul(2)?)?
+            .checked_add(row_start(self.d))?
+            .checked_add(self.dp.checked_mul(3)?)
+    }
+}
+
+/// The workspace of [`kl_grad_blocked`] for `d` at `lanes` lanes (`None` on
+/// overflow): `X` (`d` rows of `w`, padded to whole tiles), `Xᵀ` (`d + 1`
+/// rows of `⌈d⌉`), `L_q` packed and in two tiled copies, three diagonals.
+pub(crate) fn scratch(d: usize, lanes: usize) -> Option<usize> {
+    // Sized for the largest tile: every level fits.
+    Dims::new(d, lanes, MAX_R)?.total(lanes)
+}
+
+/// Computes every pair's KL and gradients (added into the rows, or written
+/// with `out.overwrite`). The caller has checked every shape and (for plain
+/// diagonals) positivity, zeroed what is added into, and `work` holds
+/// [`scratch`]`(d, lanes)` scalars. Returns `false` (touching nothing) if the
+/// host lacks `level`.
+pub(crate) fn kl_grad_blocked<T: Real>(
+    level: Level,
+    d: usize,
+    p: Side<'_, T>,
+    q: Side<'_, T>,
+    pairs: Pairs,
+    out: GradOut<'_, T>,
+    work: &mut [T],
+) -> bool {
+    level
+        .dispatch(Op {
+            d,
+            p,
+            q,
+            pairs,
+            out,
+            work,
+        })
+        .is_some()
+}
+
+struct Op<'a, T> {
+    d: usize,
+    p: Side<'a, T>,
+    q: Side<'a, T>,
+    pairs: Pairs,
+    out: GradOut<'a, T>,
+    work: &'a mut [T],
+}
+
+/// One pair's buffers: `x` (`dp` rows of `nv` vectors), `xt` (`d + 1` rows
+/// of `nj` vectors); `L_q` row-major packed with a plain diagonal (`lq`);
+/// its tiles for sweep 1 (`lf`: tile `t`, rows `i₀ = tR ..`, holds
+/// `L_q[i₀ + r][k]` at `k·R + r` for `k < i₀ + R`) and sweep 2 (`lb`: holds
+/// `L_q[k][i₀ + r]` at `(k − i₀)·R + r` for `i₀ ≤ k < dp`), zero outside
+/// the triangle and the padding; `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`.
+struct Bufs<'a, T, V> {
+    m: Dims,
+    x: &'a mut [V],
+    xt: &'a mut [V],
+    lq: &'a mut [T],
+    lf: &'a mut [T],
+    lb: &'a mut [T],
+    inv: &'a mut [T],
+    lqd: &'a mut [T],
+    lpd: &'a mut [T],
+}
+
+impl<T: Real> WithSimd for Op<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        if core::mem::size_of::<T::V<S>>() >= 64 {
+            self.run::<S, 8>(s);
+        } else {
+            self.run::<S, 4>(s);
+        }
+    }
+}
+
+impl<T: Real> Op<'_, T> {
+    #[inline(always)]
+    fn run<S: Simd, const R: usize>(self, s: S) {
+        let Op {
+            d,
+            p,
+            q,
+            pairs,
+            out,
+            work,
+        } = self;
+        let lanes = T::lanes::<S>();
+        let Some(m) = Dims::new(d, lanes, R) else {
+            return; // cannot happen: the scratch was sized for MAX_R ≥ R
+        };
+        let (x, rest) = work.split_at_mut(m.dp * m.nv * lanes);
+        let (xt, rest) = rest.split_at_mut((d + 1) * m.nj * lanes);
+        let (lq, rest) = rest.split_at_mut(row_start(d));
+        let (lf, rest) = rest.split_at_mut(m.tiles);
+        let (lb, rest) = rest.split_at_mut(m.tiles);
+        let (inv, rest) = rest.split_at_mut(m.dp);
+        let (lqd, rest) = rest.split_at_mut(m.dp);
+        let lpd = &mut rest[..m.dp];
+        let mut b = Bufs {
+            m,
+            x: cast_slice_mut(x),
+            xt: cast_slice_mut(xt),
+            lq,
+            lf,
+            lb,
+            inv,
+            lqd,
+            lpd,
+        };
+        let t = row_start(d);
+        for k in 0..out.kl.len() {
+            let (kp, kq) = pairs.get(k);
+            let g = if out.upstream.len() == 1 {
+                out.upstream[0]
+            } else {
+                out.upstream[k]
+            };
+            let ld = load_q::<T, _, R>(&q, kq, &mut b);
+            let ld = load_rhs::<T, S>(&p, (kp, &q.means[kq * d..][..d]), &mut b, ld);
+            let sq = forward::<T, S, R>(s, &mut b);
+            out.kl[k] = finish(d, sq, T::ZERO, ld);
+            transpose::<T, S>(&mut b);
+            backward::<T, S, R>(s, &mut b);
+            let dst = (
+                &mut out.means_p[kp * d..][..d],
+                &mut out.means_q[kq * d..][..d],
+                &mut out.factors_p[kp * t..][..t],
+            );
+            grad_p::<T, S>(&b, (p.layout, p.diagonal), g, dst, out.overwrite);
+            let glq = &mut out.factors_q[kq * t..][..t];
+            grad_q::<T, S, R>(s, &mut b, (q.layout, q.diagonal), g, glq, out.overwrite);
+        }
+    }
+}
+
+/// `L_q` of pair `kq` unpacked into `lq` with a plain diagonal and tiled
+/// into `lf` and `lb`; `1/L_qᵢᵢ` into `inv`, `L_qᵢᵢ` into `lqd`; returns
+/// `−Σ log L_qᵢᵢ`.
+#[inline(always)]
+fn load_q<T: Real, V, const R: usize>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, V>) -> T {
+    let (d, dp) = (b.m.d, b.m.dp);
+    let t = row_start(d);
+    let data = &q.tril[kq * t..][..t];
+    let mut ld = T::ZERO;
+    if q.layout == Layout::RowMajor {
+        b.lq.copy_from_slice(data);
+    } else {
+        for i in 0..d {
+            for j in 0..=i {
+                b.lq[row_start(i) + j] = data[q.layout.index(d, i, j)];
+            }
+        }
+    }
+    for i in 0..d {
+        let ii = row_start(i) + i;
+        let raw = b.lq[ii];
+        let (inv, l) = match q.diagonal {
+            Diagonal::Log => {
+                ld -= raw;
+                ((-raw).exp(), raw.exp())
+            }
+            Diagonal::Plain => {
+                ld -= raw.ln();
+                (T::ONE / raw, raw)
+            }
+        };
+        (b.inv[i], b.lq[ii], b.lqd[i]) = (inv, l, l);
+    }
+    b.inv[d..].fill(T::ONE);
+    // The tiles: zero, then the triangle's entries row by row (no
+    // per-entry tests).
+    let lq = &*b.lq;
+    b.lf.fill(T::ZERO);
+    b.lb.fill(T::ZERO);
+    let (mut f, mut bk) = (0, 0);
+    for i0 in (0..dp).step_by(R) {
+        let tf = &mut b.lf[f..][..(i0 + R) * R];
+        for r in 0..R.min(d.saturating_sub(i0)) {
+            let row = &lq[row_start(i0 + r)..][..=i0 + r];
+            for (dst, &v) in tf.iter_mut().skip(r).step_by(R).zip(row) {
+                *dst = v;
+            }
+        }
+        let tb = &mut b.lb[bk..][..(dp - i0) * R];
+        for (k, dst) in (i0..d).zip(tb.chunks_exact_mut(R)) {
+            let n = (k + 1 - i0).min(R);
+            let row = &lq[row_start(k) + i0..][..n];
+            for (o, &v) in dst.iter_mut().zip(row) {
+                *o = v;
+            }
+        }
+        f += (i0 + R) * R;
+        bk += (dp - i0) * R;
+    }
+    ld
+}
+
+/// `[μ_q − μ_p | L_p]` of pair `kp`, zero-padded (columns and rows), into
+/// `x`; `L_pᵢᵢ` into `lpd`. Adds `log L_pᵢᵢ` to `ld` row by row and returns
+/// it.
+#[inline(always)]
+fn load_rhs<T: Real, S: Simd>(
+    p: &Side<'_, T>,
+    (kp, mq): (usize, &[T]),
+    b: &mut Bufs<'_, T, T::V<S>>,
+    mut ld: T,
+) -> T {
+    let d = b.m.d;
+    let t = row_start(d);
+    let w = b.m.nv * T::lanes::<S>();
+    let data = &p.tril[kp * t..][..t];
+    let mp = &p.means[kp * d..][..d];
+    let x: &mut [T] = cast_slice_mut(&mut *b.x);
+    let (rows, pad) = x.split_at_mut(d * w);
+    pad.fill(T::ZERO);
+    for (i, row) in rows.chunks_exact_mut(w).enumerate() {
+        row[0] = mq[i] - mp[i];
+        if p.layout == Layout::RowMajor {
+            row[1..i + 2].copy_from_slice(&data[row_start(i)..][..=i]);
+        } else {
+            for j in 0..=i {
+                row[j + 1] = data[p.layout.index(d, i, j)];
+            }
+        }
+        let raw = row[i + 1];
+        let l = match p.diagonal {
+            Diagonal::Log => {
+                ld += raw;
+                raw.exp()
+            }
+            Diagonal::Plain => {
+                ld += raw.ln();
+                raw
+            }
+        };
+        (row[i + 1], b.lpd[i]) = (l, l);
+        row[i + 2..].fill(T::ZERO);
+    }
+    ld
+}
+
+/// The offset of tile `t`'s block in `lf` (`R²·t(t+1)/2`) and in `lb`.
+#[inline(always)]
+fn tile_offsets<const R: usize>(m: Dims, t: usize) -> (usize, usize) {
+    let nt = m.dp / R;
+    // lb: Σ_{t' < t} (nt − t') R².
+    (
+        R * R * (t * (t + 1) / 2),
+        R * R * (t * nt - t * t.saturating_sub(1) / 2),
+    )
+}
+
+/// Sweep 1: `L_q X = X` in place, top-down; returns `Σ X²`.
+#[inline(always)]
+fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) -> T {
+    let lanes = T::lanes::<S>();
+    let zero = T::vsplat(s, T::ZERO);
+    let mut sq = [[zero; 3]; R];
+    let nv = b.m.nv;
+    let mut c = 0;
+    while c < nv {
+        let width = (nv - c).min(3);
+        // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
+        // `c·L − 1`, so the panel starts at that row's tile.
+        let r0 = (c * lanes).saturating_sub(1);
+        let mut i0 = r0 / R * R;
+        while i0 < b.m.dp {
+            let at = (i0, c, r0);
+            match width {
+                3 => fwd_tile::<T, S, R, 3>(s, b, at, &mut sq),
+                2 => fwd_tile::<T, S, R, 2>(s, b, at, &mut sq),
+                _ => fwd_tile::<T, S, R, 1>(s, b, at, &mut sq),
+            }
+            i0 += R;
+        }
+        c += width;
+    }
+    let mut total = zero;
+    for row in &sq {
+        for v in row {
+            total = T::vadd(s, total, *v);
+        }
+    }
+    reduce::<T, S>(total)
+}
+
+/// The pairwise sum of a vector's lanes.
+#[inline(always)]
+fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
+    let lanes = T::lanes::<S>();
+    let mut buf = [T::ZERO; MAX_LANES];
+    buf[..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
+    let mut n = lanes;
+    while n > 1 {
+        let h = n / 2;
+        for i in 0..h {
+            buf[i] += buf[i + h];
+        }
+        if n % 2 == 1 {
+            buf[0] += buf[n - 1];
+        }
+        n = h;
+    }
+    buf[0]
+}
+
+/// `R` rows of `C` vectors of `x` from row `i0`, vector column `c`.
+#[inline(always)]
+fn load_tile<V: Copy, const R: usize, const C: usize>(
+    x: &[V],
+    nv: usize,
+    i0: usize,
+    c: usize,
+) -> [[V; C]; R] {
+    // Element-wise, so that the tile stays in registers (a `memcpy` into it
+    // would pin it to the stack).
+    core::array::from_fn(|r| {
+        let row = &x[(i0 + r) * nv + c..][..C];
+        core::array::from_fn(|cc| row[cc])
+    })
+}
+
+/// A copy of a tile made element by element (constant indices), so that
+/// the accumulators of the loop before stay in registers while the copy
+/// may live on the stack.
+#[inline(always)]
+fn spill<V: Copy + Zeroable, const R: usize, const C: usize>(acc: [[V; C]; R]) -> [[V; C]; R] {
+    let mut t = [[V::zeroed(); C]; R];
+    for r in 0..R {
+        for cc in 0..C {
+            t[r][cc] = acc[r][cc];
+        }
+    }
+    t
+}
+
+/// Row `i` of `C` vectors at vector column `c` of `x` ← `v`.
+#[inline(always)]
+fn store_row<V: Copy, const C: usize>(x: &mut [V], nv: usize, i: usize, c: usize, v: &[V; C]) {
+    let dst = &mut x[i * nv + c..][..C];
+    for (o, &e) in dst.iter_mut().zip(v) {
+        *o = e;
+    }
+}
+
+/// Rows `i0..i0 + R` (a whole tile) of the panel at vector column `c`:
+/// the rows `r0..i0` above are finished (those above `r0` are zero).
+#[inline(always)]
+fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
+    s: S,
+    b: &mut Bufs<'_, T, T::V<S>>,
+    (i0, c, r0): (usize, usize, usize),
+    sq: &mut [[T::V<S>; 3]; R],
+) {
+    let nv = b.m.nv;
+    let (off, _) = tile_offsets::<R>(b.m, i0 / R);
+    let lt = &b.lf[off..][..(i0 + R) * R];
+    let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
+    let k0 = r0.min(i0);
+    let xs = &b.x[k0 * nv..i0 * nv];
+    for (xk, l) in xs.chunks_exact(nv).zip(lt[k0 * R..].chunks_exact(R)) {
+        let xk = &xk[c..c + C];
+        for r in 0..R {
+            let lr = T::vsplat(s, l[r]);
+            for cc in 0..C {
+                acc[r][cc] = T::vneg_mul_add(s, lr, xk[cc], acc[r][cc]);
+            }
+        }
+    }
+    // The R × R triangle of the tile, on a copy: its loops index rows
+    // at run time, which would pin `acc` to the stack in the loop above.
+    let mut acc = spill(acc);
+    let tri = &lt[i0 * R..];
+    for r in 0..R {
+        for qq in 0..r {
+            let l = T::vsplat(s, tri[qq * R + r]);
+            for cc in 0..C {
+                acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
+            }
+        }
+        let iv = T::vsplat(s, b.inv[i0 + r]);
+        for cc in 0..C {
+            let v = T::vmul(s, acc[r][cc], iv);
+            acc[r][cc] = v;
+            sq[r][cc] = T::vmul_add(s, v, v, sq[r][cc]);
+        }
+        store_row(b.x, nv, i0 + r, c, &acc[r]);
+    }
+}
+
+/// `Xᵀ[c][j] = X[j][c]` for `c ≤ j + 1`, zero elsewhere (and in the padding).
+#[inline(always)]
+fn transpose<T: Real, S: Simd>(b: &mut Bufs<'_, T, T::V<S>>) {
+    let lanes = T::lanes::<S>();
+    let (d, w, wd) = (b.m.d, b.m.nv * lanes, b.m.nj * lanes);
+    let x: &[T] = cast_slice(&*b.x);
+    let xt: &mut [T] = cast_slice_mut(&mut *b.xt);
+    for (c, row) in xt.chunks_exact_mut(wd).enumerate().take(d + 1) {
+        let j0 = c.saturating_sub(1);
+        row[..j0].fill(T::ZERO);
+        for (j, v) in row[..d].iter_mut().enumerate().skip(j0) {
+            *v = x[j * w + c];
+        }
+        row[d..].fill(T::ZERO);
+    }
+}
+
+/// Sweep 2: `L_qᵀ [u | Z] = X` in place, bottom-up; in each panel only the
+/// tiles at or below its first column's diagonal.
+#[inline(always)]
+fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) {
+    let lanes = T::lanes::<S>();
+    let nv = b.m.nv;
+    let mut c = 0;
+    while c < nv {
+        let width = (nv - c).min(3);
+        let first = (c * lanes).saturating_sub(1) / R * R;
+        let mut i0 = b.m.dp;
+        while i0 > first {
+            i0 -= R;
+            match width {
+                3 => bwd_tile::<T, S, R, 3>(s, b, i0, c),
+                2 => bwd_tile::<T, S, R, 2>(s, b, i0, c),
+                _ => bwd_tile::<T, S, R, 1>(s, b, i0, c),
+            }
+        }
+        c += width;
+    }
+}
+
+/// Rows `i0..i0 + R` of a panel at vector column `c`: the rows below are
+/// finished.
+#[inline(always)]
+fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
+    s: S,
+    b: &mut Bufs<'_, T, T::V<S>>,
+    i0: usize,
+    c: usize,
+) {
+    let (dp, nv) = (b.m.dp, b.m.nv);
+    let (_, off) = tile_offsets::<R>(b.m, i0 / R);
+    let lt = &b.lb[off..][..(dp - i0) * R];
+    let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
+    let xs = &b.x[(i0 + R) * nv..dp * nv];
+    for (xk, l) in xs.chunks_exact(nv).zip(lt[R * R..].chunks_exact(R)) {
+        let xk = &xk[c..c + C];
+        for r in 0..R {
+            let lr = T::vsplat(s, l[r]);
+            for cc in 0..C {
+                acc[r][cc] = T::vneg_mul_add(s, lr, xk[cc], acc[r][cc]);
+            }
+        }
+    }
+    // The R × R triangle, bottom-up: L_q[i0 + q][i0 + r] at q·R + r (on a
+    // copy, as in sweep 1).
+    let mut acc = spill(acc);
+    for r in (0..R).rev() {
+        for qq in r + 1..R {
+            let l = T::vsplat(s, lt[qq * R + r]);
+            for cc in 0..C {
+                acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
+            }
+        }
+        let iv = T::vsplat(s, b.inv[i0 + r]);
+        for cc in 0..C {
+            acc[r][cc] = T::vmul(s, acc[r][cc], iv);
+        }
+        store_row(b.x, nv, i0 + r, c, &acc[r]);
+    }
+}
+
+/// Writes (or adds) `v` into `slot`.
+#[inline(always)]
+fn put<T: Real>(slot: &mut T, v: T, overwrite: bool) {
+    if overwrite { *slot = v } else { *slot += v }
+}
+
+/// `g · ∂/∂μ_p = −g·u`, `g · ∂/∂μ_q = g·u` and `g · ∂/∂L_p = g · (lower(Z) −
+/// diag(1/L_pᵢᵢ))` into the pair's rows.
+#[inline(always)]
+fn grad_p<T: Real, S: Simd>(
+    b: &Bufs<'_, T, T::V<S>>,
+    (layout, diagonal): (Layout, Diagonal),
+    g: T,
+    (gmp, gmq, glp): (&mut [T], &mut [T], &mut [T]),
+    overwrite: bool,
+) {
+    let (d, w) = (b.m.d, b.m.nv * T::lanes::<S>());
+    let x: &[T] = cast_slice(&*b.x);
+    for (i, row) in x.chunks_exact(w).enumerate().take(d) {
+        let gu = g * row[0];
+        put(&mut gmp[i], -gu, overwrite);
+        put(&mut gmq[i], gu, overwrite);
+        let z = &row[1..=i + 1];
+        if layout == Layout::RowMajor {
+            let dst = &mut glp[row_start(i)..][..i];
+            for (o, &v) in dst.iter_mut().zip(z) {
+                put(o, g * v, overwrite);
+            }
+        } else {
+            for (j, &v) in z[..i].iter().enumerate() {
+                put(&mut glp[layout.index(d, i, j)], g * v, overwrite);
+            }
+        }
+        let (zii, lp) = (z[i], b.lpd[i]);
+        let v = match diagonal {
+            Diagonal::Log => g * (zii * lp - T::ONE),
+            Diagonal::Plain => g * (zii - T::ONE / lp),
+        };
+        put(&mut glp[layout.index(d, i, i)], v, overwrite);
+    }
+}
+
+/// Where sweep 3 writes: `L_q`'s gradient rows, their form, the upstream
+/// weight, overwrite or add.
+struct Dst<'a, T> {
+    glq: &'a mut [T],
+    form: (Layout, Diagonal),
+    g: T,
+    overwrite: bool,
+}
+
+/// Sweep 3: `S = [u | Z] Xᵀ` (lower part), a row tile at a time, written as `g · ∂/∂L_q = −g·S` below the diagonal and `g · (1/L_qᵢᵢ −
+/// Sᵢᵢ)` on it.
+#[inline(always)]
+fn grad_q<T: Real, S: Simd, const R: usize>(
+    s: S,
+    b: &mut Bufs<'_, T, T::V<S>>,
+    form: (Layout, Diagonal),
+    g: T,
+    glq: &mut [T],
+    overwrite: bool,
+) {
+    let lanes = T::lanes::<S>();
+    let (d, nj) = (b.m.d, b.m.nj);
+    let dst = &mut Dst {
+        glq,
+        form,
+        g,
+        overwrite,
+    };
+    let mut i0 = 0;
+    while i0 < d {
+        // The panels with a column j ≤ the tile's last row.
+        let last = (i0 + R - 1).min(d - 1) / lanes;
+        let mut jc = 0;
+        while jc <= last {
+            let width = (nj - jc).min(3);
+            let at = (i0, jc);
+            match width {
+                3 => s_tile::<T, S, R, 3>(s, b, at, dst),
+                2 => s_tile::<T, S, R, 2>(s, b, at, dst),
+                _ => s_tile::<T, S, R, 1>(s, b, at, dst),
+            }
+            jc += width;
+        }
+        i0 += R;
+    }
+}
+
+/// Rows `i0..i0 + R` × vector columns `jc..jc + C` of `S`, then written.
+#[inline(always)]
+fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
+    s: S,
+    b: &Bufs<'_, T, T::V<S>>,
+    (i0, jc): (usize, usize),
+    dst: &mut Dst<'_, T>,
+) {
+    let lanes = T::lanes::<S>();
+    let (d, nj, w) = (b.m.d, b.m.nj, b.m.nv * lanes);
+    let j0 = jc * lanes;
+    // Xᵀ[c][j] = 0 for c > j + 1: the last column read is j0 + C·L.
+    let n = (j0 + C * lanes).min(d) + 1;
+    let mut acc = [[T::V::<S>::zeroed(); C]; R];
+    let xt = &b.xt[..n * nj];
+    // Row i0 + r of [u | Z], broadcast entry by entry (padding rows are zero).
+    let z: &[T] = cast_slice(&*b.x);
+    let zrows: [&[T]; R] = core::array::from_fn(|r| &z[(i0 + r) * w..][..n]);
+    for (c, xc) in xt.chunks_exact(nj).enumerate() {
+        let xc = &xc[jc..jc + C];
+        for r in 0..R {
+            let z = T::vsplat(s, zrows[r][c]);
+            for cc in 0..C {
+                acc[r][cc] = T::vmul_add(s, z, xc[cc], acc[r][cc]);
+            }
+        }
+    }
+    let (layout, diagonal) = dst.form;
+    let (g, ow) = (dst.g, dst.overwrite);
+    let neg_g = T::vsplat(s, -g);
+    let acc = spill(acc);
+    let mut buf = [T::ZERO; 3 * MAX_LANES];
+    for (r, a) in acc.iter().enumerate() {
+        let i = i0 + r;
+        if i >= d {
+            break;
+        }
+        let jend = (j0 + C * lanes).min(i + 1);
+        // −g · S, row i, columns j0 .. j0 + C·L, then the diagonal apart.
+        let bv: &mut [T::V<S>] = cast_slice_mut(&mut buf[..C * lanes]);
+        for cc in 0..C {
+            bv[cc] = T::vmul(s, neg_g, a[cc]);
+        }
+        let below = jend.min(i);
+        if below > j0 {
+            let vals = &buf[..below - j0];
+            if layout == Layout::RowMajor {
+                let out = &mut dst.glq[row_start(i) + j0..][..below - j0];
+                if ow {
+                    out.copy_from_slice(vals);
+                } else {
+                    for (o, &v) in out.iter_mut().zip(vals) {
+                        *o += v;
+                    }
+                }
+            } else {
+                for (j, &v) in (j0..below).zip(vals) {
+                    put(&mut dst.glq[layout.index(d, i, j)], v, ow);
+                }
+            }
+        }
+        // The diagonal, if this panel holds it (a tile's first rows may lie
+        // left of the panel: i < j0).
+        if j0 <= i && jend == i + 1 {
+            let v = a[(i - j0) / lanes];
+            let sii = cast_slice::<T::V<S>, T>(core::slice::from_ref(&v))[(i - j0) % lanes];
+            let gv = match diagonal {
+                Diagonal::Log => g * (T::ONE - sii * b.lqd[i]),
+                Diagonal::Plain => g * (b.inv[i] - sii),
+            };
+            put(&mut dst.glq[layout.index(d, i, i)], gv, ow);
+        }
+    }
+}
