@@ -36,6 +36,7 @@
 // The SIMD batch kernels are reached through the `std` batch layer.
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod blocked;
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) mod blocked_grad;
 mod cholesky;
 mod fixed;
