@@ -56,7 +56,16 @@
 //! of `L_q`) most of the rest. A software prefetch of the next pair by plain
 //! loads (no `unsafe` prefetch intrinsics) was measured and was 2–5 %
 //! slower (likely: its loads evict the panel from L1), so it is not in the
-//! tree. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
+//! tree. Nor is `prefetcht0`/`prefetcht1` through pulp's safe SSE token
+//! (as in the search kernel): one line of the next pair's means, `L_p` and
+//! `L_q` (the factors it shares with this pair skipped) per `k` iteration
+//! of every segment, the rest after the solve. Same machine, roofline
+//! example, 4–6 runs alternated with the tree's kernel, pairs/s:
+//! `f64` d = 128 42.4–49.8 k → 46.9–52.4 k, `f64` d = 256 +2–5 %, `f32`
+//! d = 128 and 256 unchanged (82–95 k, 15–17 k both), d = 64 0–6 % and
+//! d = 32 5–10 % slower (T0 and T1 alike; also when enabled only for
+//! factors ≥ 32 KiB, the split loop and per-segment bookkeeping alone cost
+//! that). Branch `blocked2-prefetch` keeps that experiment. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
 //! 24 register accumulators, 3 vector loads, 8 broadcasts, no spill; one
 //! compare-and-branch of `k` against a row length per iteration is left.
 
