@@ -63,7 +63,9 @@
 // Index loops mirror the subscripts of the linear algebra they implement.
 #![allow(clippy::needless_range_loop)]
 
-#[cfg(feature = "std")]
+// The unit tests use `std` (`Vec`) whatever the features: the test harness
+// links it anyway.
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 #[cfg(feature = "std")]

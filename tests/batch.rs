@@ -7,23 +7,11 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layout, Real};
-
-/// The levels to test: every one the host has; the rest are named on stderr.
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 const KERNELS: [Kernel; 4] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes, Kernel::Blocked];
 

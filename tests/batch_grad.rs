@@ -8,6 +8,7 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
@@ -21,19 +22,6 @@ const FORMS: [(Layout, Diagonal); 4] = [
 ];
 
 const KERNELS: [Kernel; 4] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes, Kernel::Blocked];
-
-/// The levels to test: every one the host has; the rest are named on stderr.
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 fn tri(d: usize) -> usize {
     d * (d + 1) / 2

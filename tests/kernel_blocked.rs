@@ -7,23 +7,11 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Error, Exec, Gaussians, Kernel, Layout, Real};
-
-/// Every level the host has; the rest are named on stderr.
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 /// The dimensions: every `d` to 40, then the edges of 16-lane vectors,
 /// 3-vector panels and 8-row tiles (± 1), and one beyond 256.

@@ -15,6 +15,7 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
@@ -26,18 +27,6 @@ const FORMS: [(Layout, Diagonal); 4] = [
     (Layout::DiagFirst, Diagonal::Log),
     (Layout::RowMajor, Diagonal::Plain),
 ];
-
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 fn tri(d: usize) -> usize {
     d * (d + 1) / 2

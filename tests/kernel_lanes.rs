@@ -10,23 +10,11 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Diagonal, Exec, Gaussians, Kernel, Layout, Real};
-
-/// The levels to test: every one the host has; the rest are named on stderr.
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 /// `n` seeded Gaussians (row-major packed, raw log diagonal).
 fn batch_of<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {

@@ -4,6 +4,7 @@
 #![cfg(feature = "std")]
 
 mod common;
+use common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::{Level, exp_in_place};
@@ -11,19 +12,6 @@ use gaussian_kl::{Exec, Gaussians, Kernel, Real};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-/// The levels to test: every one the host has; the rest are named on stderr.
-fn levels() -> Vec<Level> {
-    let mut out = Vec::new();
-    for &l in Level::all() {
-        if l.is_available() {
-            out.push(l);
-        } else {
-            eprintln!("SKIPPED {l:?}: not available on this host/build");
-        }
-    }
-    out
-}
 
 /// Distance in units in the last place between two finite numbers of the
 /// same sign, or 0/∞ handling for exact specials.

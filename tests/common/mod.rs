@@ -434,3 +434,17 @@ pub fn form_view<'a, T: Real>(d: usize, form: &'a DenseForm<T>) -> MatRef<'a, T>
         MatRef::from_strides(d, &form.1, form.2, form.3).unwrap()
     }
 }
+
+/// Every SIMD level this host and build can run (the emulated widths with
+/// the `emulated-levels` feature); the others are printed as `SKIPPED`.
+pub fn levels() -> Vec<gaussian_kl::simd::Level> {
+    let mut out = Vec::new();
+    for &l in gaussian_kl::simd::Level::all() {
+        if l.is_available() {
+            out.push(l);
+        } else {
+            eprintln!("SKIPPED {l:?}: not available on this host/build");
+        }
+    }
+    out
+}
