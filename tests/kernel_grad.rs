@@ -285,7 +285,7 @@ fn blocked_zip_all_and_batch_sizes() {
                 case(d, &pa, &qa, true, s + 3),
             ];
             if d > 44 {
-                cases[0].check::<f32>(&[Level::Scalar256], Kernel::Auto, FORMS[0]);
+                cases[0].check::<f32>(&[Level::detect()], Kernel::Auto, FORMS[0]);
             }
             let form = FORMS[n % FORMS.len()];
             let lv = levels();
