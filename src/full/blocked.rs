@@ -347,9 +347,9 @@ fn solve<T: Real, S: Simd, const R: usize>(
     reduce::<T, S>(total)
 }
 
-/// The lanes of `v`, summed pairwise.
+/// The lanes of `v`, summed pairwise (also the blocked gradient's).
 #[inline(always)]
-fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
+pub(crate) fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
     let lanes = T::lanes::<S>();
     let mut buf = [T::ZERO; MAX_LANES];
     buf[..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));

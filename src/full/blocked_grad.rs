@@ -65,6 +65,7 @@
 //! transpose, the scalar writes of the packed gradients, the `exp`s) is
 //! still a large share next to the `d³/2` multiply-adds.
 
+use super::blocked::reduce;
 use super::lanes::{Pairs, Side};
 use super::lanes_grad::GradOut;
 use super::scalar::finish;
@@ -401,26 +402,6 @@ fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>)
         }
     }
     reduce::<T, S>(total)
-}
-
-/// The pairwise sum of a vector's lanes.
-#[inline(always)]
-fn reduce<T: Real, S: Simd>(v: T::V<S>) -> T {
-    let lanes = T::lanes::<S>();
-    let mut buf = [T::ZERO; MAX_LANES];
-    buf[..lanes].copy_from_slice(cast_slice(core::slice::from_ref(&v)));
-    let mut n = lanes;
-    while n > 1 {
-        let h = n / 2;
-        for i in 0..h {
-            buf[i] += buf[i + h];
-        }
-        if n % 2 == 1 {
-            buf[0] += buf[n - 1];
-        }
-        n = h;
-    }
-    buf[0]
 }
 
 /// `R` rows of `C` vectors of `x` from row `i0`, vector column `c`.
