@@ -2,7 +2,7 @@
 # The crate where its users run it, with Debian's rustc-web toolchain (std
 # sources for -Zbuild-std) and QEMU:
 #  1. aarch64-unknown-linux-gnu: the library and integration tests under
-#     qemu-aarch64 (user mode), NEON detected and asserted by tests/neon.rs;
+#     qemu-aarch64 (user mode), NEON detected and asserted by tests/suite/neon.rs;
 #  2. no_std builds without alloc (-D warnings) for thumbv7em-none-eabihf
 #     (Cortex-M4F), thumbv6m-none-eabi (Cortex-M0: no FPU, no atomics) and
 #     riscv32imac-unknown-none-elf;
@@ -72,13 +72,13 @@ for step in "${steps[@]}"; do
     grep -E '^(test result|     Running)' "$log"
     passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
     echo "aarch64: $passed tests passed under qemu-aarch64"
-    if [ -f tests/neon.rs ]; then
-      # tests/neon.rs: the detection and the three kernel families, one line each.
+    if [ -f tests/suite/neon.rs ]; then
+      # tests/suite/neon.rs: the detection and the three kernel families, one line each.
       grep '^NEON' "$log" || true
       [ "$(grep -c '^NEON' "$log")" -eq 4 ] && grep -q '^NEON asserted' "$log" \
-        || { echo "aarch64: tests/neon.rs did not report all four NEON checks" >&2; exit 1; }
+        || { echo "aarch64: tests/suite/neon.rs did not report all four NEON checks" >&2; exit 1; }
     else
-      echo "aarch64: tests/neon.rs absent in this tree, NEON not asserted" >&2
+      echo "aarch64: tests/suite/neon.rs absent in this tree, NEON not asserted" >&2
     fi
     ;;
   no_std)

@@ -14,7 +14,7 @@ start=$SECONDS
 FUZZ_SECONDS=${FUZZ_SECONDS:-45}
 
 echo "== accuracy table"
-cargo test --all-features --test accuracy -- --nocapture
+cargo test --all-features --test suite -- --nocapture accuracy::
 
 echo "== fuzz targets"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

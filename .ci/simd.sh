@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --all-features --test simd -- --nocapture 2>&1 \
+cargo test --all-features --test suite -- --nocapture simd:: 2>&1 \
     | grep -E "SKIPPED|ulp|test result|panicked|FAILED" | sort -u

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 
 cargo clippy --manifest-path tests/no_std_check/Cargo.toml -- -D warnings
 cargo build --manifest-path tests/no_std_check/Cargo.toml
-cargo test --all-features --test oracle -- --nocapture
+cargo test --all-features --test suite -- --nocapture oracle::

@@ -8,7 +8,7 @@
 //  3. sanity against the PyTorch float64 values: relative difference at
 //     most 1e-9 (f64) and 1e-3 (f32). These gates catch a wrong buffer
 //     layout or export, not rounding: the kernels' accuracy is asserted
-//     natively by tests/accuracy.rs, and (1) ties wasm to native exactly;
+//     natively by tests/suite/accuracy.rs, and (1) ties wasm to native exactly;
 //  4. shape errors come back as a status code, not a trap.
 // Usage: node wasm/check.js <module.wasm> <oracle.json> <native.json>
 const fs = require('fs');

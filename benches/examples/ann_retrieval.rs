@@ -20,10 +20,11 @@
 //! search widths (`ef`), the build time, and the bytes per document.
 //!
 //! Run (release; the defaults took 3 min 13 s on a shared 2-core machine,
-//! most of it building the two graphs with the norm coordinate):
+//! most of it building the two graphs with the norm coordinate; the feature
+//! `numkong` gives usearch its SIMD distances, as measured in the docs):
 //!
 //! ```text
-//! cargo run --release -p gaussian-kl-bench --example ann_retrieval -- \
+//! cargo run --release -p gaussian-kl-bench --features numkong --example ann_retrieval -- \
 //!     [--docs 100000] [--queries 300] [--dim 128] [--threads 2] [--seed 7] \
 //!     [--connectivity 16] [--ef-add 64] [--ef 16,64,256,512]
 //! ```
@@ -418,7 +419,7 @@ fn cosine_row(a: &Args, f: &F32Data, index32: &DocIndex<f32>, truth: &Hits<f64>)
 fn main() -> Res<()> {
     let a = parse_args()?;
     println!(
-        "ANN retrieval by KL: {} documents ({}), {} queries, d = {}, usearch {} (HNSW, MetricKind::IP, f32; \
+        "ANN retrieval by KL: {} documents ({}), {} queries, d = {}, usearch {}{} (HNSW, MetricKind::IP, f32; \
          connectivity {}, ef_add {}, build on {} thread(s), queries on 1)",
         a.docs,
         if a.clusters == 0 {
@@ -429,6 +430,11 @@ fn main() -> Res<()> {
         a.queries,
         a.dim,
         usearch::version(),
+        if cfg!(feature = "numkong") {
+            " with numkong"
+        } else {
+            " without numkong (portable distances)"
+        },
         a.connectivity,
         a.ef_add,
         a.threads

@@ -531,8 +531,10 @@ fn batch_call<T: Real>(u: &mut Unstructured<'_>) -> Result<()> {
     let r_ok = ok(&r);
     untouched(r_ok, &before, &[&out]);
     if r_ok {
-        assert!(Some(out.len()) == out_len && need.is_ok());
-        // An empty batch has nothing to compute and needs no workspace.
+        assert!(Some(out.len()) == out_len);
+        // An empty batch has nothing to compute and needs no workspace: it
+        // succeeds even where sizing the scratch of its `d` overflows (the
+        // scratch query's `DimensionTooLarge`; tests/suite/batch.rs pins both).
         assert!(out.is_empty() || work.len() - off >= need.unwrap_or(usize::MAX));
     }
     Ok(())

@@ -10,7 +10,7 @@
 use arbitrary::{Result, Unstructured};
 use gaussian_kl::{Diagonal, Gaussian, Layout, MatRef, PackedTril, Real};
 
-#[path = "../../tests/dd_reference/mod.rs"]
+#[path = "../../tests/suite/dd_reference.rs"]
 pub mod dd;
 
 /// Every layout, for loops and for `Unstructured::choose`.

@@ -19,7 +19,7 @@
 //! emulated), the other layouts, plain diagonals, broadcast or all-pairs
 //! blocks and the ragged last block take the element-by-element copy
 //! ([`gather`]). Both gathers feed the same arithmetic, so the results are
-//! bit for bit the same (`tests/kernel_lanes.rs`). Measured with the
+//! bit for bit the same (`tests/suite/kernel_lanes.rs`). Measured with the
 //! roofline example (single thread, Sapphire Rapids-class AVX-512, shared
 //! 2-core machine, 4096 pairs, two alternating runs each), element copy →
 //! transposes, M pairs/s, f32 / f64: d = 3: 107–117 → 245–251 / 73–76 →

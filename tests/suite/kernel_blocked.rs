@@ -6,8 +6,8 @@
 //! `Pairs::All`, batch sizes around the edges, and too-short workspaces.
 #![cfg(feature = "std")]
 
-mod common;
-use common::levels;
+use crate::common;
+use crate::common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
@@ -52,7 +52,7 @@ fn reference<T: Real>(
     )
 }
 
-/// The tolerance of `tests/batch.rs` (`8 · d · ε · scale · κ`), unchanged.
+/// The tolerance of `tests/suite/batch.rs` (`8 · d · ε · scale · κ`), unchanged.
 fn tol<T: Real>(d: usize, r: &common::Reference) -> f64 {
     8.0 * d.max(1) as f64 * T::EPSILON.to_f64() * r.scale * r.kappa
 }

@@ -2,7 +2,7 @@
 //! differences in every input form (each packed layout and diagonal
 //! encoding, dense row-major and column-major), the VAE prior path, fixed =
 //! runtime, and zero allocations. (The batched layer's gradients are tested
-//! in `tests/batch_grad.rs`.)
+//! in `tests/suite/batch_grad.rs`.)
 
 // Index loops mirror the subscripts of the linear algebra they check.
 #![allow(clippy::needless_range_loop)]
@@ -13,9 +13,7 @@ use gaussian_kl::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-mod counting;
-
-use counting::allocations;
+use crate::counting::allocations;
 
 // ---------------------------------------------------------------------------
 // Input forms.

@@ -1,21 +1,21 @@
 //! The blocked gradient kernel (`Kernel::Blocked` of `batch::kl_grad`, and
 //! `Kernel::Auto` above its crossover) against the scalar gradient kernel
-//! (itself checked against PyTorch's autograd in `tests/oracle.rs` and an
-//! independent f64 reference in `tests/batch_grad.rs`): every `d` up to 40,
+//! (itself checked against PyTorch's autograd in `tests/suite/oracle.rs` and an
+//! independent f64 reference in `tests/suite/batch_grad.rs`): every `d` up to 40,
 //! then block edges ± 1 and large `d` up to 300; every level the host has
 //! (emulated widths included), every packed form, f32 and f64, `Zip` with
 //! every broadcast mix and `All`, batch sizes around lane edges, both
 //! `Mode`s; too-short workspaces are errors with every output untouched.
 //!
-//! Tolerance: `tests/batch_grad.rs`'s, `16 · (d + 1) · ε · scale` per
+//! Tolerance: `tests/suite/batch_grad.rs`'s, `16 · (d + 1) · ε · scale` per
 //! entry with `scale` the sum over the entry's pairs of `|u| · κ² ·
 //! max(1, largest gradient entry of the pair)`, `κ` the conditioning of
 //! `L_q` from the f64 reference; the KL within `8 · d · ε · scale · κ`. The
 //! reference is the scalar kernel in f64 on the same (rounded) inputs.
 #![cfg(feature = "std")]
 
-mod common;
-use common::levels;
+use crate::common;
+use crate::common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;

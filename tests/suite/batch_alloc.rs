@@ -11,9 +11,7 @@ use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
 use gaussian_kl::{Error, Exec, Gaussians, GradMut, Grads, Kernel, Real};
 
-mod counting;
-
-use counting::{allocations_during, counted};
+use crate::counting::{allocations_during, counted};
 
 /// `n` Gaussians of dimension `d`, raw log diagonals, deterministic values.
 fn gaussians<T: Real>(d: usize, n: usize, shift: f64) -> (Vec<T>, Vec<T>) {

@@ -5,9 +5,7 @@
 //! must lie within 4 standard errors of the crate's analytic value (a false
 //! alarm about once in 16 000 runs, and the seed is fixed).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gaussian_kl::{Gaussian, full};
 
 /// Solves `L u = b` for dense row-major lower-triangular `L` (f64).

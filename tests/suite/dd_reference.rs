@@ -3,7 +3,7 @@
 //! forward substitution (a different operation order from the crate's
 //! row-oriented kernels), and double-double `exp` / `ln`.
 //!
-//! Shared by `tests/accuracy.rs`, `tests/robustness.rs` and the fuzz targets
+//! Shared by `tests/suite/accuracy.rs`, `tests/suite/robustness.rs` and the fuzz targets
 //! (`fuzz/`, through `#[path]`). Test code only: it uses `std` and may
 //! allocate.
 #![allow(dead_code)]

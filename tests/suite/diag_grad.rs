@@ -1,6 +1,6 @@
 //! Gradients of the diagonal KL and the Eq. 10 score: central finite
 //! differences of the forward values in f64 (the forward kernels meet the
-//! double-double reference in `tests/diag.rs`), the all-pairs form against
+//! double-double reference in `tests/suite/diag.rs`), the all-pairs form against
 //! the single-pair one, `Mode::Accumulate`, and the errors.
 
 #![allow(clippy::needless_range_loop)] // index loops over perturbed coordinates

@@ -6,9 +6,7 @@
 //! - outputs half-written before an error;
 //! - no way to accumulate gradients.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gaussian_kl::{
     Diagonal, Error, Gaussian, GradMut, Grads, Layout, MatRef, Mode, PackedTril, full,
 };

@@ -7,8 +7,8 @@
 //! error with every output untouched; NaN confined to its lane; `d = 0`.
 #![cfg(feature = "std")]
 
-mod common;
-use common::levels;
+use crate::common;
+use crate::common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
@@ -548,7 +548,7 @@ fn every_error_names_its_argument_and_leaves_the_outputs_untouched() {
         assert_eq!(r, Err(want));
         assert!(untouched, "{want:?}: an output was written");
     }
-    // the blocked kernel (tests/kernel_grad.rs checks its values): its own
+    // the blocked kernel (tests/suite/kernel_grad.rs checks its values): its own
     // scratch, one short
     let blocked = exec.kernel(Kernel::Blocked);
     let need_b = batch::kl_grad_scratch::<f64>(d, &blocked).unwrap();

@@ -138,7 +138,7 @@ fn widen<T: Real>(v: &[T]) -> Vec<f64> {
     v.iter().map(|x| x.to_f64()).collect()
 }
 
-/// `tests/search.rs` measured the worst `|value − reference| / (ε · scale)`
+/// `tests/suite/search.rs` measured the worst `|value − reference| / (ε · scale)`
 /// of this kernel at 6.9 (f64) and 7.2 (f32), at d = 128; the chunked
 /// blocking changes no rounding (bit-identical values). 10× that, as there.
 /// A wrong or missing term (a row skipped at a chunk edge, a lane of the

@@ -428,7 +428,7 @@ fn empty_and_zero_dimension() {
     let z = nd::DenseGaussians::new(&zm, &zl).unwrap();
     let mut out = Array1::from_elem(2, 1.0);
     nd::kl_dense_std_normal(&z, &mut out).unwrap();
-    assert_eq!(out, Array1::zeros(2));
+    assert_eq!(out, Array1::<f64>::zeros(2));
     assert_eq!(nd::mat_ref(&Array2::<f32>::zeros((0, 0))).unwrap().dim(), 0);
     let m = nalgebra::DMatrix::<f64>::zeros(0, 0);
     assert_eq!(na::mat_ref(&m).unwrap().dim(), 0);

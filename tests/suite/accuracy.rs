@@ -24,9 +24,8 @@
 //! cell goes unchecked. Run with
 //! `cargo test --release --test accuracy -- --nocapture` to print the table.
 
-mod dd_reference;
-
-use dd_reference::{Diag, first_order_valid, skeel_cond, tolerance};
+use crate::dd_reference;
+use crate::dd_reference::{Diag, first_order_valid, skeel_cond, tolerance};
 use gaussian_kl::{Diagonal, Gaussian, Layout, PackedTril, Real, full};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -2,8 +2,7 @@
 //! that cannot exist. Each documented outcome (README, "Special values") is
 //! checked here, in f32 and f64.
 
-mod dd_reference;
-
+use crate::dd_reference;
 use gaussian_kl::{
     Diagonal, Error, Gaussian, GradMut, Grads, Layout, MatRef, PackedTril, Real, full,
 };

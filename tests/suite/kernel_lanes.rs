@@ -9,8 +9,8 @@
 //! same level (a broadcast batch takes the latter with the same arithmetic).
 #![cfg(feature = "std")]
 
-mod common;
-use common::levels;
+use crate::common;
+use crate::common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::Level;
@@ -28,7 +28,7 @@ fn batch_of<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
     (means, factors)
 }
 
-/// The same tolerance as `tests/batch.rs` (measured there: worst
+/// The same tolerance as `tests/suite/batch.rs` (measured there: worst
 /// `err / (d · ε · scale · kappa)` 1.6 for f32, 1.7 for f64; 8 leaves 5×).
 fn tol<T: Real>(d: usize, r: &common::Reference) -> f64 {
     8.0 * d.max(1) as f64 * T::EPSILON.to_f64() * r.scale * r.kappa

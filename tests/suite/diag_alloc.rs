@@ -4,9 +4,7 @@
 use gaussian_kl::diag::{self, Rep};
 use gaussian_kl::{DiagGaussians, DiagGradMut, Grads, Mode};
 
-mod counting;
-
-use counting::counted as allocations;
+use crate::counting::counted as allocations;
 
 #[test]
 fn diagonal_kernels_do_not_allocate() {

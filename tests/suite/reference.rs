@@ -33,9 +33,7 @@
 //! `κ_q² + κ_p²`. The random factors (see `common::random_raw`) keep `κ`
 //! near 10 up to `d = 64`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gaussian_kl::{Diagonal, Error, Gaussian, Layout, MatRef, PackedTril, Real, full};
 
 const DIAGONALS: [Diagonal; 2] = [Diagonal::Log, Diagonal::Plain];

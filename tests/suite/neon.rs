@@ -21,9 +21,8 @@
 //! than it does today, or computes another quantity, fails.
 #![cfg(target_arch = "aarch64")]
 
-mod common;
-
-use common::{Case, rel_err, rng, widen};
+use crate::common;
+use crate::common::{Case, rel_err, rng, widen};
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::search::{self, DocIndex, Metric};
 use gaussian_kl::simd::Level;

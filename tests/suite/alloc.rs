@@ -5,17 +5,13 @@
 //!
 //! To cover a new kernel, add one line to [`kernels`].
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gaussian_kl::{
     Diagonal, Error, Factor, Gaussian, GradMut, Grads, Layout, MatRef, Mode, PackedTril, Real, full,
 };
 use std::hint::black_box;
 
-mod counting;
-
-use counting::allocations_during;
+use crate::counting::allocations_during;
 
 /// Dimension of the runtime kernels' inputs, and `D` of the fixed ones.
 const D: usize = 8;

@@ -3,16 +3,14 @@
 //! dot-product identities, and the errors (argument, Gaussian and
 //! coordinate named; outputs untouched).
 
-mod dd_reference;
-
-use dd_reference::Dd;
+use crate::dd_reference::Dd;
 use gaussian_kl::diag::{self, Rep};
 use gaussian_kl::{DiagGaussian, DiagGaussians, Error, Real, Scale};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-const ORACLE: &str = include_str!("data/torch_kl_cases.json");
+const ORACLE: &str = include_str!("../data/torch_kl_cases.json");
 
 fn flat(v: &Value) -> Vec<f64> {
     v.as_array()

@@ -3,8 +3,8 @@
 //! vector `exp` against libm.
 #![cfg(feature = "std")]
 
-mod common;
-use common::levels;
+use crate::common;
+use crate::common::levels;
 
 use gaussian_kl::batch::{self, Pairs};
 use gaussian_kl::simd::{Level, exp_in_place};
@@ -173,7 +173,7 @@ fn reference<T: Real>(
 }
 
 /// Tolerance against the reference: `8 · d · ε · scale · κ`, the bound of
-/// `tests/batch.rs`. The worst `err / (d · ε · scale · κ)` measured over
+/// `tests/suite/batch.rs`. The worst `err / (d · ε · scale · κ)` measured over
 /// this file's kernel cases (every kernel and level, d ≤ 131) is 1.6 for f32
 /// and 1.2 for f64: a margin of 5×.
 fn tol<T: Real>(d: usize, r: &common::Reference) -> f64 {
