@@ -352,7 +352,7 @@ fn run_blocks<T: Real, S: Simd, I: Idx>(
 /// takes the transposed fast path: `lanes` consecutive pairs on both sides
 /// (a full block of `Zip` with unit steps), row-major factors, log diagonals.
 #[inline(always)]
-fn fast_block<T, I: Idx>(
+pub(crate) fn fast_block<T, I: Idx>(
     job: Job<'_, T, I>,
     valid: usize,
     lanes: usize,
@@ -382,7 +382,7 @@ fn fast_block<T, I: Idx>(
 /// if the level has no shuffle path; the results are bit for bit those of
 /// [`gather`].
 #[inline(always)]
-fn gather_fast<T: Real, S: Simd>(
+pub(crate) fn gather_fast<T: Real, S: Simd>(
     s: S,
     d: usize,
     p: Side<'_, T>,

@@ -4,13 +4,16 @@
 //! [`kl_grad_unpacked`](super::grad::kl_grad_unpacked) run on a block of `L`
 //! pairs at once (`L` = lanes of the dispatched level), lane `l` holding
 //! pair `l` of the block. The block is gathered exactly as the forward
-//! lockstep kernel gathers it ([`lanes::gather`]), its forward pass is that
+//! lockstep kernel gathers it ([`lanes::gather`], or, for a full block of
+//! consecutive row-major pairs with log diagonals, the level's in-register
+//! transposes where it has them, AVX-512 today), its forward pass is that
 //! kernel's ([`lanes::block`]), and the backward pass is the back
 //! substitution `L_qᵀ [z | W] = [y | M]` of the scalar kernel, in its
-//! left-looking (dot-product) order, fused with the rows of `∂/∂L_q`. The gradients are then scattered back to each
-//! pair's rows and *added* there, so that a Gaussian shared by several pairs
-//! (broadcasting, all pairs) receives the sum of its pairs' gradients, in
-//! pair order.
+//! left-looking (dot-product) order, fused with the rows of `∂/∂L_q`. The
+//! gradients are then scattered back to each pair's rows (by the inverse
+//! transposes on the fast path: bit for bit the element scatter) and *added*
+//! there, so that a Gaussian shared by several pairs (broadcasting, all
+//! pairs) receives the sum of its pairs' gradients, in pair order.
 //!
 //! Differences from the scalar kernel, all within rounding: fused
 //! multiply-adds, multiplication by `1 / L_qᵢᵢ` instead of division, and
@@ -27,10 +30,10 @@
 
 use super::lanes::{self, Bufs, Idx, Job, MAX_FIXED_D, Pairs, RowMajor, Side};
 use crate::real::Real;
-use crate::simd::{Level, Simd, Zeroable};
+use crate::simd::{Get, Level, Put, Simd, Zeroable, untranspose};
 use crate::tril::{Diagonal, Layout, row_start};
 use pulp::WithSimd;
-use pulp::bytemuck::{cast_slice, cast_slice_mut};
+use pulp::bytemuck::{Pod, cast_slice, cast_slice_mut};
 
 /// The outputs of a batch: `kl[k]` for every pair `k < kl.len()`, and the
 /// gradients, *added* into the rows of their Gaussians (the caller zeroes
@@ -239,7 +242,19 @@ fn run_blocks<T: Real, S: Simd, I: Idx>(
     let mut start = 0;
     while start < n {
         let valid = (n - start).min(lanes);
-        lanes::gather::<T, S, I>(job, n, start, &mut bufs.fwd, &mut plain_ld);
+        // A full block of consecutive row-major pairs with log diagonals is
+        // transposed in and out by the level's shuffles where it has them.
+        // (No closures here: they would not inherit the level's target
+        // features, and the shuffles would stay calls.)
+        let mut fast = lanes::fast_block(job, valid, lanes, start);
+        if let Some(k0) = fast
+            && !lanes::gather_fast::<T, S>(s, d, p, q, k0, &mut bufs.fwd)
+        {
+            fast = None;
+        }
+        if fast.is_none() {
+            lanes::gather::<T, S, I>(job, n, start, &mut bufs.fwd, &mut plain_ld);
+        }
         let upstream = out.upstream;
         let mut g = T::vsplat(s, upstream[0]);
         if upstream.len() != 1 {
@@ -251,7 +266,13 @@ fn run_blocks<T: Real, S: Simd, I: Idx>(
         let kl_v = block::<T, S>(s, d, p.diagonal, q.diagonal, bufs, &plain_ld, g);
         let kl_l: &[T] = cast_slice(core::slice::from_ref(&kl_v));
         out.kl[start..start + valid].copy_from_slice(&kl_l[..valid]);
-        scatter::<T, S, I>(job, start, valid, bufs, &mut out);
+        let scattered = match fast {
+            Some(k0) => scatter_fast::<T, S>(s, d, k0, bufs, &mut out),
+            None => false,
+        };
+        if !scattered {
+            scatter::<T, S, I>(job, start, valid, bufs, &mut out);
+        }
         start += valid;
     }
 }
@@ -305,6 +326,147 @@ fn scatter<T: Real, S: Simd, I: Idx>(
                     glp[ip.at(d, i, j)] += wf[at];
                     glq[iq.at(d, i, j)] += mf[at];
                 }
+            }
+        }
+    }
+}
+
+/// The gradients of the `lanes` consecutive pairs from `k0` (row-major
+/// factors) into their rows by the level's shuffles
+/// ([`untranspose`](crate::simd::untranspose)), added or (`overwrite`)
+/// written, bit for bit what [`scatter`] writes. Returns `false` (having
+/// written nothing) where the level has no shuffle path.
+#[inline(always)]
+fn scatter_fast<T: Real, S: Simd>(
+    s: S,
+    d: usize,
+    k0: usize,
+    bufs: &Block<'_, T::V<S>>,
+    out: &mut GradOut<'_, T>,
+) -> bool {
+    let (lanes, tri, ow) = (T::lanes::<S>(), row_start(d), out.overwrite);
+    let (Some(mp), Some(mq), Some(fp), Some(fq)) = (
+        out.means_p.get_mut(k0 * d..(k0 + lanes) * d),
+        out.means_q.get_mut(k0 * d..(k0 + lanes) * d),
+        out.factors_p.get_mut(k0 * tri..(k0 + lanes) * tri),
+        out.factors_q.get_mut(k0 * tri..(k0 + lanes) * tri),
+    ) else {
+        return false;
+    };
+    let mut means = Means { p: mp, q: mq, ow };
+    if !untranspose::<T, S>(s, d, &mut Rows(&*bufs.z), &mut means) {
+        return false;
+    }
+    let mut lower = Lower::new(&*bufs.w, d);
+    untranspose::<T, S>(s, tri, &mut lower, &mut Records { dst: fp, ow });
+    let mut lower = Lower::new(&*bufs.fwd.1, d);
+    untranspose::<T, S>(s, tri, &mut lower, &mut Records { dst: fq, ow });
+    true
+}
+
+/// Vector `j` of a slice, as an untranspose input.
+struct Rows<'a, V>(&'a [V]);
+impl<V: Zeroable + Copy> Get<V> for Rows<'_, V> {
+    #[inline(always)]
+    fn get(&mut self, j: usize) -> V {
+        self.0.get(j).copied().unwrap_or_else(V::zeroed)
+    }
+}
+
+/// The lower triangle of a `d × d` block of vectors in row-major packed
+/// order, as an untranspose input (a cursor: sequential `j` step in O(1)).
+struct Lower<'a, V> {
+    src: &'a [V],
+    d: usize,
+    /// The packed index of `(i, c)`.
+    next: usize,
+    i: usize,
+    c: usize,
+}
+impl<'a, V> Lower<'a, V> {
+    #[inline(always)]
+    fn new(src: &'a [V], d: usize) -> Self {
+        Lower {
+            src,
+            d,
+            next: 0,
+            i: 0,
+            c: 0,
+        }
+    }
+}
+impl<V: Zeroable + Copy> Get<V> for Lower<'_, V> {
+    #[inline(always)]
+    fn get(&mut self, j: usize) -> V {
+        if j != self.next {
+            // A jump (the overlapping last tile): find row and column.
+            let (mut i, mut start) = (0, 0);
+            while start + i < j {
+                start += i + 1;
+                i += 1;
+            }
+            (self.i, self.c, self.next) = (i, j - start, j);
+        }
+        let v = self
+            .src
+            .get(self.i * self.d + self.c)
+            .copied()
+            .unwrap_or_else(V::zeroed);
+        self.next += 1;
+        self.c += 1;
+        if self.c > self.i {
+            self.i += 1;
+            self.c = 0;
+        }
+        v
+    }
+}
+
+/// `−v` into `p`'s and `v` into `q`'s mean gradients (added, or written).
+struct Means<'a, T> {
+    p: &'a mut [T],
+    q: &'a mut [T],
+    ow: bool,
+}
+impl<T: Real, V: Pod> Put<V> for Means<'_, T> {
+    #[inline(always)]
+    fn put(&mut self, off: usize, v: V, skip: usize) {
+        let v: &[T] = cast_slice(core::slice::from_ref(&v));
+        let (Some(p), Some(q), Some(v)) = (
+            self.p.get_mut(off + skip..off + v.len()),
+            self.q.get_mut(off + skip..off + v.len()),
+            v.get(skip..),
+        ) else {
+            return;
+        };
+        for ((p, q), &x) in p.iter_mut().zip(q.iter_mut()).zip(v) {
+            if self.ow {
+                (*p, *q) = (-x, x);
+            } else {
+                (*p, *q) = (*p - x, *q + x);
+            }
+        }
+    }
+}
+
+/// Records of a factor gradient (added, or written).
+struct Records<'a, T> {
+    dst: &'a mut [T],
+    ow: bool,
+}
+impl<T: Real, V: Pod> Put<V> for Records<'_, T> {
+    #[inline(always)]
+    fn put(&mut self, off: usize, v: V, skip: usize) {
+        let v: &[T] = cast_slice(core::slice::from_ref(&v));
+        let (Some(dst), Some(v)) = (self.dst.get_mut(off + skip..off + v.len()), v.get(skip..))
+        else {
+            return;
+        };
+        if self.ow {
+            dst.copy_from_slice(v);
+        } else {
+            for (o, &x) in dst.iter_mut().zip(v) {
+                *o += x;
             }
         }
     }

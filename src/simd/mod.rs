@@ -23,7 +23,7 @@ mod exp;
 mod real;
 mod transpose;
 
-pub(crate) use transpose::{Load, Store, transpose};
+pub(crate) use transpose::{Get, Load, Put, Store, transpose, untranspose};
 
 pub(crate) use real::SimdReal;
 

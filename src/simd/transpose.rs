@@ -24,6 +24,13 @@
 //!
 //! Both are exact copies: the outputs are bit for bit those of the element
 //! copy.
+//!
+//! [`untranspose`] is the inverse (lanes back into records, the gradient
+//! kernel's scatter): for `t < L`, record-block vector `v` lane `m` takes lane
+//! `⌊(v·L + m)/t⌋` of input `(v·L + m) mod t`, again one merge-masked permute
+//! per (output, input) pair that shares a lane; for `t ≥ L` the same `L × L`
+//! tile network (a transpose is its own inverse), the overlapping last tile
+//! told which of its lanes were written already.
 
 use super::Simd;
 use crate::real::Real;
@@ -77,6 +84,26 @@ impl Tab {
         }
         Tab { idx, mask }
     }
+
+    /// The table of [`untranspose`] for `t < lanes`: the permute index of
+    /// output vector `v`, and the lanes of output `v` taken from input `j`.
+    const fn inverse(t: usize, lanes: usize) -> Tab {
+        let mut idx = [[0u32; 16]; 16];
+        let mut mask = [[0u16; 16]; 16];
+        let wide = 16 / lanes;
+        let mut v = 0;
+        while v < t {
+            let mut m = 0;
+            while m < lanes {
+                let f = v * lanes + m;
+                idx[v][m * wide] = (f / t) as u32;
+                mask[v][f % t] |= 1 << m;
+                m += 1;
+            }
+            v += 1;
+        }
+        Tab { idx, mask }
+    }
 }
 
 /// The source of a transpose: `load(off)` returns the `lanes` scalars of the
@@ -126,6 +153,51 @@ pub(crate) fn transpose<T: Real, S: Simd>(
     false
 }
 
+/// The source of an [`untranspose`]: input vector `j` (value `j` of every
+/// record).
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path reads")
+)]
+pub(crate) trait Get<V> {
+    /// Input vector `j` (`j < t`; any order, a `j` may be asked again).
+    fn get(&mut self, j: usize) -> V;
+}
+
+/// The destination of an [`untranspose`]: the block's `lanes` scalars from
+/// `off`, of which the first `skip` were written already (keep them).
+#[cfg_attr(
+    not(all(target_arch = "x86_64", feature = "avx512")),
+    allow(dead_code, reason = "only the AVX-512 path writes")
+)]
+pub(crate) trait Put<V> {
+    /// Scalars `off + skip..off + lanes` of the block, from lanes `skip..`.
+    fn put(&mut self, off: usize, v: V, skip: usize);
+}
+
+/// The inverse of [`transpose`]: `t` input vectors (`get(j)`, value `j` of
+/// every record) into `lanes` consecutive records of `t` scalars, delivered
+/// to `put` as whole vectors of the block (every scalar exactly once, each
+/// `put` telling how many of its leading lanes were delivered before).
+/// Returns `false` (having called neither) if the level has no shuffle path.
+#[inline(always)]
+pub(crate) fn untranspose<T: Real, S: Simd>(
+    s: S,
+    t: usize,
+    get: &mut impl Get<T::V<S>>,
+    put: &mut impl Put<T::V<S>>,
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        let any: &dyn core::any::Any = &s;
+        if let Some(v4) = any.downcast_ref::<pulp::x86::V4>() {
+            return v4::untranspose::<T, S>(*v4, t, get, put);
+        }
+    }
+    let _ = (s, t, get, put);
+    false
+}
+
 /// A same-size reinterpretation (`None` if the sizes differ, which the
 /// callers rule out by the scalar's size first).
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -136,12 +208,22 @@ fn cv<A: Pod, B: Pod>(a: A) -> Option<B> {
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 mod v4 {
-    use super::{Load, Store, Tab, cv};
+    use super::{Get, Load, Put, Store, Tab, cv};
     use crate::real::Real;
     use core::arch::x86_64::{__m512, __m512d};
     use pulp::Simd;
     use pulp::bytemuck::{Pod, Zeroable};
     use pulp::x86::V4;
+
+    /// One copy of the small-`t` transpose per `t`.
+    macro_rules! by_t {
+        ($t:expr, $f:ident, $s:expr, $load:expr, $store:expr; $($n:literal)*) => {
+            match $t {
+                $($n => $f::<_, $n>($s, $load, $store),)*
+                _ => {}
+            }
+        };
+    }
 
     /// The AVX-512 shuffle path of [`transpose`](super::transpose).
     #[inline(always)]
@@ -170,6 +252,174 @@ mod v4 {
         false
     }
 
+    /// The AVX-512 shuffle path of [`untranspose`](super::untranspose).
+    #[inline(always)]
+    pub(super) fn untranspose<T: Real, S: Simd>(
+        s: V4,
+        t: usize,
+        get: &mut impl Get<T::V<S>>,
+        put: &mut impl Put<T::V<S>>,
+    ) -> bool {
+        let f = s.avx512f;
+        if T::lanes::<S>() == 16 && core::mem::size_of::<T>() == 4 {
+            if cv::<__m512, T::V<S>>(f._mm512_setzero_ps()).is_none() {
+                return false;
+            }
+            f32x16_inv(s, t, get, put);
+            return true;
+        }
+        if T::lanes::<S>() == 8 && core::mem::size_of::<T>() == 8 {
+            if cv::<__m512d, T::V<S>>(f._mm512_setzero_pd()).is_none() {
+                return false;
+            }
+            f64x8_inv(s, t, get, put);
+            return true;
+        }
+        false
+    }
+
+    /// An input of the inverse, reinterpreted as the intrinsics' type.
+    #[inline(always)]
+    fn gt<V: Pod, W: Pod + Zeroable>(get: &mut impl Get<V>, j: usize) -> W {
+        cv(get.get(j)).unwrap_or(W::zeroed())
+    }
+
+    /// An output of the inverse, reinterpreted from the intrinsics' type.
+    #[inline(always)]
+    fn pt<V: Pod, W: Pod>(put: &mut impl Put<V>, off: usize, w: W, skip: usize) {
+        if let Some(v) = cv(w) {
+            put.put(off, v, skip);
+        }
+    }
+
+    /// The `L × L` transpose network on 16 `f32` rows.
+    #[inline(always)]
+    fn net_f32(s: V4, r: &mut [__m512; 16]) {
+        const L: usize = 16;
+        let f = s.avx512f;
+        let tab = const { &Tab::new(L, L) };
+        for st in 0..4 {
+            let b = L >> (st + 1);
+            let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
+            for i in 0..L {
+                if i & b == 0 {
+                    let (x, y) = (r[i], r[i + b]);
+                    r[i] = f._mm512_permutex2var_ps(x, lo, y);
+                    r[i + b] = f._mm512_permutex2var_ps(x, hi, y);
+                }
+            }
+        }
+    }
+
+    /// The `L × L` transpose network on 8 `f64` rows.
+    #[inline(always)]
+    fn net_f64(s: V4, r: &mut [__m512d; 8]) {
+        const L: usize = 8;
+        let f = s.avx512f;
+        let tab = const { &Tab::new(L, L) };
+        for st in 0..3 {
+            let b = L >> (st + 1);
+            let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
+            for i in 0..L {
+                if i & b == 0 {
+                    let (x, y) = (r[i], r[i + b]);
+                    r[i] = f._mm512_permutex2var_pd(x, lo, y);
+                    r[i + b] = f._mm512_permutex2var_pd(x, hi, y);
+                }
+            }
+        }
+    }
+
+    /// The inverse on 16 `f32` lanes.
+    #[inline(always)]
+    fn f32x16_inv<V: Pod>(s: V4, t: usize, get: &mut impl Get<V>, put: &mut impl Put<V>) {
+        const L: usize = 16;
+        if t < L {
+            by_t!(t, small_f32_inv, s, get, put; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            return;
+        }
+        let mut done = 0;
+        while done < t {
+            let c0 = done.min(t - L);
+            let mut r = [s.avx512f._mm512_setzero_ps(); L];
+            for (i, x) in r.iter_mut().enumerate() {
+                *x = gt(get, c0 + i);
+            }
+            net_f32(s, &mut r);
+            for (l, x) in r.iter().enumerate() {
+                pt(put, l * t + c0, *x, done - c0);
+            }
+            done = c0 + L;
+        }
+    }
+
+    /// The inverse of `t = N < 16` `f32` records.
+    #[inline(always)]
+    fn small_f32_inv<V: Pod, const N: usize>(s: V4, get: &mut impl Get<V>, put: &mut impl Put<V>) {
+        let f = s.avx512f;
+        let tab = const { &Tab::inverse(N, 16) };
+        let mut src = [f._mm512_setzero_ps(); N];
+        for (j, x) in src.iter_mut().enumerate() {
+            *x = gt(get, j);
+        }
+        for v in 0..N {
+            let ix = pulp::cast(tab.idx[v]);
+            let mut acc = f._mm512_setzero_ps();
+            for (j, x) in src.iter().enumerate() {
+                let k = tab.mask[v][j];
+                if k != 0 {
+                    acc = f._mm512_mask_permutexvar_ps(acc, k, ix, *x);
+                }
+            }
+            pt(put, v * 16, acc, 0);
+        }
+    }
+
+    /// The inverse on 8 `f64` lanes.
+    #[inline(always)]
+    fn f64x8_inv<V: Pod>(s: V4, t: usize, get: &mut impl Get<V>, put: &mut impl Put<V>) {
+        const L: usize = 8;
+        if t < L {
+            by_t!(t, small_f64_inv, s, get, put; 1 2 3 4 5 6 7);
+            return;
+        }
+        let mut done = 0;
+        while done < t {
+            let c0 = done.min(t - L);
+            let mut r = [s.avx512f._mm512_setzero_pd(); L];
+            for (i, x) in r.iter_mut().enumerate() {
+                *x = gt(get, c0 + i);
+            }
+            net_f64(s, &mut r);
+            for (l, x) in r.iter().enumerate() {
+                pt(put, l * t + c0, *x, done - c0);
+            }
+            done = c0 + L;
+        }
+    }
+
+    /// The inverse of `t = N < 8` `f64` records.
+    #[inline(always)]
+    fn small_f64_inv<V: Pod, const N: usize>(s: V4, get: &mut impl Get<V>, put: &mut impl Put<V>) {
+        let f = s.avx512f;
+        let tab = const { &Tab::inverse(N, 8) };
+        let mut src = [f._mm512_setzero_pd(); N];
+        for (j, x) in src.iter_mut().enumerate() {
+            *x = gt(get, j);
+        }
+        for v in 0..N {
+            let ix = pulp::cast(tab.idx[v]);
+            let mut acc = f._mm512_setzero_pd();
+            for (j, x) in src.iter().enumerate() {
+                let k = tab.mask[v][j] as u8;
+                if k != 0 {
+                    acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
+                }
+            }
+            pt(put, v * 8, acc, 0);
+        }
+    }
+
     /// A load, reinterpreted as the intrinsics' type.
     #[inline(always)]
     fn ld<V: Pod, W: Pod + Zeroable>(load: &impl Load<V>, off: usize) -> W {
@@ -184,16 +434,6 @@ mod v4 {
         }
     }
 
-    /// One copy of the small-`t` transpose per `t`.
-    macro_rules! by_t {
-        ($t:expr, $f:ident, $s:expr, $load:expr, $store:expr; $($n:literal)*) => {
-            match $t {
-                $($n => $f::<_, $n>($s, $load, $store),)*
-                _ => {}
-            }
-        };
-    }
-
     /// 16 `f32` lanes.
     #[inline(always)]
     fn f32x16<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
@@ -202,26 +442,14 @@ mod v4 {
             by_t!(t, small_f32, s, load, store; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
             return;
         }
-        let f = s.avx512f;
-        let tab = const { &Tab::new(L, L) };
         let mut done = 0;
         while done < t {
             let c0 = done.min(t - L);
-            let mut r = [f._mm512_setzero_ps(); L];
+            let mut r = [s.avx512f._mm512_setzero_ps(); L];
             for (l, x) in r.iter_mut().enumerate() {
                 *x = ld(load, l * t + c0);
             }
-            for st in 0..4 {
-                let b = L >> (st + 1);
-                let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
-                for i in 0..L {
-                    if i & b == 0 {
-                        let (x, y) = (r[i], r[i + b]);
-                        r[i] = f._mm512_permutex2var_ps(x, lo, y);
-                        r[i + b] = f._mm512_permutex2var_ps(x, hi, y);
-                    }
-                }
-            }
+            net_f32(s, &mut r);
             for (i, x) in r.iter().enumerate() {
                 if c0 + i >= done {
                     st(store, c0 + i, *x);
@@ -261,26 +489,14 @@ mod v4 {
             by_t!(t, small_f64, s, load, store; 1 2 3 4 5 6 7);
             return;
         }
-        let f = s.avx512f;
-        let tab = const { &Tab::new(L, L) };
         let mut done = 0;
         while done < t {
             let c0 = done.min(t - L);
-            let mut r = [f._mm512_setzero_pd(); L];
+            let mut r = [s.avx512f._mm512_setzero_pd(); L];
             for (l, x) in r.iter_mut().enumerate() {
                 *x = ld(load, l * t + c0);
             }
-            for st in 0..3 {
-                let b = L >> (st + 1);
-                let (lo, hi) = (pulp::cast(tab.idx[2 * st]), pulp::cast(tab.idx[2 * st + 1]));
-                for i in 0..L {
-                    if i & b == 0 {
-                        let (x, y) = (r[i], r[i + b]);
-                        r[i] = f._mm512_permutex2var_pd(x, lo, y);
-                        r[i + b] = f._mm512_permutex2var_pd(x, hi, y);
-                    }
-                }
-            }
+            net_f64(s, &mut r);
             for (i, x) in r.iter().enumerate() {
                 if c0 + i >= done {
                     st(store, c0 + i, *x);
@@ -315,7 +531,7 @@ mod v4 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Load, Store, transpose};
+    use super::{Get, Load, Put, Store, transpose, untranspose};
     use crate::real::Real;
     use crate::simd::{Level, Simd};
     use pulp::WithSimd;
@@ -353,7 +569,36 @@ mod tests {
                     .as_ref()
                     .is_some_and(|v| (0..lanes).all(|l| v[l] == src[l * t + j]))
             }) && order == (0..t).collect::<Vec<_>>();
-            (hit, ok || !hit)
+            // The inverse: input j holds value j of every record; every
+            // scalar of the block must be delivered exactly once, right.
+            struct Ins<'a, T, S>(&'a [T], usize, core::marker::PhantomData<S>);
+            impl<T: Real, S: Simd> Get<T::V<S>> for Ins<'_, T, S> {
+                fn get(&mut self, j: usize) -> T::V<S> {
+                    T::as_simd::<S>(&self.0[j * self.1..(j + 1) * self.1])[0]
+                }
+            }
+            struct Out<T>(Vec<T>, Vec<usize>);
+            impl<T: Real, V: pulp::bytemuck::Pod> Put<V> for Out<T> {
+                fn put(&mut self, off: usize, v: V, skip: usize) {
+                    let v = cast_slice::<V, T>(&[v]).to_vec();
+                    for (m, x) in v.iter().enumerate().skip(skip) {
+                        if let Some(o) = self.0.get_mut(off + m) {
+                            *o = *x;
+                            self.1[off + m] += 1;
+                        } else {
+                            self.1.push(usize::MAX); // out of the block
+                        }
+                    }
+                }
+            }
+            let lane_major: Vec<T> = (0..t * lanes)
+                .map(|f| src[(f % lanes) * t + f / lanes])
+                .collect();
+            let mut ins = Ins::<T, S>(&lane_major, lanes, core::marker::PhantomData);
+            let mut out = Out(vec![T::ZERO; t * lanes], vec![0; t * lanes]);
+            let hit_inv = untranspose::<T, S>(s, t, &mut ins, &mut out);
+            let ok_inv = out.0 == src && out.1.iter().all(|&c| c == 1);
+            (hit && hit_inv, (ok && ok_inv) || (!hit && !hit_inv))
         }
     }
 
@@ -372,12 +617,12 @@ mod tests {
     }
 
     #[test]
-    fn transposes_every_t_exactly_f32() {
+    fn transposes_and_inverts_every_t_exactly_f32() {
         every_t::<f32>();
     }
 
     #[test]
-    fn transposes_every_t_exactly_f64() {
+    fn transposes_and_inverts_every_t_exactly_f64() {
         every_t::<f64>();
     }
 }

@@ -1,5 +1,5 @@
 //! The batched forward layer: every kernel at every level against the
-//! independent reference (`tests/common`), a batch equal to its pairs run one
+//! independent reference (`tests/suite/common.rs`), a batch equal to its pairs run one
 //! at a time, broadcasting and all pairs equal to their explicit expansions,
 //! layouts and diagonal encodings, every shape and policy error (with the
 //! outputs untouched), workspaces of every length and alignment, `d = 0`,
@@ -16,7 +16,7 @@ use gaussian_kl::{Diagonal, Error, Exec, Gaussians, GradMut, Grads, Kernel, Layo
 const KERNELS: [Kernel; 4] = [Kernel::Auto, Kernel::Scalar, Kernel::Lanes, Kernel::Blocked];
 
 /// A seeded batch of `n` Gaussians of dimension `d` (row-major packed, raw
-/// log diagonal), from the generators of `tests/common` (well-conditioned).
+/// log diagonal), from the generators of `tests/suite/common.rs` (well-conditioned).
 fn batch_of<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
     let mut rng = common::rng(seed);
     let mut means = Vec::new();

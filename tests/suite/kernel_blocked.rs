@@ -1,5 +1,5 @@
 //! `Kernel::Blocked` (the large-`d` forward kernel, `src/full/blocked.rs`)
-//! against the independent f64 reference of `tests/common`: every `d` up to
+//! against the independent f64 reference of `tests/suite/common.rs`: every `d` up to
 //! 40 and both sides of every tile and panel edge up to 300, every level the
 //! host has (and pulp's emulated widths with `emulated-levels`), every
 //! layout and both diagonal encodings, `Pairs::Zip` (with broadcasting) and

@@ -4,7 +4,7 @@
 //! (row-major, which takes the transposed fast path where the level has
 //! shuffles, and the others, which do not), both diagonals, `Zip` and `All`
 //! (non-contiguous pairs), against the independent f64 reference of
-//! `tests/common`; and the fast path (full blocks of consecutive row-major
+//! `tests/suite/common.rs`; and the fast path (full blocks of consecutive row-major
 //! log-diagonal pairs) bit for bit against the element-copy gather of the
 //! same level (a broadcast batch takes the latter with the same arithmetic).
 #![cfg(feature = "std")]

@@ -5,7 +5,7 @@
 //!
 //! - `batch::kl`: `Kernel::Lanes` and `Kernel::Blocked` forced, zip and all
 //!   pairs, against `Kernel::Scalar` and the Gauss–Jordan reference of
-//!   `tests/common` (f64 covariances, no triangular solve);
+//!   `tests/suite/common.rs` (f64 covariances, no triangular solve);
 //! - `batch::kl_grad`: `Kernel::Lanes` against `Kernel::Scalar`, and in f64
 //!   against central differences of that reference;
 //! - `search::scores` and `search::top_k` (the fused diagonal scoring kernel)

@@ -141,7 +141,7 @@ fn vector_exp_f64_matches_libm_within_2_ulp() {
 }
 
 /// A seeded batch of `n` Gaussians of dimension `d` (row-major packed, raw
-/// log diagonal), from the generators of `tests/common` (well-conditioned).
+/// log diagonal), from the generators of `tests/suite/common.rs` (well-conditioned).
 fn batch_of<T: Real>(seed: u64, d: usize, n: usize) -> (Vec<T>, Vec<T>) {
     let mut rng = common::rng(seed);
     let mut means = Vec::new();
