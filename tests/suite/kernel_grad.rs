@@ -297,6 +297,25 @@ fn blocked_zip_all_and_batch_sizes() {
     }
 }
 
+/// The lockstep kernel's transposed path: full blocks of consecutive
+/// row-major pairs with log diagonals, gathered and scattered by the level's
+/// shuffles where it has them (AVX-512), every other block by the element
+/// copies. Every `d` to 20 and the tile edges of the records past it, whole
+/// blocks and a partial last one, gradients written (`Overwrite`, one pair
+/// per Gaussian) and added (`Accumulate`), both in `check`.
+#[test]
+fn lanes_transposed_path_over_d_and_block_edges() {
+    for d in (1..=20).chain([22, 23, 31, 44]) {
+        for n in [16, 35] {
+            let s = 7000 + 100 * d as u64 + n as u64;
+            let (p, q) = (Raw::random(s, d, n), Raw::random(s + 1, d, n));
+            let c = case(d, &p, &q, false, s);
+            c.check::<f32>(&levels(), Kernel::Lanes, FORMS[0]);
+            c.check::<f64>(&levels(), Kernel::Lanes, FORMS[0]);
+        }
+    }
+}
+
 /// The scratch of `Blocked`, and `Auto` above the crossover (`d > 44`), is the
 /// blocked kernel's; a workspace one short is an error that touches no
 /// output, for every level.
