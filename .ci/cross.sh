@@ -50,12 +50,13 @@ deb=(env RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
 bare=(CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=$lld)
 timed() { printf '   %s: %d s wall\n' "$1" $((SECONDS - $2)); }
 # The x86_64-unknown-none probe, in the background in its own target
-# directory (cargo locks a target directory for the whole build).
+# directory (cargo locks a target directory for the whole build; env takes
+# the last CARGO_TARGET_DIR).
 probe_job= probe_log=$root/target/cross-x86_64-none.log
 start_probe() {
   mkdir -p "$root/target"
-  env RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$root/target/cross-x86_64-none" \
-    /usr/bin/cargo build --quiet --lib --release --no-default-features \
+  "${deb[@]}" CARGO_TARGET_DIR="$root/target/cross-x86_64-none" /usr/bin/cargo build \
+    --quiet --lib --release --no-default-features \
     --target x86_64-unknown-none -Zbuild-std=core > "$probe_log" 2>&1 &
   probe_job=$!
 }
