@@ -47,6 +47,10 @@ pub trait SimdReal: Pod {
     fn any_gt<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> bool;
     /// Whether any lane of `a` is less than that of `b`.
     fn any_lt<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> bool;
+    /// `v` with lanes `n..` set to zero (`n ≥ lanes` keeps all of them).
+    fn vkeep_first<S: Simd>(s: S, v: Self::V<S>, n: usize) -> Self::V<S>;
+    /// `v` with lane `k` replaced by `x` (`v` itself for `k ≥ lanes`).
+    fn vset_lane<S: Simd>(s: S, v: Self::V<S>, k: usize, x: Self) -> Self::V<S>;
     /// The whole vectors at the head of `x`.
     fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>];
     /// The whole vectors at the head of `x`, mutable.
@@ -56,7 +60,8 @@ pub trait SimdReal: Pod {
 macro_rules! impl_simd_real {
     ($t:ty, $panel:expr, $v:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $div:ident,
      $fma:ident, $nfma:ident, $exp:path,
-     [$lanes:ident, $sfma:ident, $gt:ident, $lt:ident, $first:ident, $as:ident, $as_mut:ident]) => {
+     [$lanes:ident, $sfma:ident, $gt:ident, $lt:ident, $first:ident, $as:ident, $as_mut:ident],
+     [$between:ident, $select:ident, $ut:ty]) => {
         impl SimdReal for $t {
             const PANEL: usize = $panel;
             type V<S: Simd> = S::$v;
@@ -110,6 +115,19 @@ macro_rules! impl_simd_real {
                 s.$first(s.$lt(a, b)) < S::$lanes
             }
             #[inline(always)]
+            fn vkeep_first<S: Simd>(s: S, v: Self::V<S>, n: usize) -> Self::V<S> {
+                let n = n.min(S::$lanes) as $ut;
+                s.$select(s.$between(0, n).mask(), v, s.$splat(0.0))
+            }
+            #[inline(always)]
+            fn vset_lane<S: Simd>(s: S, v: Self::V<S>, k: usize, x: Self) -> Self::V<S> {
+                if k >= S::$lanes {
+                    return v;
+                }
+                let k = k as $ut;
+                s.$select(s.$between(k, k + 1).mask(), s.$splat(x), v)
+            }
+            #[inline(always)]
             fn as_simd<S: Simd>(x: &[Self]) -> &[Self::V<S>] {
                 S::$as(x).0
             }
@@ -141,7 +159,8 @@ impl_simd_real!(
         first_true_m32s,
         as_simd_f32s,
         as_mut_simd_f32s
-    ]
+    ],
+    [mask_between_m32s, select_f32s, u32]
 );
 impl_simd_real!(
     f64,
@@ -163,5 +182,64 @@ impl_simd_real!(
         first_true_m64s,
         as_simd_f64s,
         as_mut_simd_f64s
-    ]
+    ],
+    [mask_between_m64s, select_f64s, u64]
 );
+
+#[cfg(test)]
+mod tests {
+    use super::SimdReal;
+    use crate::simd::{Level, Simd};
+    use pulp::WithSimd;
+    use pulp::bytemuck::cast_slice;
+
+    /// Checks `vkeep_first` for every `n` in `0..=lanes + 1` and `vset_lane`
+    /// for every lane (and one past the end) against lane-by-lane
+    /// expectations; returns the number of cases checked.
+    struct Lanes<T>(core::marker::PhantomData<T>);
+    impl<T: SimdReal + crate::Real> WithSimd for Lanes<T> {
+        type Output = usize;
+        fn with_simd<S: Simd>(self, s: S) -> usize {
+            let lanes = T::lanes::<S>();
+            let src: std::vec::Vec<T> = (1..=lanes).map(T::from_usize).collect();
+            let v = T::as_simd::<S>(&src)[0];
+            let x = T::from_usize(1000);
+            let mut cases = 0;
+            for n in 0..=lanes + 1 {
+                let kept = T::vkeep_first(s, v, n);
+                let got: &[T] = cast_slice(core::slice::from_ref(&kept));
+                for (j, &g) in got.iter().enumerate() {
+                    let want = if j < n { src[j] } else { T::ZERO };
+                    assert_eq!(g, want, "vkeep_first n = {n}, lane {j}");
+                }
+                cases += 1;
+            }
+            for k in 0..=lanes {
+                let set = T::vset_lane(s, v, k, x);
+                let got: &[T] = cast_slice(core::slice::from_ref(&set));
+                for (j, &g) in got.iter().enumerate() {
+                    let want = if j == k { x } else { src[j] };
+                    assert_eq!(g, want, "vset_lane k = {k}, lane {j}");
+                }
+                cases += 1;
+            }
+            cases
+        }
+    }
+
+    #[test]
+    fn keep_first_and_set_lane_at_every_level() {
+        for &level in Level::all() {
+            for cases in [
+                level.dispatch(Lanes::<f32>(core::marker::PhantomData)),
+                level.dispatch(Lanes::<f64>(core::marker::PhantomData)),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // lanes + 2 values of n and lanes + 1 of k, lanes ≥ 1.
+                assert!(cases >= 5, "{level:?}");
+            }
+        }
+    }
+}
