@@ -46,6 +46,12 @@ fn vector_exp_f32_matches_libm_within_2_ulp() {
         .map(|_| rng.random_range(-105.0f32..90.0))
         .collect();
     xs.extend((0..20_000).map(|_| rng.random_range(-1.0f32..1.0)));
+    // Whole vectors inside the fast path's range (|x| < 69) and at its edge.
+    xs.extend((0..20_000).map(|_| rng.random_range(-69.0f32..69.0)));
+    xs.extend((0..64).map(|i| if i % 2 == 0 { 68.999 } else { -68.999 }));
+    xs.extend((0..64).map(|i| if i % 2 == 0 { 69.0 } else { -69.0 }));
+    // NaN among in-range lanes (the fast path has no NaN select).
+    xs.extend((0..64).map(|i| if i % 3 == 0 { f32::NAN } else { 0.5 }));
     xs.extend([
         0.0,
         -0.0,
@@ -97,6 +103,12 @@ fn vector_exp_f64_matches_libm_within_2_ulp() {
         .map(|_| rng.random_range(-750.0f64..712.0))
         .collect();
     xs.extend((0..20_000).map(|_| rng.random_range(-1.0f64..1.0)));
+    // Whole vectors inside the fast path's range (|x| < 690) and at its edge.
+    xs.extend((0..20_000).map(|_| rng.random_range(-690.0f64..690.0)));
+    xs.extend((0..64).map(|i| if i % 2 == 0 { 689.999 } else { -689.999 }));
+    xs.extend((0..64).map(|i| if i % 2 == 0 { 690.0 } else { -690.0 }));
+    // NaN among in-range lanes (the fast path has no NaN select).
+    xs.extend((0..64).map(|i| if i % 3 == 0 { f64::NAN } else { 0.5 }));
     xs.extend([
         0.0,
         -0.0,
