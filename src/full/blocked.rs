@@ -307,21 +307,26 @@ fn load_panel<T: Real, S: Simd, const CP: usize>(
         // Columns a..i + 2 are the nonzero ones (y and L_p's row).
         let len = i + 2 - a;
         let base = (row_start(i) + a).wrapping_sub(1);
-        let src = match tp.layout {
-            Layout::RowMajor if base < tp.data.len() => tp.data.get(base..base + CP * lanes),
-            _ => None,
-        };
-        match src {
-            Some(src) => {
-                let v: &[[T::V<S>; CP]] = T::as_simd::<S>(src).as_chunks().0;
-                for c in 0..CP {
-                    row[c] = T::vkeep_first(s, v[0][c], len.saturating_sub(c * lanes));
+        if tp.layout == Layout::RowMajor && base < tp.data.len() {
+            // The last rows' loads would run past the factor: those read
+            // what is left of it from a zero-padded copy.
+            let mut pad = [T::V::<S>::zeroed(); C];
+            let src: &[T] = match tp.data.get(base..base + CP * lanes) {
+                Some(src) => src,
+                None => {
+                    let tail = &tp.data[base..];
+                    let buf: &mut [T] = cast_slice_mut(&mut pad[..]);
+                    buf[..tail.len()].copy_from_slice(tail);
+                    cast_slice(&pad[..])
                 }
+            };
+            let v: &[[T::V<S>; CP]] = T::as_simd::<S>(src).as_chunks().0;
+            for c in 0..CP {
+                row[c] = T::vkeep_first(s, v[0][c], len.saturating_sub(c * lanes));
             }
-            None => {
-                for (c, out) in row.iter_mut().enumerate() {
-                    *out = gather::<T, S>(tp, i, a + c * lanes, len.saturating_sub(c * lanes));
-                }
+        } else {
+            for (c, out) in row.iter_mut().enumerate() {
+                *out = gather::<T, S>(tp, i, a + c * lanes, len.saturating_sub(c * lanes));
             }
         }
         if a == 0 {
@@ -332,8 +337,7 @@ fn load_panel<T: Real, S: Simd, const CP: usize>(
 
 /// Columns `col..col + n` of row `i` of `[· | L_p]` (column `j ≥ 1` is
 /// `L_p[i][j − 1]`, column 0 left zero), element by element, the lanes
-/// from `n` on zero: the fallback of [`load_rhs`] for other layouts and
-/// the vectors that would read past the end of the factor.
+/// from `n` on zero: [`load_rhs`] for other layouts (and row 0's `y`).
 #[inline(always)]
 fn gather<T: Real, S: Simd>(tp: PackedTril<'_, T>, i: usize, col: usize, n: usize) -> T::V<S> {
     let mut b = [T::V::<S>::zeroed()];
