@@ -58,8 +58,10 @@
 //! 436–512 k → 750–786 k; d = 64: 110–113 k → 190–200 k; d = 128: 27 k →
 //! 45–46 k; d = 256: 4.7–4.9 k → 8.0–8.3 k. perf at `d = 128`: the 24-FMA
 //! loop and its 1- and 2-vector segments take about half the time, the
-//! first touch of each pair's factors (the copy of `L_p`, the first reads
-//! of `L_q`) most of the rest. A software prefetch of the next pair by plain
+//! copy of `L_p` and the first reads of `L_q` most of the rest — not the
+//! memory: one pair repeated (cache-resident) runs at the rate of a batch
+//! of distinct pairs (f32 d = 64: 2.5 µs per pair both, 2.1 after the
+//! vector-wise right-hand side above). A software prefetch of the next pair by plain
 //! loads (no `unsafe` prefetch intrinsics) was measured and was 2–5 %
 //! slower (likely: its loads evict the panel from L1), so it is not in the
 //! tree. Nor is `prefetcht0`/`prefetcht1` through pulp's safe SSE token
