@@ -11,10 +11,17 @@
 //! copy. Two algorithms, picked by `t`:
 //!
 //! - `t < L`: the `L·t` scalars are `t` whole vectors; output `j` takes lane
-//!   `l` from vector `⌊(l·t + j)/L⌋`, lane `(l·t + j) mod L`: one single-source
-//!   permute with the same index vector per source vector, merged under a lane
-//!   mask (`vpermps` with merge masking): `t²` shuffles for `t` outputs
-//!   (36 for `t = 6`, against `6·16` scalar stores and reloads before).
+//!   `l` from vector `⌊(l·t + j)/L⌋`, lane `(l·t + j) mod L`: vectors 0 and 1
+//!   (which every output draws on) in one two-source permute (`vpermt2ps`),
+//!   each further vector by a single-source permute with the same index
+//!   vector merged under a lane mask (`vpermps` with merge masking):
+//!   `t(t − 1)` shuffles for `t` outputs. For `f32` and even `t ≥ 4` a record
+//!   is `t/2` 64-bit pairs: the block is two blocks of 8 records of `t/2`
+//!   64-bit values, each transposed that way at 8 lanes, and each output
+//!   pair then split into even and odd floats by two two-source permutes:
+//!   `t²/2` shuffles (18 for `t = 6`, a `d = 3` factor, against 30 and the
+//!   36 of one masked permute per source vector; `6·16` scalar stores and
+//!   reloads before that).
 //! - `t ≥ L`: `L × L` tiles, row `l` of a tile loaded from record `l` at column
 //!   `c` (`L` unaligned loads), transposed by `log₂ L` stages of two-source
 //!   permutes (`vpermt2ps`), each swapping one bit of the row and column index:
@@ -48,6 +55,10 @@ struct Tab {
     idx: [[u32; 16]; 16],
     /// `t < lanes`: the lanes of output `j` that come from source vector `v`.
     mask: [[u16; 16]; 16],
+    /// `t < lanes`: output `j`'s two-source index over source vectors 0
+    /// and 1 (the lanes of vector 1 offset by `lanes`), which every output
+    /// draws on when `t ≥ 2`.
+    idx2: [[u32; 16]; 16],
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
@@ -56,6 +67,7 @@ impl Tab {
     const fn new(t: usize, lanes: usize) -> Tab {
         let mut idx = [[0u32; 16]; 16];
         let mut mask = [[0u16; 16]; 16];
+        let mut idx2 = [[0u32; 16]; 16];
         let wide = 16 / lanes;
         if t < lanes {
             let mut j = 0;
@@ -64,6 +76,9 @@ impl Tab {
                 while l < lanes {
                     idx[j][l * wide] = ((l * t + j) % lanes) as u32;
                     mask[j][(l * t + j) / lanes] |= 1 << l;
+                    let from1 = (l * t + j) / lanes == 1;
+                    idx2[j][l * wide] =
+                        ((l * t + j) % lanes + if from1 { lanes } else { 0 }) as u32;
                     l += 1;
                 }
                 j += 1;
@@ -82,7 +97,7 @@ impl Tab {
                 st += 1;
             }
         }
-        Tab { idx, mask }
+        Tab { idx, mask, idx2 }
     }
 
     /// The table of [`untranspose`] for `t < lanes`: the permute index of
@@ -102,7 +117,11 @@ impl Tab {
             }
             v += 1;
         }
-        Tab { idx, mask }
+        Tab {
+            idx,
+            mask,
+            idx2: [[0u32; 16]; 16],
+        }
     }
 }
 
@@ -439,7 +458,11 @@ mod v4 {
     fn f32x16<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
         const L: usize = 16;
         if t < L {
-            by_t!(t, small_f32, s, load, store; 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            if t >= 4 && t.is_multiple_of(2) {
+                by_t!(t, even_f32, s, load, store; 4 6 8 10 12 14);
+            } else {
+                by_t!(t, small_f32, s, load, store; 1 2 3 5 7 9 11 13 15);
+            }
             return;
         }
         let mut done = 0;
@@ -459,7 +482,8 @@ mod v4 {
         }
     }
 
-    /// `t = N < 16` `f32` records: one merge-masked permute per source vector.
+    /// `t = N < 16` `f32` records: vectors 0 and 1 by one two-source
+    /// permute, one merge-masked permute per further source vector.
     #[inline(always)]
     fn small_f32<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
         let f = s.avx512f;
@@ -470,8 +494,13 @@ mod v4 {
         }
         for j in 0..N {
             let ix = pulp::cast(tab.idx[j]);
-            let mut acc = f._mm512_permutexvar_ps(ix, src[0]);
-            for (v, x) in src.iter().enumerate().skip(1) {
+            // Vectors 0 and 1 in one two-source permute, the rest merged.
+            let mut acc = if N >= 2 {
+                f._mm512_permutex2var_ps(src[0], pulp::cast(tab.idx2[j]), src[1])
+            } else {
+                f._mm512_permutexvar_ps(ix, src[0])
+            };
+            for (v, x) in src.iter().enumerate().skip(2) {
                 let k = tab.mask[j][v];
                 if k != 0 {
                     acc = f._mm512_mask_permutexvar_ps(acc, k, ix, *x);
@@ -481,12 +510,66 @@ mod v4 {
         }
     }
 
+    /// `t = N` even, `4 ≤ N < 16`, `f32` records: a record of `N` floats is
+    /// `N / 2` 64-bit pairs, so the 16 records are two blocks of 8 records
+    /// of `N / 2` 64-bit values, each transposed as [`small_f64`] does;
+    /// output pair `j` of both blocks is then split into outputs `2j` and
+    /// `2j + 1` by two two-source permutes (even and odd floats). `N²/2`
+    /// shuffles against `N(N − 1)` for [`small_f32`] (18 against 30 for
+    /// `N = 6`, a `d = 3` factor).
+    #[inline(always)]
+    fn even_f32<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
+        const EVEN: [u32; 16] = {
+            let mut e = [0u32; 16];
+            let mut r = 0;
+            while r < 16 {
+                e[r] = 2 * r as u32;
+                r += 1;
+            }
+            e
+        };
+        let f = s.avx512f;
+        let u = N / 2;
+        let tab = const { &Tab::new(N / 2, 8) };
+        let mut src = [f._mm512_setzero_pd(); 16];
+        for (v, x) in src.iter_mut().enumerate().take(N) {
+            *x = f._mm512_castps_pd(ld::<_, __m512>(load, v * 16));
+        }
+        let mut mid = [[f._mm512_setzero_pd(); 8]; 2];
+        for (b, out) in mid.iter_mut().enumerate() {
+            let blk = &src[b * u..b * u + u];
+            for (j, o) in out.iter_mut().enumerate().take(u) {
+                let ix = pulp::cast(tab.idx[j]);
+                let mut acc = f._mm512_permutex2var_pd(blk[0], pulp::cast(tab.idx2[j]), blk[1]);
+                for (v, x) in blk.iter().enumerate().skip(2) {
+                    let k = tab.mask[j][v] as u8;
+                    if k != 0 {
+                        acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
+                    }
+                }
+                *o = acc;
+            }
+        }
+        let even = pulp::cast(EVEN);
+        let odd = f._mm512_add_epi32(even, f._mm512_set1_epi32(1));
+        for j in 0..u {
+            let lo = f._mm512_castpd_ps(mid[0][j]);
+            let hi = f._mm512_castpd_ps(mid[1][j]);
+            st(store, 2 * j, f._mm512_permutex2var_ps(lo, even, hi));
+            st(store, 2 * j + 1, f._mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+
     /// 8 `f64` lanes.
     #[inline(always)]
     fn f64x8<V: Pod>(s: V4, t: usize, load: &impl Load<V>, store: &mut impl Store<V>) {
         const L: usize = 8;
         if t < L {
-            by_t!(t, small_f64, s, load, store; 1 2 3 4 5 6 7);
+            if t == 4 || t == 6 {
+                by_t!(t, even_f64, s, load, store; 4 6);
+            } else {
+                by_t!(t, small_f64, s, load, store; 1 2 3 5 7);
+            }
             return;
         }
         let mut done = 0;
@@ -506,7 +589,84 @@ mod v4 {
         }
     }
 
-    /// `t = N < 8` `f64` records: one merge-masked permute per source vector.
+    /// The tables of [`even_f64`] for `u` 128-bit fields at 4 lanes: for
+    /// output field `j`, the `f64` permute index over one source vector
+    /// (`idx`), over source vectors 0 and 1 (`idx2`), and the `f64` lanes
+    /// taken from source vector `v` (`mask[j][v]`).
+    #[allow(clippy::type_complexity)]
+    const fn pair_tab(u: usize) -> ([[u64; 8]; 8], [[u64; 8]; 8], [[u8; 8]; 8]) {
+        let mut idx = [[0u64; 8]; 8];
+        let mut idx2 = [[0u64; 8]; 8];
+        let mut mask = [[0u8; 8]; 8];
+        let mut j = 0;
+        while j < u {
+            let mut l = 0;
+            while l < 4 {
+                let e = l * u + j;
+                let (v, w) = (e / 4, e % 4);
+                let mut h = 0;
+                while h < 2 {
+                    let lane = 2 * l + h;
+                    idx[j][lane] = (2 * w + h) as u64;
+                    idx2[j][lane] = (2 * w + h + if v == 1 { 8 } else { 0 }) as u64;
+                    mask[j][v] |= 1 << lane;
+                    h += 1;
+                }
+                l += 1;
+            }
+            j += 1;
+        }
+        (idx, idx2, mask)
+    }
+
+    /// `t = N ∈ {4, 6}` `f64` records: a record is `N / 2` 128-bit pairs of
+    /// `f64`, so the 8 records are two blocks of 4 records of `N / 2`
+    /// 128-bit values, each transposed at 4 lanes (a two-source permute of
+    /// vectors 0 and 1, a merge-masked one for vector 2), each output pair
+    /// then split into outputs `2j`, `2j + 1` by two two-source permutes
+    /// (even and odd `f64`): 8 and 18 shuffles against 12 and 30 for
+    /// [`small_f64`].
+    #[inline(always)]
+    fn even_f64<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
+        let f = s.avx512f;
+        let u = N / 2;
+        let (idx, idx2, mask) = const { pair_tab(N / 2) };
+        let mut src = [f._mm512_setzero_pd(); 8];
+        for (v, x) in src.iter_mut().enumerate().take(N) {
+            *x = ld(load, v * 8);
+        }
+        let mut mid = [[f._mm512_setzero_pd(); 4]; 2];
+        for (b, out) in mid.iter_mut().enumerate() {
+            let blk = &src[b * u..b * u + u];
+            for (j, o) in out.iter_mut().enumerate().take(u) {
+                let mut acc = f._mm512_permutex2var_pd(blk[0], pulp::cast(idx2[j]), blk[1]);
+                for (v, x) in blk.iter().enumerate().skip(2) {
+                    if mask[j][v] != 0 {
+                        acc = f._mm512_mask_permutexvar_pd(acc, mask[j][v], pulp::cast(idx[j]), *x);
+                    }
+                }
+                *o = acc;
+            }
+        }
+        let even: [u64; 8] = [0, 2, 4, 6, 8, 10, 12, 14];
+        let odd: [u64; 8] = [1, 3, 5, 7, 9, 11, 13, 15];
+        let (even, odd) = (pulp::cast(even), pulp::cast(odd));
+        for j in 0..u {
+            st(
+                store,
+                2 * j,
+                f._mm512_permutex2var_pd(mid[0][j], even, mid[1][j]),
+            );
+            st(
+                store,
+                2 * j + 1,
+                f._mm512_permutex2var_pd(mid[0][j], odd, mid[1][j]),
+            );
+        }
+    }
+
+    /// `t = N < 8` `f64` records: vectors 0 and 1 by one two-source
+    /// permute, one merge-masked permute per further source vector.
     #[inline(always)]
     fn small_f64<V: Pod, const N: usize>(s: V4, load: &impl Load<V>, store: &mut impl Store<V>) {
         let f = s.avx512f;
@@ -517,8 +677,13 @@ mod v4 {
         }
         for j in 0..N {
             let ix = pulp::cast(tab.idx[j]);
-            let mut acc = f._mm512_permutexvar_pd(ix, src[0]);
-            for (v, x) in src.iter().enumerate().skip(1) {
+            // Vectors 0 and 1 in one two-source permute, the rest merged.
+            let mut acc = if N >= 2 {
+                f._mm512_permutex2var_pd(src[0], pulp::cast(tab.idx2[j]), src[1])
+            } else {
+                f._mm512_permutexvar_pd(ix, src[0])
+            };
+            for (v, x) in src.iter().enumerate().skip(2) {
                 let k = tab.mask[j][v] as u8;
                 if k != 0 {
                     acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
