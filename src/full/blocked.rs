@@ -175,7 +175,7 @@ fn run<T: Real, S: Simd, const R: usize>(s: S, op: BlockedOp<'_, T>) {
         };
         let mp = &p.means[kp * d..kp * d + d];
         let mq = &q.means[kq * d..kq * d + d];
-        // The raw diagonal of L_p is picked up row by row as it is copied.
+        // load_rhs also reads L_p's raw diagonal into `diag`.
         load_rhs::<T, S>(s, tp, (mp, mq), [lanes, wv], x, diag);
         let ld_p = log_sum(tp.diagonal, diag.iter().copied());
         if tp.diagonal == Diagonal::Log {

@@ -47,14 +47,20 @@ pub(crate) fn exp_f32<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     if s.first_true_m32s(far) < S::F32_LANES {
         return exp_f32_wide(s, x);
     }
+    // n + 127 ∈ [27, 227]. A NaN lane stays NaN through the product.
     let (n, p) = reduce_f32(s, x);
-    // n + 127 + MAGIC: an exact integer-valued float whose low mantissa bits
-    // are n + 127 ∈ [27, 227]; shifted left by 23 they are the exponent
-    // field, and MAGIC's own bits (22 and up) leave the word. A NaN lane
-    // stays NaN through the product.
+    s.mul_f32s(p, pow2_f32(s, n))
+}
+
+/// `2ⁿ` for integer-valued `n` with `n + 127 ∈ [1, 254]`: `n + 127 + MAGIC`
+/// is an exact integer-valued float whose low mantissa bits are `n + 127`;
+/// shifted left by 23 they are the exponent field, and MAGIC's own bits
+/// (22 and up) leave the word.
+#[inline(always)]
+fn pow2_f32<S: Simd>(s: S, n: S::f32s) -> S::f32s {
     let biased = s.add_f32s(n, s.splat_f32s(MAGIC_F32 + 127.0));
     let scale = s.wrapping_dyn_shl_u32s(s.transmute_u32s_f32s(biased), s.splat_u32s(23));
-    s.mul_f32s(p, s.transmute_f32s_u32s(scale))
+    s.transmute_f32s_u32s(scale)
 }
 
 /// `n = round(x / ln 2)` and `eʳ`, `r = x − n·ln 2` (Cody–Waite), `f32`.
@@ -108,15 +114,8 @@ fn exp_f32_wide<S: Simd>(s: S, x: S::f32s) -> S::f32s {
         s.splat_f32s(F32_SPLIT.0),
         s.select_f32s(hi, s.splat_f32s(F32_SPLIT.1), one),
     );
-    // n1 + 127 + MAGIC is an exact integer-valued float whose low mantissa
-    // bits are n1 + 127 ∈ [41, 192].
-    let biased = s.add_f32s(s.add_f32s(n, shift), s.splat_f32s(MAGIC_F32 + 127.0));
-    let k = s.sub_u32s(
-        s.transmute_u32s_f32s(biased),
-        s.splat_u32s(MAGIC_F32.to_bits()),
-    );
-    let scale = s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(k, s.splat_u32s(23)));
-    let res = s.mul_f32s(s.mul_f32s(p, scale), corr);
+    // n1 = n + shift: n1 + 127 ∈ [41, 192].
+    let res = s.mul_f32s(s.mul_f32s(p, pow2_f32(s, s.add_f32s(n, shift))), corr);
     s.select_f32s(s.equal_f32s(x, x), res, x)
 }
 

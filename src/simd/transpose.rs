@@ -229,7 +229,7 @@ fn cv<A: Pod, B: Pod>(a: A) -> Option<B> {
 mod v4 {
     use super::{Get, Load, Put, Store, Tab, cv};
     use crate::real::Real;
-    use core::arch::x86_64::{__m512, __m512d};
+    use core::arch::x86_64::{__m512, __m512d, __m512i};
     use pulp::Simd;
     use pulp::bytemuck::{Pod, Zeroable};
     use pulp::x86::V4;
@@ -482,6 +482,43 @@ mod v4 {
         }
     }
 
+    /// One output of a short-record transpose, 16 `f32` lanes: sources 0
+    /// and 1 by one two-source permute (`ix2`), each further source `v`
+    /// merged under `mask[v]` by a single-source permute with `ix`.
+    #[inline(always)]
+    fn merge_ps(s: V4, src: &[__m512], (ix, ix2): (__m512i, __m512i), mask: &[u16]) -> __m512 {
+        let f = s.avx512f;
+        let mut acc = if src.len() >= 2 {
+            f._mm512_permutex2var_ps(src[0], ix2, src[1])
+        } else {
+            f._mm512_permutexvar_ps(ix, src[0])
+        };
+        for (v, x) in src.iter().enumerate().skip(2) {
+            if mask[v] != 0 {
+                acc = f._mm512_mask_permutexvar_ps(acc, mask[v], ix, *x);
+            }
+        }
+        acc
+    }
+
+    /// [`merge_ps`] at 8 `f64` lanes (the low 8 bits of each mask).
+    #[inline(always)]
+    fn merge_pd(s: V4, src: &[__m512d], (ix, ix2): (__m512i, __m512i), mask: &[u16]) -> __m512d {
+        let f = s.avx512f;
+        let mut acc = if src.len() >= 2 {
+            f._mm512_permutex2var_pd(src[0], ix2, src[1])
+        } else {
+            f._mm512_permutexvar_pd(ix, src[0])
+        };
+        for (v, x) in src.iter().enumerate().skip(2) {
+            let k = mask[v] as u8;
+            if k != 0 {
+                acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
+            }
+        }
+        acc
+    }
+
     /// `t = N < 16` `f32` records: vectors 0 and 1 by one two-source
     /// permute, one merge-masked permute per further source vector.
     #[inline(always)]
@@ -493,20 +530,8 @@ mod v4 {
             *x = ld(load, v * 16);
         }
         for j in 0..N {
-            let ix = pulp::cast(tab.idx[j]);
-            // Vectors 0 and 1 in one two-source permute, the rest merged.
-            let mut acc = if N >= 2 {
-                f._mm512_permutex2var_ps(src[0], pulp::cast(tab.idx2[j]), src[1])
-            } else {
-                f._mm512_permutexvar_ps(ix, src[0])
-            };
-            for (v, x) in src.iter().enumerate().skip(2) {
-                let k = tab.mask[j][v];
-                if k != 0 {
-                    acc = f._mm512_mask_permutexvar_ps(acc, k, ix, *x);
-                }
-            }
-            st(store, j, acc);
+            let ix = (pulp::cast(tab.idx[j]), pulp::cast(tab.idx2[j]));
+            st(store, j, merge_ps(s, &src, ix, &tab.mask[j]));
         }
     }
 
@@ -539,15 +564,8 @@ mod v4 {
         for (b, out) in mid.iter_mut().enumerate() {
             let blk = &src[b * u..b * u + u];
             for (j, o) in out.iter_mut().enumerate().take(u) {
-                let ix = pulp::cast(tab.idx[j]);
-                let mut acc = f._mm512_permutex2var_pd(blk[0], pulp::cast(tab.idx2[j]), blk[1]);
-                for (v, x) in blk.iter().enumerate().skip(2) {
-                    let k = tab.mask[j][v] as u8;
-                    if k != 0 {
-                        acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
-                    }
-                }
-                *o = acc;
+                let ix = (pulp::cast(tab.idx[j]), pulp::cast(tab.idx2[j]));
+                *o = merge_pd(s, blk, ix, &tab.mask[j]);
             }
         }
         let even = pulp::cast(EVEN);
@@ -594,10 +612,10 @@ mod v4 {
     /// (`idx`), over source vectors 0 and 1 (`idx2`), and the `f64` lanes
     /// taken from source vector `v` (`mask[j][v]`).
     #[allow(clippy::type_complexity)]
-    const fn pair_tab(u: usize) -> ([[u64; 8]; 8], [[u64; 8]; 8], [[u8; 8]; 8]) {
+    const fn pair_tab(u: usize) -> ([[u64; 8]; 8], [[u64; 8]; 8], [[u16; 8]; 8]) {
         let mut idx = [[0u64; 8]; 8];
         let mut idx2 = [[0u64; 8]; 8];
-        let mut mask = [[0u8; 8]; 8];
+        let mut mask = [[0u16; 8]; 8];
         let mut j = 0;
         while j < u {
             let mut l = 0;
@@ -639,13 +657,8 @@ mod v4 {
         for (b, out) in mid.iter_mut().enumerate() {
             let blk = &src[b * u..b * u + u];
             for (j, o) in out.iter_mut().enumerate().take(u) {
-                let mut acc = f._mm512_permutex2var_pd(blk[0], pulp::cast(idx2[j]), blk[1]);
-                for (v, x) in blk.iter().enumerate().skip(2) {
-                    if mask[j][v] != 0 {
-                        acc = f._mm512_mask_permutexvar_pd(acc, mask[j][v], pulp::cast(idx[j]), *x);
-                    }
-                }
-                *o = acc;
+                let ix = (pulp::cast(idx[j]), pulp::cast(idx2[j]));
+                *o = merge_pd(s, blk, ix, &mask[j]);
             }
         }
         let even: [u64; 8] = [0, 2, 4, 6, 8, 10, 12, 14];
@@ -676,20 +689,8 @@ mod v4 {
             *x = ld(load, v * 8);
         }
         for j in 0..N {
-            let ix = pulp::cast(tab.idx[j]);
-            // Vectors 0 and 1 in one two-source permute, the rest merged.
-            let mut acc = if N >= 2 {
-                f._mm512_permutex2var_pd(src[0], pulp::cast(tab.idx2[j]), src[1])
-            } else {
-                f._mm512_permutexvar_pd(ix, src[0])
-            };
-            for (v, x) in src.iter().enumerate().skip(2) {
-                let k = tab.mask[j][v] as u8;
-                if k != 0 {
-                    acc = f._mm512_mask_permutexvar_pd(acc, k, ix, *x);
-                }
-            }
-            st(store, j, acc);
+            let ix = (pulp::cast(tab.idx[j]), pulp::cast(tab.idx2[j]));
+            st(store, j, merge_pd(s, &src, ix, &tab.mask[j]));
         }
     }
 }
