@@ -16,8 +16,14 @@
 //! 32-bit shift, not a 64-bit multiply (which AVX2 lacks and AVX-512 runs
 //! as three µops).
 //!
-//! Only vector arithmetic, compares, selects and integer add/shift/multiply:
-//! no table, no `unsafe`.
+//! Only vector arithmetic, compares, selects and integer add/shift/multiply,
+//! no `unsafe`. At AVX-512 the `f64` `exp` is its own: a 16-entry table
+//! held in two registers, a degree-6 polynomial and `vscalefpd` (see
+//! [`v4`]), 16 operations and no branch. Roofline example's `kl`, `f64`,
+//! 4096 pairs, one thread, Sapphire Rapids-class Xeon: d = 2 250 → 380 M
+//! pairs/s, d = 3 150 → 218 M (three alternated runs each; the generic path's
+//! `2ⁿ` went through a store and a reload there). Still at most 1 ulp from
+//! libm over the test's 240 000 inputs.
 
 use super::Simd;
 use pulp::bytemuck::cast;
@@ -149,6 +155,16 @@ fn pow2_f64<S: Simd>(s: S, n: S::f64s) -> S::f64s {
 /// [`exp_f64_wide`].
 #[inline(always)]
 pub(crate) fn exp_f64<S: Simd>(s: S, x: S::f64s) -> S::f64s {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        let any: &dyn core::any::Any = &s;
+        if let Some(v4) = any.downcast_ref::<pulp::x86::V4>()
+            && let Ok(xv) = pulp::bytemuck::try_cast(x)
+            && let Ok(y) = pulp::bytemuck::try_cast(v4::exp_f64(*v4, xv))
+        {
+            return y;
+        }
+    }
     let far = s.greater_than_or_equal_f64s(s.abs_f64s(x), s.splat_f64s(F64_FAST));
     if s.first_true_m64s(far) < S::F64_LANES {
         return exp_f64_wide(s, x);
@@ -215,4 +231,90 @@ fn exp_f64_wide<S: Simd>(s: S, x: S::f64s) -> S::f64s {
     // n1 = n + shift ∈ [−565, 535]: n1 + 1023 ∈ [458, 1558].
     let res = s.mul_f64s(s.mul_f64s(p, pow2_f64(s, s.add_f64s(n, shift))), corr);
     s.select_f64s(s.equal_f64s(x, x), res, x)
+}
+
+/// `eˣ`, `f64`, AVX-512: a 16-entry table instead of a long polynomial.
+///
+/// `x = (16k + j)·ln 2 / 16 + r`, `|r| ≤ ln 2 / 32`, and
+/// `eˣ = 2ᵏ · 2^(j/16) · eʳ`: `2^(j/16)` from a table of 16 `f64` held in
+/// two registers (one `vpermt2pd` whose index is the low 4 bits of the
+/// magic-number sum itself), `eʳ − 1 = r + r²·g(r)` with `g` of degree 4
+/// (minimax, relative error of `eʳ` `1.2·10⁻¹⁷` with the rounded
+/// coefficients, fitted like the others), joined to the table entry by one
+/// FMA (`t + t·(eʳ − 1)`, so the polynomial's rounding is relative to
+/// `eʳ − 1`, not to `eʳ`) and `2ᵏ` applied by `vscalefpd`, which rounds
+/// once into the subnormals and saturates to `0` or `∞` by itself. So the
+/// input is only clamped (`vminpd`/`vmaxpd`, NaN kept: the input is the
+/// second operand) and no lane ever takes a slow path: 16 vector
+/// operations against the generic path's 20 and a branch.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+mod v4 {
+    use core::arch::x86_64::__m512d;
+    use pulp::x86::V4;
+
+    /// `2^(j/16)`, `j = 0..16`, rounded to nearest (the two registers).
+    const TABLE: [[f64; 8]; 2] = [
+        [
+            1.0,
+            1.044_273_782_427_413_8,
+            1.090_507_732_665_257_7,
+            1.138_788_634_756_691_6,
+            1.189_207_115_002_721,
+            1.241_857_812_073_484,
+            1.296_839_554_651_009_6,
+            1.354_255_546_936_892_7,
+        ],
+        [
+            core::f64::consts::SQRT_2,
+            1.476_826_145_939_499_3,
+            1.542_210_825_407_940_7,
+            1.610_490_331_949_254_3,
+            1.681_792_830_507_429,
+            1.756_252_160_373_299_5,
+            1.834_008_086_409_342_4,
+            1.915_206_561_397_147_4,
+        ],
+    ];
+
+    #[inline(always)]
+    pub(super) fn exp_f64(s: V4, x: __m512d) -> __m512d {
+        const MAGIC: f64 = super::MAGIC_F64;
+        const SIXTEEN_OVER_LN2: f64 = 16.0 * core::f64::consts::LOG2_E;
+        // ln 2 / 16 in two parts, the first with 32 significant bits (n·HI
+        // exact for |n| < 2²¹).
+        const LN2_16_HI: f64 = 6.931_471_803_691_238e-1 / 16.0;
+        const LN2_16_LO: f64 = 1.908_214_929_270_587_7e-10 / 16.0;
+        const G: [f64; 5] = [
+            1.388_859_374_565_889e-3,
+            8.333_472_060_177_597e-3,
+            4.166_666_669_330_476e-2,
+            0.166_666_666_644_134_38,
+            0.499_999_999_999_996_06,
+        ];
+        let f = s.avx512f;
+        let c = |v: f64| f._mm512_set1_pd(v);
+        // e⁻⁷⁴⁶ rounds to 0 and e⁷¹⁰ to ∞: the clamp changes no result and
+        // keeps 16·x / ln 2 far inside the magic number's range.
+        let x = f._mm512_max_pd(c(-746.0), f._mm512_min_pd(c(710.0), x));
+        // t's low mantissa bits are n = round(16·x / ln 2), j = n mod 16 its
+        // low four.
+        let t = f._mm512_fmadd_pd(x, c(SIXTEEN_OVER_LN2), c(MAGIC));
+        let n = f._mm512_sub_pd(t, c(MAGIC));
+        let r = f._mm512_fnmadd_pd(n, c(LN2_16_HI), x);
+        let r = f._mm512_fnmadd_pd(n, c(LN2_16_LO), r);
+        let mut g = c(G[0]);
+        for k in &G[1..] {
+            g = f._mm512_fmadd_pd(g, r, c(*k));
+        }
+        // eʳ − 1 = r·(1 + r·g).
+        let em1 = f._mm512_mul_pd(f._mm512_fmadd_pd(g, r, c(1.0)), r);
+        let tab = f._mm512_permutex2var_pd(
+            pulp::bytemuck::cast(TABLE[0]),
+            f._mm512_castpd_si512(t),
+            pulp::bytemuck::cast(TABLE[1]),
+        );
+        let y = f._mm512_fmadd_pd(tab, em1, tab);
+        // 2ᵏ, k = ⌊n / 16⌋, by vscalefpd (which floors its exponent).
+        f._mm512_scalef_pd(y, f._mm512_mul_pd(n, c(0.0625)))
+    }
 }
