@@ -77,7 +77,8 @@ use pulp::bytemuck::{cast_slice, cast_slice_mut};
 
 /// Most lanes of any level (16 × `f32`).
 const MAX_LANES: usize = 16;
-/// Most rows of a tile (the scratch is sized for it).
+/// Most rows of a tile (the scratch is sized for it; the triangle steps
+/// are written out for rows 0..8).
 const MAX_R: usize = 8;
 
 /// The sizes of one pair's buffers for `d`, `lanes` and `r` rows per tile.
@@ -90,22 +91,15 @@ struct Dims {
     nv: usize,
     /// Vectors per row of `Xᵀ` (`d` columns).
     nj: usize,
-    /// Scalars of each of the two tiled copies of `L_q`.
-    tiles: usize,
 }
 
 impl Dims {
     fn new(d: usize, lanes: usize, r: usize) -> Option<Dims> {
-        let dp = d.div_ceil(r).checked_mul(r)?;
-        let nt = dp / r;
-        // Σ_t (t + 1) · r² = r² · nt (nt + 1) / 2.
-        let tiles = nt.checked_mul(nt.checked_add(1)?)?.checked_mul(r * r)? / 2;
         Some(Dims {
             d,
-            dp,
+            dp: d.div_ceil(r).checked_mul(r)?,
             nv: d.checked_add(1)?.div_ceil(lanes),
             nj: d.div_ceil(lanes),
-            tiles,
         })
     }
 
@@ -114,15 +108,15 @@ impl Dims {
         let x = self.dp.checked_mul(self.nv)?.checked_mul(lanes)?;
         let xt = (self.d + 1).checked_mul(self.nj)?.checked_mul(lanes)?;
         x.checked_add(xt)?
-            .checked_add(self.tiles.checked_mul(2)?)?
             .checked_add(row_start(self.d))?
-            .checked_add(self.dp.checked_mul(3)?)
+            .checked_add(self.dp.checked_mul(4)?)
     }
 }
 
 /// The workspace of [`kl_grad_blocked`] for `d` at `lanes` lanes (`None` on
 /// overflow): `X` (`d` rows of `w`, padded to whole tiles), `Xᵀ` (`d + 1`
-/// rows of `⌈d⌉`), `L_q` packed and in two tiled copies, three diagonals.
+/// rows of `⌈d⌉`), `L_q` row-major packed (used for other layouts), three
+/// diagonals and a row of zeros.
 pub(crate) fn scratch(d: usize, lanes: usize) -> Option<usize> {
     // Sized for the largest tile: every level fits.
     Dims::new(d, lanes, MAX_R)?.total(lanes)
@@ -164,21 +158,16 @@ struct Op<'a, T> {
 }
 
 /// One pair's buffers: `x` (`dp` rows of `nv` vectors), `xt` (`d + 1` rows
-/// of `nj` vectors); `L_q` row-major packed with a plain diagonal (`lq`);
-/// its tiles for sweep 1 (`lf`: tile `t`, rows `i₀ = tR ..`, holds
-/// `L_q[i₀ + r][k]` at `k·R + r` for `k < i₀ + R`) and sweep 2 (`lb`: holds
-/// `L_q[k][i₀ + r]` at `(k − i₀)·R + r` for `i₀ ≤ k < dp`), zero outside
-/// the triangle and the padding; `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`.
+/// of `nj` vectors); `1/L_qᵢᵢ` (1 in the padding), `L_qᵢᵢ`, `L_pᵢᵢ`, and
+/// `dp` zeros (the rows of `L_q` in the padding).
 struct Bufs<'a, T, V> {
     m: Dims,
     x: &'a mut [V],
     xt: &'a mut [V],
-    lq: &'a mut [T],
-    lf: &'a mut [T],
-    lb: &'a mut [T],
     inv: &'a mut [T],
     lqd: &'a mut [T],
     lpd: &'a mut [T],
+    zeros: &'a [T],
 }
 
 impl<T: Real> WithSimd for Op<'_, T> {
@@ -210,22 +199,20 @@ impl<T: Real> Op<'_, T> {
         };
         let (x, rest) = work.split_at_mut(m.dp * m.nv * lanes);
         let (xt, rest) = rest.split_at_mut((d + 1) * m.nj * lanes);
-        let (lq, rest) = rest.split_at_mut(row_start(d));
-        let (lf, rest) = rest.split_at_mut(m.tiles);
-        let (lb, rest) = rest.split_at_mut(m.tiles);
+        let (lqbuf, rest) = rest.split_at_mut(row_start(d));
         let (inv, rest) = rest.split_at_mut(m.dp);
         let (lqd, rest) = rest.split_at_mut(m.dp);
-        let lpd = &mut rest[..m.dp];
+        let (lpd, rest) = rest.split_at_mut(m.dp);
+        let zeros = &mut rest[..m.dp];
+        zeros.fill(T::ZERO);
         let mut b = Bufs {
             m,
             x: cast_slice_mut(x),
             xt: cast_slice_mut(xt),
-            lq,
-            lf,
-            lb,
             inv,
             lqd,
             lpd,
+            zeros,
         };
         let t = row_start(d);
         for k in 0..out.kl.len() {
@@ -235,12 +222,13 @@ impl<T: Real> Op<'_, T> {
             } else {
                 out.upstream[k]
             };
-            let ld = load_q::<T, _, R>(&q, kq, &mut b);
-            let ld = load_rhs::<T, S>(&p, (kp, &q.means[kq * d..][..d]), &mut b, ld);
-            let sq = forward::<T, S, R>(s, &mut b);
+            let lq = unpack_q(&q, kq, d, lqbuf);
+            let ld = load_q::<T, S>(s, &q, kq, &mut b);
+            let ld = load_rhs::<T, S>(s, &p, (kp, &q.means[kq * d..][..d]), &mut b, ld);
+            let sq = forward::<T, S, R>(s, &mut b, lq);
             out.kl[k] = finish(d, sq, T::ZERO, ld);
             transpose::<T, S>(&mut b);
-            backward::<T, S, R>(s, &mut b);
+            backward::<T, S, R>(s, &mut b, lq);
             let dst = (
                 &mut out.means_p[kp * d..][..d],
                 &mut out.means_q[kq * d..][..d],
@@ -253,126 +241,142 @@ impl<T: Real> Op<'_, T> {
     }
 }
 
-/// `L_q` of pair `kq` unpacked into `lq` with a plain diagonal and tiled
-/// into `lf` and `lb`; `1/L_qᵢᵢ` into `inv`, `L_qᵢᵢ` into `lqd`; returns
-/// `−Σ log L_qᵢᵢ`.
+/// `L_q` of pair `kq` row-major packed: the caller's rows if it is
+/// row-major, else unpacked into `buf`. Its diagonal (raw) is never read.
 #[inline(always)]
-fn load_q<T: Real, V, const R: usize>(q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, V>) -> T {
-    let (d, dp) = (b.m.d, b.m.dp);
+fn unpack_q<'a, T: Real>(q: &Side<'a, T>, kq: usize, d: usize, buf: &'a mut [T]) -> &'a [T] {
     let t = row_start(d);
     let data = &q.tril[kq * t..][..t];
-    let mut ld = T::ZERO;
     if q.layout == Layout::RowMajor {
-        b.lq.copy_from_slice(data);
-    } else {
-        for i in 0..d {
-            for j in 0..=i {
-                b.lq[row_start(i) + j] = data[q.layout.index(d, i, j)];
-            }
-        }
+        return data;
     }
     for i in 0..d {
-        let ii = row_start(i) + i;
-        let raw = b.lq[ii];
-        let (inv, l) = match q.diagonal {
-            Diagonal::Log => {
-                ld -= raw;
-                ((-raw).exp(), raw.exp())
-            }
-            Diagonal::Plain => {
-                ld -= raw.ln();
-                (T::ONE / raw, raw)
-            }
-        };
-        (b.inv[i], b.lq[ii], b.lqd[i]) = (inv, l, l);
-    }
-    b.inv[d..].fill(T::ONE);
-    // The tiles: zero, then the triangle's entries row by row (no
-    // per-entry tests).
-    let lq = &*b.lq;
-    b.lf.fill(T::ZERO);
-    b.lb.fill(T::ZERO);
-    let (mut f, mut bk) = (0, 0);
-    for i0 in (0..dp).step_by(R) {
-        let tf = &mut b.lf[f..][..(i0 + R) * R];
-        for r in 0..R.min(d.saturating_sub(i0)) {
-            let row = &lq[row_start(i0 + r)..][..=i0 + r];
-            for (dst, &v) in tf.iter_mut().skip(r).step_by(R).zip(row) {
-                *dst = v;
-            }
+        let row = &mut buf[row_start(i)..][..=i];
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = data[q.layout.index(d, i, j)];
         }
-        let tb = &mut b.lb[bk..][..(dp - i0) * R];
-        for (k, dst) in (i0..d).zip(tb.chunks_exact_mut(R)) {
-            let n = (k + 1 - i0).min(R);
-            let row = &lq[row_start(k) + i0..][..n];
-            for (o, &v) in dst.iter_mut().zip(row) {
-                *o = v;
-            }
-        }
-        f += (i0 + R) * R;
-        bk += (dp - i0) * R;
     }
+    buf
+}
+
+/// `Σ log Lᵢᵢ` of raw diagonal entries, in four interleaved partial sums.
+#[inline(always)]
+fn log_sum<T: Real>(diagonal: Diagonal, raw: &[T]) -> T {
+    let mut acc = [T::ZERO; 4];
+    match diagonal {
+        Diagonal::Log => raw.iter().enumerate().for_each(|(i, &r)| acc[i % 4] += r),
+        Diagonal::Plain => raw
+            .iter()
+            .enumerate()
+            .for_each(|(i, &r)| acc[i % 4] += r.ln()),
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3])
+}
+
+/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`) or `1 / x` (`Plain`,
+/// `inverse`) a vector at a time (the tail zero-padded).
+#[inline(always)]
+fn map_in_place<T: Real, S: Simd>(s: S, xs: &mut [T], diagonal: Diagonal, inverse: bool) {
+    let lanes = T::lanes::<S>();
+    let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
+    for v in T::as_mut_simd::<S>(head) {
+        *v = map_one::<T, S>(s, *v, diagonal, inverse);
+    }
+    if !tail.is_empty() {
+        let mut b = [T::V::<S>::zeroed()];
+        cast_slice_mut::<T::V<S>, T>(&mut b)[..tail.len()].copy_from_slice(tail);
+        b[0] = map_one::<T, S>(s, b[0], diagonal, inverse);
+        tail.copy_from_slice(&cast_slice::<T::V<S>, T>(&b)[..tail.len()]);
+    }
+}
+
+/// One vector of [`map_in_place`].
+#[inline(always)]
+fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool) -> T::V<S> {
+    match (diagonal, inverse) {
+        (Diagonal::Log, false) => T::vexp(s, v),
+        (Diagonal::Log, true) => T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), v)),
+        (Diagonal::Plain, false) => v,
+        (Diagonal::Plain, true) => T::vdiv(s, T::vsplat(s, T::ONE), v),
+    }
+}
+
+/// The diagonal of `L_q` (pair `kq`): `1/L_qᵢᵢ` into `inv` (1 in the
+/// padding), `L_qᵢᵢ` into `lqd`, a vector at a time; returns `−Σ log L_qᵢᵢ`.
+#[inline(always)]
+fn load_q<T: Real, S: Simd>(s: S, q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T, T::V<S>>) -> T {
+    let d = b.m.d;
+    let t = row_start(d);
+    let data = &q.tril[kq * t..][..t];
+    let raw = &mut b.lqd[..d];
+    for (i, r) in raw.iter_mut().enumerate() {
+        *r = data[q.layout.index(d, i, i)];
+    }
+    let ld = -log_sum(q.diagonal, raw);
+    let (inv, pad) = b.inv.split_at_mut(d);
+    inv.copy_from_slice(raw);
+    pad.fill(T::ONE);
+    map_in_place::<T, S>(s, inv, q.diagonal, true);
+    map_in_place::<T, S>(s, raw, q.diagonal, false);
     ld
 }
 
 /// `[μ_q − μ_p | L_p]` of pair `kp`, zero-padded (columns and rows), into
-/// `x`; `L_pᵢᵢ` into `lpd`. Adds `log L_pᵢᵢ` to `ld` row by row and returns
-/// it.
+/// `x`; `L_pᵢᵢ` into `lpd`. Adds `Σ log L_pᵢᵢ` to `ld` and returns it. A
+/// row-major row is `nv` unaligned vector loads from one entry before the
+/// row (column `j + 1` is `L_p[i][j]`), the lanes right of the diagonal
+/// zeroed; other layouts and the rows whose loads would run past the
+/// factor go element by element.
 #[inline(always)]
 fn load_rhs<T: Real, S: Simd>(
+    s: S,
     p: &Side<'_, T>,
     (kp, mq): (usize, &[T]),
     b: &mut Bufs<'_, T, T::V<S>>,
-    mut ld: T,
+    ld: T,
 ) -> T {
-    let d = b.m.d;
+    let lanes = T::lanes::<S>();
+    let (d, nv) = (b.m.d, b.m.nv);
     let t = row_start(d);
-    let w = b.m.nv * T::lanes::<S>();
     let data = &p.tril[kp * t..][..t];
     let mp = &p.means[kp * d..][..d];
-    let x: &mut [T] = cast_slice_mut(&mut *b.x);
-    let (rows, pad) = x.split_at_mut(d * w);
-    pad.fill(T::ZERO);
-    for (i, row) in rows.chunks_exact_mut(w).enumerate() {
-        row[0] = mq[i] - mp[i];
-        if p.layout == Layout::RowMajor {
-            row[1..i + 2].copy_from_slice(&data[row_start(i)..][..=i]);
+    let raw = &mut b.lpd[..d];
+    for (i, r) in raw.iter_mut().enumerate() {
+        *r = data[p.layout.index(d, i, i)];
+    }
+    let ld = ld + log_sum(p.diagonal, raw);
+    map_in_place::<T, S>(s, raw, p.diagonal, false);
+    let (rows, pad) = b.x.split_at_mut(d * nv);
+    pad.fill(T::V::<S>::zeroed());
+    let w = nv * lanes;
+    for (i, row) in rows.chunks_exact_mut(nv).enumerate() {
+        let base = row_start(i).wrapping_sub(1);
+        let src = match data.get(base..base.wrapping_add(w)) {
+            Some(src) if p.layout == Layout::RowMajor => Some(src),
+            _ => None,
+        };
+        if let Some(src) = src {
+            let v = T::as_simd::<S>(src);
+            for (c, (o, &v)) in row.iter_mut().zip(v).enumerate() {
+                *o = T::vkeep_first(s, v, (i + 2).saturating_sub(c * lanes));
+            }
         } else {
-            for j in 0..=i {
-                row[j + 1] = data[p.layout.index(d, i, j)];
+            let r: &mut [T] = cast_slice_mut(row);
+            r.fill(T::ZERO);
+            for (j, o) in r[1..=i].iter_mut().enumerate() {
+                *o = data[p.layout.index(d, i, j)];
             }
         }
-        let raw = row[i + 1];
-        let l = match p.diagonal {
-            Diagonal::Log => {
-                ld += raw;
-                raw.exp()
-            }
-            Diagonal::Plain => {
-                ld += raw.ln();
-                raw
-            }
-        };
-        (row[i + 1], b.lpd[i]) = (l, l);
-        row[i + 2..].fill(T::ZERO);
+        let r: &mut [T] = cast_slice_mut(row);
+        r[0] = mq[i] - mp[i];
+        r[i + 1] = b.lpd[i];
     }
     ld
 }
 
-/// The offset of tile `t`'s block in `lf` (`R²·t(t+1)/2`) and in `lb`.
-#[inline(always)]
-fn tile_offsets<const R: usize>(m: Dims, t: usize) -> (usize, usize) {
-    let nt = m.dp / R;
-    // lb: Σ_{t' < t} (nt − t') R².
-    (
-        R * R * (t * (t + 1) / 2),
-        R * R * (t * nt - t * t.saturating_sub(1) / 2),
-    )
-}
-
 /// Sweep 1: `L_q X = X` in place, top-down; returns `Σ X²`.
 #[inline(always)]
-fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) -> T {
+fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>, lq: &[T]) -> T {
     let lanes = T::lanes::<S>();
     let zero = T::vsplat(s, T::ZERO);
     let mut sq = [[zero; 3]; R];
@@ -387,9 +391,9 @@ fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>)
         while i0 < b.m.dp {
             let at = (i0, c, r0);
             match width {
-                3 => fwd_tile::<T, S, R, 3>(s, b, at, &mut sq),
-                2 => fwd_tile::<T, S, R, 2>(s, b, at, &mut sq),
-                _ => fwd_tile::<T, S, R, 1>(s, b, at, &mut sq),
+                3 => fwd_tile::<T, S, R, 3>(s, b, lq, at, &mut sq),
+                2 => fwd_tile::<T, S, R, 2>(s, b, lq, at, &mut sq),
+                _ => fwd_tile::<T, S, R, 1>(s, b, lq, at, &mut sq),
             }
             i0 += R;
         }
@@ -420,6 +424,22 @@ fn load_tile<V: Copy, const R: usize, const C: usize>(
     })
 }
 
+/// Stores a tile loaded by [`load_tile`], element by element.
+#[inline(always)]
+fn store_tile<V: Copy, const R: usize, const C: usize>(
+    x: &mut [V],
+    nv: usize,
+    (i0, c): (usize, usize),
+    acc: &[[V; C]; R],
+) {
+    for (r, a) in acc.iter().enumerate() {
+        let dst = &mut x[(i0 + r) * nv + c..][..C];
+        for (o, &e) in dst.iter_mut().zip(a) {
+            *o = e;
+        }
+    }
+}
+
 /// A copy of a tile made element by element (constant indices), so that
 /// the accumulators of the loop before stay in registers while the copy
 /// may live on the stack.
@@ -434,58 +454,82 @@ fn spill<V: Copy + Zeroable, const R: usize, const C: usize>(acc: [[V; C]; R]) -
     t
 }
 
-/// Row `i` of `C` vectors at vector column `c` of `x` ← `v`.
-#[inline(always)]
-fn store_row<V: Copy, const C: usize>(x: &mut [V], nv: usize, i: usize, c: usize, v: &[V; C]) {
-    let dst = &mut x[i * nv + c..][..C];
-    for (o, &e) in dst.iter_mut().zip(v) {
-        *o = e;
-    }
-}
-
 /// Rows `i0..i0 + R` (a whole tile) of the panel at vector column `c`:
-/// the rows `r0..i0` above are finished (those above `r0` are zero).
+/// the rows `r0..i0` above are finished (those above `r0` are zero). `L_q`
+/// is broadcast from its rows (`lrows`, the padding's rows zero).
 #[inline(always)]
 fn fwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     s: S,
     b: &mut Bufs<'_, T, T::V<S>>,
+    lq: &[T],
     (i0, c, r0): (usize, usize, usize),
     sq: &mut [[T::V<S>; 3]; R],
 ) {
-    let nv = b.m.nv;
-    let (off, _) = tile_offsets::<R>(b.m, i0 / R);
-    let lt = &b.lf[off..][..(i0 + R) * R];
+    let (d, nv) = (b.m.d, b.m.nv);
+    let zeros = b.zeros;
+    // Row i0 + r of L_q left of its diagonal.
+    let lrows: [&[T]; R] = core::array::from_fn(|r| {
+        let i = i0 + r;
+        if i < d {
+            &lq[row_start(i)..][..i]
+        } else {
+            &zeros[..i]
+        }
+    });
     let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
     let k0 = r0.min(i0);
+    let n = i0 - k0;
+    let l: [&[T]; R] = core::array::from_fn(|r| &lrows[r][k0..][..n]);
     let xs = &b.x[k0 * nv..i0 * nv];
-    for (xk, l) in xs.chunks_exact(nv).zip(lt[k0 * R..].chunks_exact(R)) {
+    for (k, xk) in xs.chunks_exact(nv).take(n).enumerate() {
         let xk = &xk[c..c + C];
         for r in 0..R {
-            let lr = T::vsplat(s, l[r]);
+            let lr = T::vsplat(s, l[r][k]);
             for cc in 0..C {
                 acc[r][cc] = T::vneg_mul_add(s, lr, xk[cc], acc[r][cc]);
             }
         }
     }
-    // The R × R triangle of the tile, on a copy: its loops index rows
-    // at run time, which would pin `acc` to the stack in the loop above.
-    let mut acc = spill(acc);
-    let tri = &lt[i0 * R..];
-    for r in 0..R {
-        for qq in 0..r {
-            let l = T::vsplat(s, tri[qq * R + r]);
-            for cc in 0..C {
-                acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
-            }
-        }
-        let iv = T::vsplat(s, b.inv[i0 + r]);
-        for cc in 0..C {
-            let v = T::vmul(s, acc[r][cc], iv);
-            acc[r][cc] = v;
-            sq[r][cc] = T::vmul_add(s, v, v, sq[r][cc]);
-        }
-        store_row(b.x, nv, i0 + r, c, &acc[r]);
+    // The R × R triangle in registers: every index a constant.
+    let tri = (&lrows, i0, &b.inv[i0..i0 + R]);
+    acc = fwd_step::<T, S, R, C, 0>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 1>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 2>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 3>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 4>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 5>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 6>(s, acc, tri, sq);
+    acc = fwd_step::<T, S, R, C, 7>(s, acc, tri, sq);
+    store_tile(b.x, nv, (i0, c), &acc);
+}
+
+/// Row `Q` of a forward tile's triangle (a no-op for `Q ≥ R`): scaled by
+/// `1 / L_qᵢᵢ`, squared into `sq`, eliminated from the rows below.
+#[inline(always)]
+fn fwd_step<T: Real, S: Simd, const R: usize, const C: usize, const Q: usize>(
+    s: S,
+    mut acc: [[T::V<S>; C]; R],
+    (lrows, i0, inv): (&[&[T]; R], usize, &[T]),
+    sq: &mut [[T::V<S>; 3]; R],
+) -> [[T::V<S>; C]; R] {
+    const { assert!(R <= MAX_R) };
+    if Q >= R {
+        return acc;
     }
+    let iv = T::vsplat(s, inv[Q]);
+    let mut xq = acc[Q];
+    for cc in 0..C {
+        xq[cc] = T::vmul(s, xq[cc], iv);
+        sq[Q][cc] = T::vmul_add(s, xq[cc], xq[cc], sq[Q][cc]);
+    }
+    acc[Q] = xq;
+    for r in Q + 1..R {
+        let l = T::vsplat(s, lrows[r][i0 + Q]);
+        for cc in 0..C {
+            acc[r][cc] = T::vneg_mul_add(s, l, xq[cc], acc[r][cc]);
+        }
+    }
+    acc
 }
 
 /// `Xᵀ[c][j] = X[j][c]` for `c ≤ j + 1`, zero elsewhere (and in the padding).
@@ -508,7 +552,7 @@ fn transpose<T: Real, S: Simd>(b: &mut Bufs<'_, T, T::V<S>>) {
 /// Sweep 2: `L_qᵀ [u | Z] = X` in place, bottom-up; in each panel only the
 /// tiles at or below its first column's diagonal.
 #[inline(always)]
-fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>) {
+fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>, lq: &[T]) {
     let lanes = T::lanes::<S>();
     let nv = b.m.nv;
     let mut c = 0;
@@ -519,9 +563,9 @@ fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>
         while i0 > first {
             i0 -= R;
             match width {
-                3 => bwd_tile::<T, S, R, 3>(s, b, i0, c),
-                2 => bwd_tile::<T, S, R, 2>(s, b, i0, c),
-                _ => bwd_tile::<T, S, R, 1>(s, b, i0, c),
+                3 => bwd_tile::<T, S, R, 3>(s, b, lq, i0, c),
+                2 => bwd_tile::<T, S, R, 2>(s, b, lq, i0, c),
+                _ => bwd_tile::<T, S, R, 1>(s, b, lq, i0, c),
             }
         }
         c += width;
@@ -529,44 +573,82 @@ fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>
 }
 
 /// Rows `i0..i0 + R` of a panel at vector column `c`: the rows below are
-/// finished.
+/// finished. Step `k` broadcasts `L_q[k][i0..i0 + R]`, contiguous in row
+/// `k` of the packed `L_q` (only the rows `k < d`: the padding of `X` is zero).
 #[inline(always)]
 fn bwd_tile<T: Real, S: Simd, const R: usize, const C: usize>(
     s: S,
     b: &mut Bufs<'_, T, T::V<S>>,
+    lq: &[T],
     i0: usize,
     c: usize,
 ) {
-    let (dp, nv) = (b.m.dp, b.m.nv);
-    let (_, off) = tile_offsets::<R>(b.m, i0 / R);
-    let lt = &b.lb[off..][..(dp - i0) * R];
+    let (d, nv) = (b.m.d, b.m.nv);
     let mut acc = load_tile::<T::V<S>, R, C>(b.x, nv, i0, c);
-    let xs = &b.x[(i0 + R) * nv..dp * nv];
-    for (xk, l) in xs.chunks_exact(nv).zip(lt[R * R..].chunks_exact(R)) {
-        let xk = &xk[c..c + C];
-        for r in 0..R {
-            let lr = T::vsplat(s, l[r]);
-            for cc in 0..C {
-                acc[r][cc] = T::vneg_mul_add(s, lr, xk[cc], acc[r][cc]);
+    let start = i0 + R;
+    if start < d {
+        let xs = &b.x[start * nv..d * nv];
+        let mut off = row_start(start) + i0;
+        for (k, xk) in (start..d).zip(xs.chunks_exact(nv)) {
+            let l = &lq[off..][..R];
+            let xk = &xk[c..c + C];
+            for r in 0..R {
+                let lr = T::vsplat(s, l[r]);
+                for cc in 0..C {
+                    acc[r][cc] = T::vneg_mul_add(s, lr, xk[cc], acc[r][cc]);
+                }
             }
+            off += k + 1;
         }
     }
-    // The R × R triangle, bottom-up: L_q[i0 + q][i0 + r] at q·R + r (on a
-    // copy, as in sweep 1).
-    let mut acc = spill(acc);
-    for r in (0..R).rev() {
-        for qq in r + 1..R {
-            let l = T::vsplat(s, lt[qq * R + r]);
-            for cc in 0..C {
-                acc[r][cc] = T::vneg_mul_add(s, l, acc[qq][cc], acc[r][cc]);
-            }
+    // The R × R triangle, bottom-up, in registers: row i0 + q of L_q from
+    // column i0 (zeros in the padding).
+    let zeros = b.zeros;
+    let trows: [&[T]; R] = core::array::from_fn(|qq| {
+        let i = i0 + qq;
+        if i < d {
+            &lq[row_start(i) + i0..][..qq]
+        } else {
+            &zeros[..qq]
         }
-        let iv = T::vsplat(s, b.inv[i0 + r]);
+    });
+    let tri = (&trows, &b.inv[i0..i0 + R]);
+    acc = bwd_step::<T, S, R, C, 7>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 6>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 5>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 4>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 3>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 2>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 1>(s, acc, tri);
+    acc = bwd_step::<T, S, R, C, 0>(s, acc, tri);
+    store_tile(b.x, nv, (i0, c), &acc);
+}
+
+/// Row `Q` of a backward tile's triangle (a no-op for `Q ≥ R`): scaled by
+/// `1 / L_qᵢᵢ`, eliminated from the rows above (`L_q[i0 + Q][i0 + r]`).
+#[inline(always)]
+fn bwd_step<T: Real, S: Simd, const R: usize, const C: usize, const Q: usize>(
+    s: S,
+    mut acc: [[T::V<S>; C]; R],
+    (trows, inv): (&[&[T]; R], &[T]),
+) -> [[T::V<S>; C]; R] {
+    const { assert!(R <= MAX_R) };
+    if Q >= R {
+        return acc;
+    }
+    let iv = T::vsplat(s, inv[Q]);
+    let mut xq = acc[Q];
+    for v in &mut xq {
+        *v = T::vmul(s, *v, iv);
+    }
+    acc[Q] = xq;
+    for r in 0..Q {
+        let l = T::vsplat(s, trows[Q][r]);
         for cc in 0..C {
-            acc[r][cc] = T::vmul(s, acc[r][cc], iv);
+            acc[r][cc] = T::vneg_mul_add(s, l, xq[cc], acc[r][cc]);
         }
-        store_row(b.x, nv, i0 + r, c, &acc[r]);
     }
+    acc
 }
 
 /// Writes (or adds) `v` into `slot`.
