@@ -245,7 +245,7 @@ impl<T: Real> Op<'_, T> {
                 &mut out.means_q[kq * d..][..d],
                 &mut out.factors_p[kp * t..][..t],
             );
-            grad_p::<T, S>(&b, (p.layout, p.diagonal), g, dst, out.overwrite);
+            grad_p::<T, S>(s, &b, (p.layout, p.diagonal), g, dst, out.overwrite);
             let glq = &mut out.factors_q[kq * t..][..t];
             grad_q::<T, S, R>(s, &mut b, (q.layout, q.diagonal), g, glq, out.overwrite);
         }
@@ -394,7 +394,7 @@ fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>,
     let nv = b.m.nv;
     let mut c = 0;
     while c < nv {
-        let width = (nv - c).min(3);
+        let width = panel_width(nv - c);
         // Column `c·L` holds `M`'s column `c·L − 1` (or `y`): zero above row
         // `c·L − 1`, so the panel starts at that row's tile.
         let r0 = (c * lanes).saturating_sub(1);
@@ -417,6 +417,13 @@ fn forward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>,
         }
     }
     reduce::<T, S>(total)
+}
+
+/// Vectors in the next panel when `rest` are left: 3, but 4 as 2 + 2 (a
+/// 1-vector panel runs 8 accumulators per step instead of 16 or 24).
+#[inline(always)]
+fn panel_width(rest: usize) -> usize {
+    if rest == 4 { 2 } else { rest.min(3) }
 }
 
 /// `R` rows of `C` vectors of `x` from row `i0`, vector column `c`.
@@ -620,7 +627,7 @@ fn backward<T: Real, S: Simd, const R: usize>(s: S, b: &mut Bufs<'_, T, T::V<S>>
     let nv = b.m.nv;
     let mut c = 0;
     while c < nv {
-        let width = (nv - c).min(3);
+        let width = panel_width(nv - c);
         let first = (c * lanes).saturating_sub(1) / R * R;
         let mut i0 = b.m.dp;
         while i0 > first {
@@ -724,6 +731,7 @@ fn put<T: Real>(slot: &mut T, v: T, overwrite: bool) {
 /// diag(1/L_pᵢᵢ))` into the pair's rows.
 #[inline(always)]
 fn grad_p<T: Real, S: Simd>(
+    s: S,
     b: &Bufs<'_, T, T::V<S>>,
     (layout, diagonal): (Layout, Diagonal),
     g: T,
@@ -738,10 +746,7 @@ fn grad_p<T: Real, S: Simd>(
         put(&mut gmq[i], gu, overwrite);
         let z = &row[1..=i + 1];
         if layout == Layout::RowMajor {
-            let dst = &mut glp[row_start(i)..][..i];
-            for (o, &v) in dst.iter_mut().zip(z) {
-                put(o, g * v, overwrite);
-            }
+            scaled_into::<T, S>(s, &mut glp[row_start(i)..][..i], &z[..i], g, overwrite);
         } else {
             for (j, &v) in z[..i].iter().enumerate() {
                 put(&mut glp[layout.index(d, i, j)], g * v, overwrite);
@@ -753,6 +758,24 @@ fn grad_p<T: Real, S: Simd>(
             Diagonal::Plain => g * (zii - T::ONE / lp),
         };
         put(&mut glp[layout.index(d, i, i)], v, overwrite);
+    }
+}
+
+/// `dst[j] ← g·src[j]` (or `+=`), whole vectors then the tail: the same
+/// roundings as [`put`] entry by entry.
+#[inline(always)]
+fn scaled_into<T: Real, S: Simd>(s: S, dst: &mut [T], src: &[T], g: T, overwrite: bool) {
+    let n = dst.len().min(src.len());
+    let head = n / T::lanes::<S>() * T::lanes::<S>();
+    let (dv, dt) = dst[..n].split_at_mut(head);
+    let (sv, st) = src[..n].split_at(head);
+    let gv = T::vsplat(s, g);
+    for (o, &v) in T::as_mut_simd::<S>(dv).iter_mut().zip(T::as_simd::<S>(sv)) {
+        let x = T::vmul(s, gv, v);
+        *o = if overwrite { x } else { T::vadd(s, *o, x) };
+    }
+    for (o, &v) in dt.iter_mut().zip(st) {
+        put(o, g * v, overwrite);
     }
 }
 
@@ -790,7 +813,7 @@ fn grad_q<T: Real, S: Simd, const R: usize>(
         let last = (i0 + R - 1).min(d - 1) / lanes;
         let mut jc = 0;
         while jc <= last {
-            let width = (nj - jc).min(3);
+            let width = panel_width(nj - jc);
             let at = (i0, jc);
             match width {
                 3 => s_tile::<T, S, R, 3>(s, b, at, dst),
@@ -852,13 +875,7 @@ fn s_tile<T: Real, S: Simd, const R: usize, const C: usize>(
             let vals = &buf[..below - j0];
             if layout == Layout::RowMajor {
                 let out = &mut dst.glq[row_start(i) + j0..][..below - j0];
-                if ow {
-                    out.copy_from_slice(vals);
-                } else {
-                    for (o, &v) in out.iter_mut().zip(vals) {
-                        *o += v;
-                    }
-                }
+                scaled_into::<T, S>(s, out, vals, T::ONE, ow);
             } else {
                 for (j, &v) in (j0..below).zip(vals) {
                     put(&mut dst.glq[layout.index(d, i, j)], v, ow);
