@@ -13,8 +13,8 @@
 //!
 //! 1. forward: `L_q X = [μ_q − μ_p | L_p]` in place, top-down (the forward
 //!    kernel's solve); the KL from `‖X‖²_F`. `X` is then copied transposed
-//!    into `Xᵀ` (`d + 1` rows of `d` rounded up to whole vectors, only the
-//!    entries `c ≤ j + 1` that are not zero).
+//!    into `Xᵀ` (`d + 1` rows of `d` rounded up to whole vectors; zero where
+//!    `c > j + 1`, as `X` is).
 //! 2. backward: `L_qᵀ [u | Z] = X` in place, bottom-up. Column `j` of `Z`
 //!    is needed only in rows `≥ j`, which depend only on rows below: each
 //!    panel of columns starting at `c` runs rows `c − 1 .. d` (a trapezoid,
@@ -23,47 +23,64 @@
 //!    Xᵀ[c][j]` (`M` is lower triangular, so `j ≤ i` reads only `lower(Z)`),
 //!    vectorized across `j`, written straight into the gradient of `L_q`.
 //!
+//! ## Micro-kernels
 //! Every sweep is a tile of `R` rows × `C` vectors of accumulators: per step
 //! `C` vector loads of one row and `R` broadcasts of scalars (`L_q` entries,
-//! or `Z` entries in sweep 3), `R·C` fused multiply-adds. With 32 vector
-//! registers (AVX-512) `R × C = 8 × 3` (24 accumulators, 3 loads, one
-//! broadcast); with fewer, `4 × 3`; a panel narrower than 3 vectors at the
-//! right edge runs `C = 2` or `1`. Rows are padded to whole tiles (zero rows
-//! of `X`, zero rows and columns of `L_q` with `1/L_qᵢᵢ = 1`: they stay
-//! zero), so there is no leftover-row path. `L_q` is copied once per pair
-//! into two tiled forms whose runs are exactly what a tile broadcasts per
-//! step: sweep 1 reads `L_q[i₀..i₀+R][k]`, sweep 2 `L_q[k][i₀..i₀+R]`, each
-//! as `R` contiguous scalars (a `chunks_exact(R)` zipped with the rows of
-//! `X`: no bounds checks in the loop). Panels of 2 or 1 vectors instead of
-//! 3 (less trapezoid waste) measured within noise at d = 64 and 128 and
-//! slower at 256.
+//! or `Z` entries in sweep 3) as memory operands, `R·C` fused multiply-adds.
+//! With 32 vector registers (AVX-512) `R × C = 8 × 3` (24 accumulators, 3
+//! loads, one broadcast per 3 FMAs); with fewer, `4 × 3`; the panels are 3
+//! vectors wide, the last 2 or 1 (4 vectors left run as 2 + 2: a 1-vector
+//! panel has only 8 accumulators). Rows are padded to whole tiles (zero rows
+//! of `X`, `1/L_qᵢᵢ = 1`, the rows of `L_q` there read from a row of zeros:
+//! they stay zero), so there is no leftover-row path. `L_q` is read where it
+//! is kept, row-major packed (the caller's factor, or a copy for other
+//! layouts; its diagonal is never read, only `1/L_qᵢᵢ`): sweep 1 broadcasts
+//! `L_q[i₀ + r][k]` from `R` row slices (as the forward kernel), sweep 2
+//! `L_q[k][i₀..i₀ + R]`, `R` contiguous entries of row `k`.
 //!
 //! The accumulators stay in registers only if the tile array is never
 //! indexed at run time nor copied with `memcpy`: loads and stores are
-//! element by element, and the `R × R` triangle at the end of a tile (whose
-//! loops LLVM does not unroll) works on a copy ([`spill`]). Before that
-//! change every step stored all 24 accumulators to the stack (read in the
-//! assembly; 1.8× slower at d = 256).
+//! element by element, and the `R × R` triangle at the end of a tile is
+//! written out as 8 steps with a constant row each ([`fwd_step`],
+//! [`bwd_step`], as the forward kernel's `tri_step`); sweep 3's tile is
+//! written out from a copy ([`spill`]). The inner loops' assembly (AVX-512,
+//! `f32`): 24 FMAs on 24 register accumulators, 3 vector loads, 8
+//! broadcasts; sweep 3 keeps 8 compare-and-branches of `c` against its row
+//! slices (LLVM does not merge them).
+//!
+//! ## Around the sweeps
+//! Both diagonals are gathered, summed (log-determinants, four partial
+//! sums) and exponentiated a vector at a time; a row-major `[y | L_p]` row
+//! is `nv` unaligned vector loads from one entry before the row, the lanes
+//! right of the diagonal zeroed (the last rows, whose loads would pass the
+//! end of the factor, and other layouts go element by element). On AVX-512
+//! the transpose is the crate's shuffle transpose ([`simd::transpose`], `L ×
+//! L` tiles of two-source permutes) over blocks of `L` rows of `X` (rows are
+//! allocated up to whole vectors for it); elsewhere element by element. The
+//! row stride of `Xᵀ` is made odd (in vectors): at d = 128 and 256 the
+//! power-of-two stride mapped sweep 3's column of loads onto a few L1 sets.
+//! The row-major gradient rows are written a vector at a time.
 //!
 //! The gradients of a pair are written (or added, for a Gaussian in several
 //! pairs) into its rows as each is finished; nothing of a pair outlives it,
-//! so the workspace is one pair's (`≈ 2d²` scalars for `X` and `Xᵀ`, `d²`
-//! for the copies of `L_q`), L2-resident up to `d` in the hundreds, where
-//! the lockstep kernel's `(3d² + 4d) · lanes` block of every lane's pair
-//! went to DRAM. [`Kernel::Auto`](crate::Kernel::Auto) runs it for
-//! `d > 44`: the lockstep kernel is faster below (measured at batches of
-//! 1024, AVX-512: 1.2× at d = 32, even at 44, 0.9× at 48, 0.65× at 64).
+//! so the workspace is one pair's (`≈ 2d²` scalars for `X` and `Xᵀ`, `d²/2`
+//! for a copy of `L_q`), L2-resident up to `d` in the hundreds, where the
+//! lockstep kernel's `(3d² + 4d) · lanes` block of every lane's pair went to
+//! DRAM. [`Kernel::Auto`](crate::Kernel::Auto) runs it for `d > 38` (`f32`)
+//! and `d > 32` (`f64`), see `GRAD_LANES_MAX_D` in the batch module.
 //!
-//! Measured (Sapphire Rapids class, AVX-512, f32, single thread, on-CPU
-//! time, a loaded machine, roofline example): 2.9 k / 12.4 k / 45.7 k
-//! pairs/s at d = 256 / 128 / 64 (the lockstep kernel: 253 / 4.9 k / 34 k),
-//! 3.0× / 3.7× / 4.3× the time of the forward kernel of the same commit;
-//! against the faster forward blocked kernel merged later (43 % of the FMA
-//! bound at d = 256), 5.6× / 7.2× / 6.4×: this kernel reaches 23 % of its
-//! bound at d = 256 and about 13 % at 128.
-//! At d ≤ 128 the `O(d²)` work per pair (unpacking and tiling `L_q`, the
-//! transpose, the scalar writes of the packed gradients, the `exp`s) is
-//! still a large share next to the `d³/2` multiply-adds.
+//! ## Measured
+//! Sapphire Rapids class (AVX-512, 2 cores shared with other jobs), one
+//! thread, roofline example (`--op kl_grad --op kl`, on-CPU time, medians of
+//! 5), alternated with the previous kernel, `f32` pairs/s: d = 64 52.8–54.2 k
+//! → 92.5–95.3 k, d = 128 15.5–16.3 k → 23.7–23.8 k, d = 256 3.5–3.6 k →
+//! 4.7 k; `kl_grad` / `kl` time 9.3–9.6× → 5.2–5.4×, 5.8–6.2× → 4.1–4.3×,
+//! 5.7–5.8× → 4.3–4.4× (38 % of the FMA bound at d = 256, the forward
+//! kernel 55 %). perf before (d = 64): tiling `L_q` 14 %, scalar `exp`s 8 %,
+//! the transpose 10 %, the triangles on the stack ~8 %. Left at d = 256:
+//! sweep 3 takes 28 % of the time against 20 % each for sweeps 1 and 2 (same
+//! multiply-adds); at d = 64 the `O(d²)` work (right-hand side, transpose,
+//! gradient rows) is still about a third.
 
 use super::blocked::reduce;
 use super::lanes::{Pairs, Side};
