@@ -24,10 +24,9 @@
 //! ## Kernels
 //! [`Kernel::Auto`] runs the lockstep kernel (one pair
 //! per SIMD lane) for `d ≤ 16` and the register-blocked kernel (one pair at a
-//! time, rows vectorized) above for [`kl`], the lockstep kernel for `d ≤ 44`
-//! and the blocked one above for [`kl_grad`] (the crossover measured on
-//! AVX-512 at batches of 1024: the lockstep kernel's `(3d² + 4d)·lanes`
-//! block leaves L2 there), and the scalar kernel for the two operations
+//! time, rows vectorized) above for [`kl`], the lockstep kernel for `d ≤ 38`
+//! (`f32`; `d ≤ 32` for `f64`) and the blocked one above for [`kl_grad`]
+//! (the crossover measured on AVX-512 at batches of 1024), and the scalar kernel for the two operations
 //! against `N(0, I)` (which have no SIMD kernel: forcing `Lanes` or
 //! `Blocked` there is [`Error::Unsupported`]). The SIMD
 //! kernels agree with the scalar one to rounding (fused multiply-adds,
@@ -137,8 +136,22 @@ impl Run {
 }
 
 /// The largest `d` at which [`Kernel::Auto`] runs the gradient's lockstep
-/// kernel; the blocked one above.
-const GRAD_LANES_MAX_D: usize = 44;
+/// kernel for `f32`; the blocked one above. Measured (AVX-512, batches of
+/// 1024, pairs/s lockstep vs blocked): d = 36 184 k vs 166 k, d = 40 139 k
+/// vs 180 k.
+const GRAD_LANES_MAX_D: usize = 38;
+/// The same for `f64`: the blocked kernel was faster from d = 33 (122 k vs
+/// 143 k pairs/s; d = 32 even, 174 k vs 184 k).
+const GRAD_LANES_MAX_D_F64: usize = 32;
+
+/// [`GRAD_LANES_MAX_D`] or [`GRAD_LANES_MAX_D_F64`] by the size of `T`.
+fn grad_lanes_max_d<T: Real>() -> usize {
+    if core::mem::size_of::<T>() == 8 {
+        GRAD_LANES_MAX_D_F64
+    } else {
+        GRAD_LANES_MAX_D
+    }
+}
 
 /// Checks `exec` against the operation and sizes its scratch for `d`.
 fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
@@ -147,7 +160,7 @@ fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let kernel = match (op, exec.kernel) {
         (Op::Kl, Kernel::Auto) if d <= lanes::MAX_FIXED_D => Kernel::Lanes,
         (Op::Kl, Kernel::Auto) => Kernel::Blocked,
-        (Op::KlGrad, Kernel::Auto) if d <= GRAD_LANES_MAX_D => Kernel::Lanes,
+        (Op::KlGrad, Kernel::Auto) if d <= grad_lanes_max_d::<T>() => Kernel::Lanes,
         (Op::KlGrad, Kernel::Auto) => Kernel::Blocked,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Auto) => Kernel::Scalar,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Lanes | Kernel::Blocked) => {

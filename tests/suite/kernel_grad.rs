@@ -267,6 +267,27 @@ fn blocked_meets_the_scalar_gradient_over_d() {
     }
 }
 
+/// The blocked kernel's edges between 41 and 97 at every level and form:
+/// 4 vectors of `X` or `Xᵀ` (split into panels of 2 + 2, f32 at 16 lanes
+/// for d = 48..64), `d` whose vectors of rows pass the rows padded to whole
+/// tiles (the shuffle transpose reads `L` rows of `X` at a time: d ≡ 1..8
+/// mod 16 at 16 lanes, 41 at 8 lanes and 4-row tiles), tile edges ± 1.
+#[test]
+fn blocked_panel_and_transpose_edges() {
+    for d in [41, 47, 48, 49, 56, 57, 63, 72, 73, 81, 89, 97] {
+        let (p, q) = (
+            Raw::random(d as u64, d, 1),
+            Raw::random(2000 + d as u64, d, 1),
+        );
+        let c = case(d, &p, &q, false, 11 + d as u64);
+        let lv = levels();
+        for &form in &FORMS {
+            c.check::<f32>(&lv, Kernel::Blocked, form);
+            c.check::<f64>(&lv, Kernel::Blocked, form);
+        }
+    }
+}
+
 /// `Zip` with every broadcast mix and `All`, batch sizes around the lane
 /// edges (the kernel is one pair at a time, but the pairing and the
 /// gradient sums are not), and `Auto` above the crossover.
