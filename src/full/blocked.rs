@@ -76,6 +76,38 @@
 //! that). Branch `blocked2-prefetch` keeps that experiment. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
 //! 24 register accumulators, 3 vector loads, 8 broadcasts, no spill; one
 //! compare-and-branch of `k` against a row length per iteration is left.
+//!
+//! Where the time goes (issue 13, branch `blk3`; same machine, `perf`
+//! cpu-clock samples mapped to source lines through `addr2line -i`, a
+//! line-tables build, one thread, `f32`, share of the kernel's samples):
+//! d = 64, 32 pairs (L2-resident): `segment`'s FMAs 30 %, the tile's
+//! triangle 16 % (its FMAs wait on the last `k` FMAs), `load_panel` 17 %
+//! (its loads, selects and stores), the vector `exp` of `−log L_qᵢᵢ` 6 %,
+//! `log_sum` 4 %; d = 64, 256 pairs (from DRAM): the same plus the raw
+//! diagonal gather of `L_p` at 10 % (the first touch of the pair);
+//! d = 128, 32 pairs: `segment` 46 % (the FMAs it executes, counted, at
+//! about 2 per cycle: the loop itself is at the port limit), `load_panel`
+//! 21 %, the diagonal gather 4 %, the triangle 8 %. So the rest of the
+//! time is the `O(d²)` pass over `L_p` (its reads of a fresh pair at the
+//! single-core L2/L3 rate) and the in-register triangle, not the loop.
+//! Tried there and measured against this kernel (roofline example,
+//! alternated, 2–3 runs each, pairs/s; none is in the tree):
+//! the triangle's rows eliminated with `L_q[r][i] / L_qᵢᵢ` pre-scaled (the
+//! chain one FMA per row instead of a multiply and an FMA): unchanged
+//! (`f32` d = 64 447–465 k against 458–470 k); the plain-diagonal `Σ ln`
+//! as one `ln` of a product of mantissas plus the exponents: unchanged;
+//! the raw diagonal of `L_p` read after the panels (no longer the first
+//! touch) plus `load_panel`'s select only on the vector holding the
+//! diagonal: the samples moved, the time did not (`f32` d = 64 496–505 k
+//! against 490–502 k, d = 128 107–109 k against 110–112 k); `prefetcht1`
+//! of the next pair in bursts before each tile (its lines spread evenly
+//! over the tiles): 0–10 % slower everywhere (`f32` d = 256 16.5–17.0 k
+//! against 17.9 k: likely the bursts hold the fill buffers the `L_q`
+//! stream needs); the next pair's right-hand side loaded into a second
+//! buffer a share of rows before each tile (demand loads overlapping the
+//! FMAs, twice the `x` scratch): 10–30 % slower (`f32` d = 32 1.0–1.1 M
+//! against 1.5 M, d = 128 98 k against 111 k); panels of 2 vectors at
+//! d ≥ 192 (a 3-vector panel is all of L1 at d = 256): unchanged.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
