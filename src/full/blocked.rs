@@ -44,9 +44,11 @@
 //! 2.5 → 2.1 µs per pair, `f32`, one pair repeated, so cache-resident).
 //! Its raw diagonal is read first and exponentiated a vector at a time;
 //! `1 / L_qᵢᵢ` is computed in the first
-//! panel's tiles, whose `k` loops have just streamed those rows of `L_q`
-//! (a strided gather of the diagonal up front missed the cache on every
-//! row: 12 % of the time at `d = 128` under perf). The log-determinants are
+//! panel's tiles, each tile's `R` entries at its start, before its `k`
+//! loop streams those rows of `L_q` (a strided gather of the whole
+//! diagonal up front missed the cache on every row: 12 % of the time at
+//! `d = 128` under perf; computed after the `k` loop, as first written, it
+//! sat between the loop and the triangle). The log-determinants are
 //! summed in four interleaved partial sums each, `Σ log L_pᵢᵢ − Σ log L_qᵢᵢ`.
 //!
 //! ## Measured
@@ -76,6 +78,51 @@
 //! that). Branch `blocked2-prefetch` keeps that experiment. The inner loop's assembly (AVX-512, `f32`): 24 `vfnmadd231ps` on
 //! 24 register accumulators, 3 vector loads, 8 broadcasts, no spill; one
 //! compare-and-branch of `k` against a row length per iteration is left.
+//!
+//! Where the time goes (issue 13, branch `blk3`; same machine, `perf`
+//! cpu-clock samples mapped to source lines through `addr2line -i`, a
+//! line-tables build, one thread, `f32`, share of the kernel's samples):
+//! d = 64, 32 pairs (L2-resident): `segment`'s FMAs 30 %, the tile's
+//! triangle 16 % (its FMAs wait on the last `k` FMAs), `load_panel` 17 %
+//! (its loads, selects and stores), the vector `exp` of `−log L_qᵢᵢ` 6 %,
+//! `log_sum` 4 %; d = 64, 256 pairs (from DRAM): the same plus the raw
+//! diagonal gather of `L_p` at 10 % (the first touch of the pair);
+//! d = 128, 32 pairs: `segment` 46 % (the FMAs it executes, counted, at
+//! about 2 per cycle: the loop itself is at the port limit), `load_panel`
+//! 21 %, the diagonal gather 4 %, the triangle 8 %. So the rest of the
+//! time is the `O(d²)` pass over `L_p` (its reads of a fresh pair at the
+//! single-core L2/L3 rate) and the in-register triangle, not the loop.
+//! Tried there and measured against this kernel (roofline example,
+//! alternated, 2–3 runs each, pairs/s; none is in the tree):
+//! the triangle's rows eliminated with `L_q[r][i] / L_qᵢᵢ` pre-scaled (the
+//! chain one FMA per row instead of a multiply and an FMA): unchanged
+//! (`f32` d = 64 447–465 k against 458–470 k); the plain-diagonal `Σ ln`
+//! as one `ln` of a product of mantissas plus the exponents: unchanged;
+//! the raw diagonal of `L_p` read after the panels (no longer the first
+//! touch) plus `load_panel`'s select only on the vector holding the
+//! diagonal: the samples moved, the time did not (`f32` d = 64 496–505 k
+//! against 490–502 k, d = 128 107–109 k against 110–112 k); `prefetcht1`
+//! of the next pair in bursts before each tile (its lines spread evenly
+//! over the tiles): 0–10 % slower everywhere (`f32` d = 256 16.5–17.0 k
+//! against 17.9 k: likely the bursts hold the fill buffers the `L_q`
+//! stream needs); the next pair's right-hand side loaded into a second
+//! buffer a share of rows before each tile (demand loads overlapping the
+//! FMAs, twice the `x` scratch): 10–30 % slower (`f32` d = 32 1.0–1.1 M
+//! against 1.5 M, d = 128 98 k against 111 k); panels of 2 vectors at
+//! d ≥ 192 (a 3-vector panel is all of L1 at d = 256): unchanged; row
+//! blocks outer, panels inner (a block of `L_q` in L1 across panels, the
+//! panels' triangles independent): unchanged, `d = 256` 2–5 % slower.
+//! What did help: the first panel's `1 / L_qᵢᵢ` (a strided read of 8
+//! diagonal entries, a vector `exp` through a buffer) computed at the
+//! *start* of its tile instead of between the `k` loop and the triangle,
+//! where it delayed the triangle (it depends on `L_q` alone, so now it
+//! runs under the tile's FMAs). Three alternated runs each, pairs/s,
+//! before → after: `f32` d = 32 1.6 → 1.7 M, d = 64 497–503 k → 507–527 k,
+//! d = 128 108–110 k → 112–118 k, d = 256 18.1–18.2 k → 18.7–19.1 k; `f64`
+//! d = 64 255–263 k → 268–282 k, d = 128 52–54 k → 55–55.3 k, d = 256
+//! 9.1–9.4 k → 9.5–9.6 k. With that in place the pre-scaled triangle
+//! above was re-measured and was 10 % slower at `f32` d = 128 (its 28
+//! scalar multiplies per tile), so it stays out.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
@@ -458,15 +505,7 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
         let i = i0 + r;
         &lq[row_start(i)..row_start(i) + i]
     });
-    // Vector c is active for k ≥ starts[c]: segment `n` has the first n.
-    let bound = |n: usize| starts.get(n).map_or(i0, |&st| st.min(i0));
-    acc = segment::<T, S, R, CP, 1>(s, acc, done, &lrows, [bound(0), bound(1)]);
-    if CP > 1 {
-        acc = segment::<T, S, R, CP, 2>(s, acc, done, &lrows, [bound(1), bound(2)]);
-    }
-    if CP > 2 {
-        acc = segment::<T, S, R, CP, 3>(s, acc, done, &lrows, [bound(2), bound(3)]);
-    }
+    // 1 / L_qᵢᵢ first: it depends on L_q alone, so it runs under the FMAs.
     let inv = &mut inv[i0..i0 + R];
     if first {
         let mut buf = [T::ZERO; MAX_R];
@@ -475,6 +514,15 @@ fn tile<T: Real, S: Simd, const R: usize, const CP: usize>(
         }
         map_in_place::<T, S>(s, &mut buf[..R], diagonal, true);
         inv.copy_from_slice(&buf[..R]);
+    }
+    // Vector c is active for k ≥ starts[c]: segment `n` has the first n.
+    let bound = |n: usize| starts.get(n).map_or(i0, |&st| st.min(i0));
+    acc = segment::<T, S, R, CP, 1>(s, acc, done, &lrows, [bound(0), bound(1)]);
+    if CP > 1 {
+        acc = segment::<T, S, R, CP, 2>(s, acc, done, &lrows, [bound(1), bound(2)]);
+    }
+    if CP > 2 {
+        acc = segment::<T, S, R, CP, 3>(s, acc, done, &lrows, [bound(2), bound(3)]);
     }
     let tri = (&lrows, i0, &*inv);
     acc = tri_step::<T, S, R, CP, 0>(s, acc, tri, sq);
