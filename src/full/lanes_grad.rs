@@ -432,6 +432,16 @@ impl<T: Real, V: Pod> Put<V> for Means<'_, T> {
     #[inline(always)]
     fn put(&mut self, off: usize, v: V, skip: usize) {
         let v: &[T] = cast_slice(core::slice::from_ref(&v));
+        if skip == 0 {
+            // A whole vector: a fixed length, so no `memcpy` call.
+            if let (Some(p), Some(q)) = (
+                self.p.get_mut(off..off + v.len()),
+                self.q.get_mut(off..off + v.len()),
+            ) {
+                means_into(p, q, v, self.ow);
+            }
+            return;
+        }
         let (Some(p), Some(q), Some(v)) = (
             self.p.get_mut(off + skip..off + v.len()),
             self.q.get_mut(off + skip..off + v.len()),
@@ -439,12 +449,18 @@ impl<T: Real, V: Pod> Put<V> for Means<'_, T> {
         ) else {
             return;
         };
-        for ((p, q), &x) in p.iter_mut().zip(q.iter_mut()).zip(v) {
-            if self.ow {
-                (*p, *q) = (-x, x);
-            } else {
-                (*p, *q) = (*p - x, *q + x);
-            }
+        means_into(p, q, v, self.ow);
+    }
+}
+
+/// `−v` into `p` and `v` into `q` (added, or written with `ow`).
+#[inline(always)]
+fn means_into<T: Real>(p: &mut [T], q: &mut [T], v: &[T], ow: bool) {
+    for ((p, q), &x) in p.iter_mut().zip(q.iter_mut()).zip(v) {
+        if ow {
+            (*p, *q) = (-x, x);
+        } else {
+            (*p, *q) = (*p - x, *q + x);
         }
     }
 }
@@ -458,16 +474,29 @@ impl<T: Real, V: Pod> Put<V> for Records<'_, T> {
     #[inline(always)]
     fn put(&mut self, off: usize, v: V, skip: usize) {
         let v: &[T] = cast_slice(core::slice::from_ref(&v));
+        if skip == 0 {
+            // A whole vector: a fixed length, so no `memcpy` call.
+            if let Some(dst) = self.dst.get_mut(off..off + v.len()) {
+                records_into(dst, v, self.ow);
+            }
+            return;
+        }
         let (Some(dst), Some(v)) = (self.dst.get_mut(off + skip..off + v.len()), v.get(skip..))
         else {
             return;
         };
-        if self.ow {
-            dst.copy_from_slice(v);
-        } else {
-            for (o, &x) in dst.iter_mut().zip(v) {
-                *o += x;
-            }
+        records_into(dst, v, self.ow);
+    }
+}
+
+/// `v` into `dst` (added, or written with `ow`).
+#[inline(always)]
+fn records_into<T: Real>(dst: &mut [T], v: &[T], ow: bool) {
+    if ow {
+        dst.copy_from_slice(v);
+    } else {
+        for (o, &x) in dst.iter_mut().zip(v) {
+            *o += x;
         }
     }
 }
@@ -599,16 +628,9 @@ fn backward<T: Real, S: Simd>(
         }
         // s_ij = zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k], the (i, j) entry of
         // z yᵀ + W Mᵀ.
-        let dot = |m: &[T::V<S>], j: usize| {
-            let mut acc = T::vmul(s, zi, y[j]);
-            for k in 0..=j {
-                acc = T::vmul_add(s, w[i * d + k], m[j * d + k], acc);
-            }
-            acc
-        };
         // ∂/∂L_q, row i, into M's row i: the diagonal first (it reads M's
         // row i), then j < i (they read rows j < i, still M).
-        let sii = dot(m, i);
+        let sii = dot::<T, S>(s, d, i, i, zi, y, w, m);
         m[i * d + i] = if dq == Diagonal::Log {
             T::vmul(s, g, T::vneg_mul_add(s, sii, lqd[i], one))
         } else {
@@ -616,7 +638,7 @@ fn backward<T: Real, S: Simd>(
         };
         let minus_g = T::vsub(s, zero, g);
         for j in 0..i {
-            let sij = dot(m, j);
+            let sij = dot::<T, S>(s, d, i, j, zi, y, w, m);
             m[i * d + j] = T::vmul(s, minus_g, sij);
         }
     }
@@ -647,4 +669,25 @@ fn grad_p<T: Real, S: Simd>(
         };
         z[i] = T::vmul(s, g, z[i]);
     }
+}
+
+/// `zᵢ yⱼ + Σ_{k≤j} W[i][k] M[j][k]`. A function, not a closure: closures
+/// do not inherit the level's target features, so their intrinsics stay calls.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dot<T: Real, S: Simd>(
+    s: S,
+    d: usize,
+    i: usize,
+    j: usize,
+    zi: T::V<S>,
+    y: &[T::V<S>],
+    w: &[T::V<S>],
+    m: &[T::V<S>],
+) -> T::V<S> {
+    let mut acc = T::vmul(s, zi, y[j]);
+    for k in 0..=j {
+        acc = T::vmul_add(s, w[i * d + k], m[j * d + k], acc);
+    }
+    acc
 }
