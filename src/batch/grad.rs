@@ -25,7 +25,7 @@ use crate::view::{Gaussians, GradMut, Grads, Mode, PackedTril, row_len};
 /// assert_eq!(batch::kl_grad_scratch::<f32>(8, &Exec::new())?, 0); // on the stack
 /// // The scalar kernel: one pair's workspace and its four gradients.
 /// assert_eq!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Scalar))?, 45);
-/// // The blocked kernel: one pair's matrices (the default above d = 44).
+/// // The blocked kernel: one pair's matrices (the default above d = 64 for `f32` with AVX-512).
 /// assert!(batch::kl_grad_scratch::<f64>(3, &Exec::new().kernel(Kernel::Blocked))? > 0);
 /// # Ok::<(), gaussian_kl::Error>(())
 /// ```

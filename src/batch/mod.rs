@@ -24,9 +24,10 @@
 //! ## Kernels
 //! [`Kernel::Auto`] runs the lockstep kernel (one pair
 //! per SIMD lane) for `d ≤ 16` and the register-blocked kernel (one pair at a
-//! time, rows vectorized) above for [`kl`], the lockstep kernel for `d ≤ 38`
-//! (`f32`; `d ≤ 32` for `f64`) and the blocked one above for [`kl_grad`]
-//! (the crossover measured on AVX-512 at batches of 1024), and the scalar kernel for the two operations
+//! time, rows vectorized) above for [`kl`], the lockstep kernel for `d ≤ 64`
+//! (`f32`; `d ≤ 48` for `f64`; with vectors narrower than 64 bytes `d ≤ 36`
+//! and `d ≤ 22`) and the blocked one above for [`kl_grad`] (crossovers
+//! measured, see `grad_lanes_max_d`), and the scalar kernel for the two operations
 //! against `N(0, I)` (which have no SIMD kernel: forcing `Lanes` or
 //! `Blocked` there is [`Error::Unsupported`]). The SIMD
 //! kernels agree with the scalar one to rounding (fused multiply-adds,
@@ -136,20 +137,26 @@ impl Run {
 }
 
 /// The largest `d` at which [`Kernel::Auto`] runs the gradient's lockstep
-/// kernel for `f32`; the blocked one above. Measured (AVX-512, batches of
-/// 1024, pairs/s lockstep vs blocked): d = 36 184 k vs 166 k, d = 40 139 k
-/// vs 180 k.
-const GRAD_LANES_MAX_D: usize = 38;
-/// The same for `f64`: the blocked kernel was faster from d = 33 (122 k vs
-/// 143 k pairs/s; d = 32 even, 174 k vs 184 k).
-const GRAD_LANES_MAX_D_F64: usize = 32;
-
-/// [`GRAD_LANES_MAX_D`] or [`GRAD_LANES_MAX_D_F64`] by the size of `T`.
-fn grad_lanes_max_d<T: Real>() -> usize {
-    if core::mem::size_of::<T>() == 8 {
-        GRAD_LANES_MAX_D_F64
-    } else {
-        GRAD_LANES_MAX_D
+/// kernel (the blocked one above), by scalar type and vector width.
+/// Measured on a Sapphire Rapids-class Xeon, batches of 512, lockstep vs
+/// blocked pairs/s (both kernels as of the 4 × 4-tiled lockstep backward
+/// and the shuffle-transposed blocked gradient):
+/// - 64-byte vectors (AVX-512): `f32` d = 64 101 k vs 95–97 k, d = 72
+///   79 k vs 71 k, d = 80 57 k vs 57 k; `f64` d = 48 112 k vs 107–108 k,
+///   d = 52 91 k vs 94 k, d = 56 73–76 k vs 77–87 k.
+/// - Narrower (the AVX2 level forced on the same machine): `f32` d = 36
+///   246 k vs 238 k, d = 40 188–191 k vs 204–206 k; `f64` d = 20 607 k vs
+///   566 k, d = 24 374 k vs 391 k.
+///
+/// The lockstep block grows as `d² · lanes` (1.25 MB at `f32` d = 80 with 16
+/// lanes), so the wide-vector crossover is kept at the measured even point,
+/// not past it.
+const fn grad_lanes_max_d(wide: bool, f64: bool) -> usize {
+    match (wide, f64) {
+        (true, false) => 64,
+        (true, true) => 48,
+        (false, false) => 36,
+        (false, true) => 22,
     }
 }
 
@@ -160,7 +167,14 @@ fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let kernel = match (op, exec.kernel) {
         (Op::Kl, Kernel::Auto) if d <= lanes::MAX_FIXED_D => Kernel::Lanes,
         (Op::Kl, Kernel::Auto) => Kernel::Blocked,
-        (Op::KlGrad, Kernel::Auto) if d <= grad_lanes_max_d::<T>() => Kernel::Lanes,
+        (Op::KlGrad, Kernel::Auto)
+            if d <= grad_lanes_max_d(
+                level.lanes::<T>() * core::mem::size_of::<T>() >= 64,
+                core::mem::size_of::<T>() == 8,
+            ) =>
+        {
+            Kernel::Lanes
+        }
         (Op::KlGrad, Kernel::Auto) => Kernel::Blocked,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Auto) => Kernel::Scalar,
         (Op::KlStdNormal | Op::KlStdNormalGrad, Kernel::Lanes | Kernel::Blocked) => {

@@ -249,7 +249,7 @@ fn run<T: Real, S: Simd, const R: usize>(s: S, op: BlockedOp<'_, T>) {
 /// `Σ log Lᵢᵢ` of raw diagonal entries, in four interleaved partial sums
 /// (a single running sum was a chain of `d` dependent adds).
 #[inline(always)]
-fn log_sum<T: Real>(diagonal: Diagonal, raw: impl Iterator<Item = T>) -> T {
+pub(crate) fn log_sum<T: Real>(diagonal: Diagonal, raw: impl Iterator<Item = T>) -> T {
     // One loop per encoding: a `match` inside kept the sums in memory.
     let mut acc = [T::ZERO; 4];
     match diagonal {
@@ -276,10 +276,16 @@ fn put_diagonal<T: Real>([d, lanes, wv]: [usize; 3], x: &mut [T], diag: &[T]) {
     }
 }
 
-/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`) or `1 / x` (`Plain`,
-/// `inverse`) a vector at a time (the tail zero-padded).
+/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`), `x` (`Plain`) or `1 / x`
+/// (`Plain`, `inverse`) a vector at a time (the tail zero-padded; also the
+/// blocked gradient's).
 #[inline(always)]
-fn map_in_place<T: Real, S: Simd>(s: S, xs: &mut [T], diagonal: Diagonal, inverse: bool) {
+pub(crate) fn map_in_place<T: Real, S: Simd>(
+    s: S,
+    xs: &mut [T],
+    diagonal: Diagonal,
+    inverse: bool,
+) {
     let lanes = T::lanes::<S>();
     let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
     for v in T::as_mut_simd::<S>(head) {
@@ -300,7 +306,8 @@ fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool
     match (diagonal, inverse) {
         (Diagonal::Log, false) => T::vexp(s, v),
         (Diagonal::Log, true) => T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), v)),
-        (Diagonal::Plain, _) => T::vdiv(s, T::vsplat(s, T::ONE), v),
+        (Diagonal::Plain, false) => v,
+        (Diagonal::Plain, true) => T::vdiv(s, T::vsplat(s, T::ONE), v),
     }
 }
 

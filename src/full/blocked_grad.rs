@@ -82,7 +82,7 @@
 //! multiply-adds); at d = 64 the `O(d²)` work (right-hand side, transpose,
 //! gradient rows) is still about a third.
 
-use super::blocked::reduce;
+use super::blocked::{log_sum, map_in_place, reduce};
 use super::lanes::{Pairs, Side};
 use super::lanes_grad::GradOut;
 use super::scalar::finish;
@@ -287,48 +287,6 @@ fn unpack_q<'a, T: Real>(q: &Side<'a, T>, kq: usize, d: usize, buf: &'a mut [T])
     buf
 }
 
-/// `Σ log Lᵢᵢ` of raw diagonal entries, in four interleaved partial sums.
-#[inline(always)]
-fn log_sum<T: Real>(diagonal: Diagonal, raw: &[T]) -> T {
-    let mut acc = [T::ZERO; 4];
-    match diagonal {
-        Diagonal::Log => raw.iter().enumerate().for_each(|(i, &r)| acc[i % 4] += r),
-        Diagonal::Plain => raw
-            .iter()
-            .enumerate()
-            .for_each(|(i, &r)| acc[i % 4] += r.ln()),
-    }
-    (acc[0] + acc[2]) + (acc[1] + acc[3])
-}
-
-/// `xs[i] ← eˣ` (`Log`), `e⁻ˣ` (`Log`, `inverse`) or `1 / x` (`Plain`,
-/// `inverse`) a vector at a time (the tail zero-padded).
-#[inline(always)]
-fn map_in_place<T: Real, S: Simd>(s: S, xs: &mut [T], diagonal: Diagonal, inverse: bool) {
-    let lanes = T::lanes::<S>();
-    let (head, tail) = xs.split_at_mut(xs.len() / lanes * lanes);
-    for v in T::as_mut_simd::<S>(head) {
-        *v = map_one::<T, S>(s, *v, diagonal, inverse);
-    }
-    if !tail.is_empty() {
-        let mut b = [T::V::<S>::zeroed()];
-        cast_slice_mut::<T::V<S>, T>(&mut b)[..tail.len()].copy_from_slice(tail);
-        b[0] = map_one::<T, S>(s, b[0], diagonal, inverse);
-        tail.copy_from_slice(&cast_slice::<T::V<S>, T>(&b)[..tail.len()]);
-    }
-}
-
-/// One vector of [`map_in_place`].
-#[inline(always)]
-fn map_one<T: Real, S: Simd>(s: S, v: T::V<S>, diagonal: Diagonal, inverse: bool) -> T::V<S> {
-    match (diagonal, inverse) {
-        (Diagonal::Log, false) => T::vexp(s, v),
-        (Diagonal::Log, true) => T::vexp(s, T::vsub(s, T::vsplat(s, T::ZERO), v)),
-        (Diagonal::Plain, false) => v,
-        (Diagonal::Plain, true) => T::vdiv(s, T::vsplat(s, T::ONE), v),
-    }
-}
-
 /// The diagonal of `L_q` (pair `kq`): `1/L_qᵢᵢ` into `inv` (1 in the
 /// padding), `L_qᵢᵢ` into `lqd`, a vector at a time; returns `−Σ log L_qᵢᵢ`.
 #[inline(always)]
@@ -340,7 +298,7 @@ fn load_q<T: Real, S: Simd>(s: S, q: &Side<'_, T>, kq: usize, b: &mut Bufs<'_, T
     for (i, r) in raw.iter_mut().enumerate() {
         *r = data[q.layout.index(d, i, i)];
     }
-    let ld = -log_sum(q.diagonal, raw);
+    let ld = -log_sum(q.diagonal, raw.iter().copied());
     let (inv, pad) = b.inv.split_at_mut(d);
     inv.copy_from_slice(raw);
     pad.fill(T::ONE);
@@ -372,7 +330,7 @@ fn load_rhs<T: Real, S: Simd>(
     for (i, r) in raw.iter_mut().enumerate() {
         *r = data[p.layout.index(d, i, i)];
     }
-    let ld = ld + log_sum(p.diagonal, raw);
+    let ld = ld + log_sum(p.diagonal, raw.iter().copied());
     map_in_place::<T, S>(s, raw, p.diagonal, false);
     let (rows, pad) = b.x.split_at_mut(d * nv);
     pad.fill(T::V::<S>::zeroed());

@@ -33,9 +33,10 @@
 //! `M`'s diagonal as `exp(raw_p − raw_q)` for log diagonals.
 //!
 //! For `d ≤ 16` the block lives on the stack, larger `d` use a caller's
-//! workspace (`(3d² + 4d) · lanes` scalars); above `d = 44` that block
-//! leaves L2 and [`Kernel::Auto`](crate::Kernel::Auto) runs the blocked
-//! kernel ([`blocked_grad`](super::blocked_grad)) instead. Row-major pairs with `d ≤ 8` run a copy of the
+//! workspace (`(3d² + 4d) · lanes` scalars); above a measured crossover
+//! (`f32` d = 64 with AVX-512, where the block is 0.8 MB; see
+//! `batch::grad_lanes_max_d`) [`Kernel::Auto`](crate::Kernel::Auto) runs the
+//! blocked kernel ([`blocked_grad`](super::blocked_grad)) instead. Row-major pairs with `d ≤ 8` run a copy of the
 //! kernel compiled for their `d`: 1.2–1.5× faster there, within 10% at
 //! `d = 16`, where the backward pass dominates. Each copy is compiled once
 //! per SIMD level, scalar type and `d` (seconds of release build each), so

@@ -290,7 +290,8 @@ fn blocked_panel_and_transpose_edges() {
 
 /// `Zip` with every broadcast mix and `All`, batch sizes around the lane
 /// edges (the kernel is one pair at a time, but the pairing and the
-/// gradient sums are not), and `Auto` above the crossover.
+/// gradient sums are not), and `Auto` at d = 45 (lockstep or blocked by the
+/// level's crossover).
 #[test]
 fn blocked_zip_all_and_batch_sizes() {
     for d in [17, 45] {
@@ -326,7 +327,7 @@ fn blocked_zip_all_and_batch_sizes() {
 /// per Gaussian) and added (`Accumulate`), both in `check`.
 #[test]
 fn lanes_transposed_path_over_d_and_block_edges() {
-    for d in (1..=20).chain([22, 23, 31, 44]) {
+    for d in (1..=20).chain([22, 23, 31, 44, 49, 64]) {
         for n in [16, 35] {
             let s = 7000 + 100 * d as u64 + n as u64;
             let (p, q) = (Raw::random(s, d, n), Raw::random(s + 1, d, n));
@@ -337,12 +338,12 @@ fn lanes_transposed_path_over_d_and_block_edges() {
     }
 }
 
-/// The scratch of `Blocked`, and `Auto` above the crossover (`d > 44`), is the
-/// blocked kernel's; a workspace one short is an error that touches no
+/// The scratch of `Blocked`, and `Auto` above every crossover (`d > 64`), is
+/// the blocked kernel's; a workspace one short is an error that touches no
 /// output, for every level.
 #[test]
 fn too_short_workspace_is_an_error_and_touches_nothing() {
-    for d in [1, 5, 17, 40, 64] {
+    for d in [1, 5, 17, 40, 64, 65] {
         let (p, q) = (Raw::random(1, d, 3), Raw::random(2, d, 3));
         let (mp, fp) = p.to::<f32>(d, FORMS[0]);
         let (mq, fq) = q.to::<f32>(d, FORMS[0]);
@@ -352,7 +353,7 @@ fn too_short_workspace_is_an_error_and_touches_nothing() {
             let exec = Exec::new().level(level).kernel(Kernel::Blocked);
             let need = batch::kl_grad_scratch::<f32>(d, &exec).unwrap();
             assert!(need > 0, "d={d}");
-            if d > 44 {
+            if d > 64 {
                 let auto = Exec::new().level(level);
                 assert_eq!(batch::kl_grad_scratch::<f32>(d, &auto).unwrap(), need);
             }
