@@ -164,12 +164,13 @@ const fn grad_lanes_max_d(wide: bool, f64: bool) -> usize {
 fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     let level = exec.resolved_level()?;
     let t = tril_len(d).ok_or(Error::DimensionTooLarge { d })?;
+    let lanes_t = level.lanes::<T>();
     let kernel = match (op, exec.kernel) {
         (Op::Kl, Kernel::Auto) if d <= lanes::MAX_FIXED_D => Kernel::Lanes,
         (Op::Kl, Kernel::Auto) => Kernel::Blocked,
         (Op::KlGrad, Kernel::Auto)
             if d <= grad_lanes_max_d(
-                level.lanes::<T>() * core::mem::size_of::<T>() >= 64,
+                lanes_t * core::mem::size_of::<T>() >= 64,
                 core::mem::size_of::<T>() == 8,
             ) =>
         {
@@ -199,7 +200,7 @@ fn plan_run<T: Real>(op: Op, d: usize, exec: &Exec) -> Result<Run, Error> {
     };
     // An overflow is reported when the scratch is asked for (`Run::total`):
     // an empty batch needs none, whatever `d`.
-    let per_task = task_scratch(op, kernel, d, t, level.lanes::<T>()).unwrap_or(usize::MAX);
+    let per_task = task_scratch(op, kernel, d, t, lanes_t).unwrap_or(usize::MAX);
     Ok(Run {
         level,
         kernel,

@@ -40,6 +40,11 @@ const F32_FAST: f32 = 69.0;
 const F64_FAST: f64 = 690.0;
 /// `1.5 · 2²³`: adding it rounds an `f32` of magnitude below `2²²` to an integer.
 const MAGIC_F32: f32 = 12_582_912.0;
+/// `ln 2` in two parts for the `f64` Cody–Waite reduction: the first
+/// `0x3fe6_2e42_fee0_0000` (32 significant bits, so `n · LN2_HI_F64` is exact
+/// for `|n| < 2²¹`), the second the rest.
+const LN2_HI_F64: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO_F64: f64 = 1.908_214_929_270_587_7e-10;
 /// `1.5 · 2⁵²`, the same for `f64`.
 const MAGIC_F64: f64 = 6_755_399_441_055_744.0;
 
@@ -178,8 +183,6 @@ pub(crate) fn exp_f64<S: Simd>(s: S, x: S::f64s) -> S::f64s {
 #[inline(always)]
 fn reduce_f64<S: Simd>(s: S, x: S::f64s) -> (S::f64s, S::f64s) {
     const LOG2E: f64 = core::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1; // 0x3fe6_2e42_fee0_0000
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // eʳ = 1 + r + r²·g(r): g of degree 9, minimax for the relative error
     // of eʳ on |r| ≤ ln 2 / 2 (1.0e-17 with these coefficients rounded to
     // f64; the degree-13 Taylor polynomial it replaces needed two more FMAs).
@@ -197,8 +200,8 @@ fn reduce_f64<S: Simd>(s: S, x: S::f64s) -> (S::f64s, S::f64s) {
     ];
     let magic = s.splat_f64s(MAGIC_F64);
     let n = s.sub_f64s(s.mul_add_e_f64s(x, s.splat_f64s(LOG2E), magic), magic);
-    let r = s.negate_mul_add_e_f64s(n, s.splat_f64s(LN2_HI), x);
-    let r = s.negate_mul_add_e_f64s(n, s.splat_f64s(LN2_LO), r);
+    let r = s.negate_mul_add_e_f64s(n, s.splat_f64s(LN2_HI_F64), x);
+    let r = s.negate_mul_add_e_f64s(n, s.splat_f64s(LN2_LO_F64), r);
     let mut p = s.splat_f64s(C[0]);
     for c in &C[1..] {
         p = s.mul_add_e_f64s(p, r, s.splat_f64s(*c));
@@ -280,10 +283,9 @@ mod v4 {
     pub(super) fn exp_f64(s: V4, x: __m512d) -> __m512d {
         const MAGIC: f64 = super::MAGIC_F64;
         const SIXTEEN_OVER_LN2: f64 = 16.0 * core::f64::consts::LOG2_E;
-        // ln 2 / 16 in two parts, the first with 32 significant bits (n·HI
-        // exact for |n| < 2²¹).
-        const LN2_16_HI: f64 = 6.931_471_803_691_238e-1 / 16.0;
-        const LN2_16_LO: f64 = 1.908_214_929_270_587_7e-10 / 16.0;
+        // ln 2 / 16 in the reduction's two parts (dividing by 16 is exact).
+        const LN2_16_HI: f64 = super::LN2_HI_F64 / 16.0;
+        const LN2_16_LO: f64 = super::LN2_LO_F64 / 16.0;
         const G: [f64; 5] = [
             1.388_859_374_565_889e-3,
             8.333_472_060_177_597e-3,
