@@ -8,7 +8,8 @@
 //! consecutive row-major pairs with log diagonals, the level's in-register
 //! transposes where it has them, AVX-512 today). Both passes run in 4 × 4
 //! register tiles of the block's `d × d` vectors: the forward `y`, `M =
-//! L_q⁻¹ L_p` by row blocks of 4 from the top ([`forward`]), the backward
+//! L_q⁻¹ L_p` by row blocks of 4 from the top (the forward kernel's own
+//! [`lanes::block`]), the backward
 //! `L_qᵀ [z | W] = [y | M]` and `∂/∂L_q = −tril(z yᵀ + W Mᵀ)` by row blocks
 //! from the bottom ([`backward`]), each tile's products with the finished
 //! rows in 16 accumulators (8 loads per 16 FMAs; the dot-product order
@@ -42,7 +43,7 @@
 //! per SIMD level, scalar type and `d` (seconds of release build each), so
 //! they stop at 8 and at the default layout.
 
-use super::lanes::{self, Bufs, Idx, Job, MAX_FIXED_D, Pairs, RowMajor, Side};
+use super::lanes::{self, Bufs, Idx, Job, MAX_FIXED_D, Pairs, RowMajor, Side, at, four, head};
 use crate::real::Real;
 use crate::simd::{Get, Level, Put, Simd, Zeroable, untranspose};
 use crate::tril::{Diagonal, Layout, row_start};
@@ -483,182 +484,10 @@ fn block<T: Real, S: Simd>(
     let ld = diagonals::<T, S>(s, d, (dp, dq), bufs, plain_ld);
     // Forward: y and M in place, the KL.
     let (a, m, y) = (&mut *bufs.fwd.0, &mut *bufs.fwd.1, &mut *bufs.fwd.2);
-    let kl = forward::<T, S>(s, d, a, m, y, ld);
+    let kl = lanes::block::<T, S>(s, d, a, m, y, ld);
     backward::<T, S>(s, d, dq, bufs, g);
     grad_p::<T, S>(s, d, dp, bufs, g);
     kl
-}
-
-/// The forward pass of [`lanes::block`] (`y = L_q⁻¹ (μ_q − μ_p)`, `M =
-/// L_q⁻¹ L_p` in place, the KL) in 4 × 4 register tiles: row blocks
-/// `i0..i0 + 4` from the top, each tile's products with the finished rows
-/// above in 16 accumulators (8 loads per 16 FMAs, against 2 loads per FMA
-/// and one dependency chain per entry in the dot-product order), then the
-/// block's triangle; the rows `i ≥ d − d mod 4` entry by entry. The sums of
-/// squares are those of [`lanes::block`], in its order.
-#[inline(always)]
-fn forward<T: Real, S: Simd>(
-    s: S,
-    d: usize,
-    a: &[T::V<S>],
-    m: &mut [T::V<S>],
-    y: &mut [T::V<S>],
-    log_det_diff: T::V<S>,
-) -> T::V<S> {
-    let zero = T::vsplat(s, T::ZERO);
-    let top = d - d % 4;
-    let mut i0 = 0;
-    while i0 < top {
-        fwd_y_tile::<T, S>(s, d, i0, a, y);
-        let mut j0 = 0;
-        while j0 < i0 {
-            fwd_tile::<T, S, false>(s, d, i0, j0, a, m);
-            j0 += 4;
-        }
-        fwd_tile::<T, S, true>(s, d, i0, i0, a, m);
-        i0 += 4;
-    }
-    for i in top..d {
-        let inv = at(a, i * d + i);
-        let mut acc = at(y, i);
-        for k in 0..i {
-            acc = T::vneg_mul_add(s, at(a, i * d + k), at(y, k), acc);
-        }
-        if let Some(v) = y.get_mut(i) {
-            *v = T::vmul(s, acc, inv);
-        }
-        for j in 0..i {
-            let mut acc = at(m, i * d + j);
-            for k in j..i {
-                acc = T::vneg_mul_add(s, at(a, i * d + k), at(m, k * d + j), acc);
-            }
-            if let Some(v) = m.get_mut(i * d + j) {
-                *v = T::vmul(s, acc, inv);
-            }
-        }
-    }
-    let mut y_sq = zero;
-    for &v in y.iter().take(d) {
-        y_sq = T::vmul_add(s, v, v, y_sq);
-    }
-    let mut m_sq = [zero; 4];
-    for i in 0..d {
-        for j in 0..i {
-            let v = at(m, i * d + j);
-            m_sq[j % 4] = T::vmul_add(s, v, v, m_sq[j % 4]);
-        }
-        let v = at(m, i * d + i);
-        m_sq[3] = T::vmul_add(s, v, v, m_sq[3]);
-    }
-    let m_sq = T::vadd(
-        s,
-        T::vadd(s, m_sq[0], m_sq[1]),
-        T::vadd(s, m_sq[2], m_sq[3]),
-    );
-    let two_ld = T::vadd(s, log_det_diff, log_det_diff);
-    let sum = T::vsub(
-        s,
-        T::vsub(s, T::vadd(s, y_sq, m_sq), two_ld),
-        T::vsplat(s, T::from_usize(d)),
-    );
-    T::vmul(s, T::vsplat(s, T::HALF), sum)
-}
-
-/// Rows `i0..i0 + 4` of `y = L_q⁻¹ y`, the rows above finished.
-#[inline(always)]
-fn fwd_y_tile<T: Real, S: Simd>(s: S, d: usize, i0: usize, a: &[T::V<S>], y: &mut [T::V<S>]) {
-    let mut acc = four(y, i0);
-    let ar = [0, 1, 2, 3].map(|r| head(a, (i0 + r) * d, i0));
-    let yk = head(y, 0, i0);
-    let n = ar.iter().map(|x| x.len()).fold(yk.len(), usize::min);
-    for k in 0..n {
-        for r in 0..4 {
-            acc[r] = T::vneg_mul_add(s, ar[r][k], yk[k], acc[r]);
-        }
-    }
-    for r in 0..4 {
-        let i = i0 + r;
-        let v = T::vmul(s, acc[r], at(a, i * d + i));
-        if let Some(o) = y.get_mut(i) {
-            *o = v;
-        }
-        for r2 in r + 1..4 {
-            acc[r2] = T::vneg_mul_add(s, at(a, (i0 + r2) * d + i), v, acc[r2]);
-        }
-    }
-}
-
-/// Rows `i0..i0 + 4`, columns `j0..j0 + 4` of `M = L_q⁻¹ L_p` in place
-/// (`DIAG`: `j0 = i0`, the entries `j < i` only; the diagonal is set),
-/// the rows above finished: `M[i][j] = (L_p[i][j] − Σ_{j≤k<i} L_q[i][k]
-/// M[k][j]) / L_qᵢᵢ`.
-#[inline(always)]
-fn fwd_tile<T: Real, S: Simd, const DIAG: bool>(
-    s: S,
-    d: usize,
-    i0: usize,
-    j0: usize,
-    a: &[T::V<S>],
-    m: &mut [T::V<S>],
-) {
-    let zero = T::vsplat(s, T::ZERO);
-    let mut acc = [[zero; 4]; 4];
-    for (r, acc) in acc.iter_mut().enumerate() {
-        let mr = four(m, (i0 + r) * d + j0);
-        for q in 0..4 {
-            if !DIAG || q < r {
-                acc[q] = mr[q];
-            }
-        }
-    }
-    if !DIAG {
-        // k in j0..j0 + 4: the columns j ≤ k.
-        for kk in 0..4 {
-            let mk = four(m, (j0 + kk) * d + j0);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let ark = at(a, (i0 + r) * d + j0 + kk);
-                for q in 0..=kk {
-                    acc[q] = T::vneg_mul_add(s, ark, mk[q], acc[q]);
-                }
-            }
-        }
-        // k in j0 + 4..i0: every entry.
-        let ar = [0, 1, 2, 3].map(|r| head(a, (i0 + r) * d, i0));
-        let n = ar.iter().map(|x| x.len()).fold(i0, usize::min);
-        for k in j0 + 4..n {
-            let mk = four(m, k * d + j0);
-            let ak = [ar[0][k], ar[1][k], ar[2][k], ar[3][k]];
-            for r in 0..4 {
-                for q in 0..4 {
-                    acc[r][q] = T::vneg_mul_add(s, ak[r], mk[q], acc[r][q]);
-                }
-            }
-        }
-    }
-    for r in 0..4 {
-        let i = i0 + r;
-        let inv = at(a, i * d + i);
-        let mut mr = [zero; 4];
-        for q in 0..4 {
-            if !DIAG || q < r {
-                mr[q] = T::vmul(s, acc[r][q], inv);
-                if let Some(o) = m.get_mut(i * d + j0 + q) {
-                    *o = mr[q];
-                }
-            }
-        }
-        if DIAG {
-            mr[r] = at(m, i * d + i);
-        }
-        for r2 in r + 1..4 {
-            let f = at(a, (i0 + r2) * d + i);
-            for q in 0..4 {
-                if !DIAG || q <= r {
-                    acc[r2][q] = T::vneg_mul_add(s, f, mr[q], acc[r2][q]);
-                }
-            }
-        }
-    }
 }
 
 /// Prepares the diagonals of a gathered block and returns the lanes'
@@ -815,29 +644,6 @@ struct Ctx<'a, S, V> {
     y: &'a [V],
     /// `L_qᵢᵢ`.
     lqd: &'a [V],
-}
-
-/// The 4 vectors of `x` from `at` (zeros if out of bounds, which the
-/// callers rule out).
-#[inline(always)]
-fn four<V: Zeroable + Copy>(x: &[V], at: usize) -> [V; 4] {
-    match x.get(at..at + 4) {
-        Some(&[v0, v1, v2, v3]) => [v0, v1, v2, v3],
-        _ => [V::zeroed(); 4],
-    }
-}
-
-/// The `n` vectors of `x` from `at` (fewer if out of bounds, which the
-/// callers rule out).
-#[inline(always)]
-fn head<V>(x: &[V], at: usize, n: usize) -> &[V] {
-    x.get(at..).map_or(&[], |x| x.get(..n).unwrap_or(x))
-}
-
-/// Vector `at` of `x` (zero if out of bounds, which the callers rule out).
-#[inline(always)]
-fn at<V: Zeroable + Copy>(x: &[V], at: usize) -> V {
-    x.get(at).copied().unwrap_or_else(V::zeroed)
 }
 
 /// `z = L_q⁻ᵀ y`, rows in blocks of 4 from the bottom (4 independent
