@@ -461,30 +461,57 @@ impl<V> Store<V> for Vectors<'_, V> {
 }
 
 /// Outputs in row-major packed order into the lower triangle of a `d × d`
-/// block (a cursor: the transposes store in increasing order).
+/// block: packed index `k` (row `i`, column `k − i(i + 1)/2`) into vector
+/// `i·d + k − i(i + 1)/2`, the row from a table (no state carried between
+/// stores, so the transposes store their outputs straight from registers).
 struct Lower<'a, V> {
     dst: &'a mut [V],
     d: usize,
-    i: usize,
-    j: usize,
 }
 impl<'a, V> Lower<'a, V> {
     #[inline(always)]
     fn new(dst: &'a mut [V], d: usize) -> Self {
-        Lower { dst, d, i: 0, j: 0 }
+        Lower { dst, d }
     }
 }
 impl<V> Store<V> for Lower<'_, V> {
     #[inline(always)]
-    fn store(&mut self, _: usize, v: V) {
-        if let Some(x) = self.dst.get_mut(self.i * self.d + self.j) {
+    fn store(&mut self, k: usize, v: V) {
+        let i = tri_row(k);
+        if let Some(x) = self.dst.get_mut(i * self.d + k - row_start(i)) {
             *x = v;
         }
-        self.j += 1;
-        if self.j > self.i {
-            self.i += 1;
-            self.j = 0;
+    }
+}
+
+/// The packed triangles whose rows [`TRI_ROW`] tabulates: `d ≤ 64`.
+const TRI_ROW_D: usize = 64;
+
+/// The row of packed index `k` of a row-major lower triangle, for
+/// `k < TRI_ROW_D (TRI_ROW_D + 1) / 2`. (A `const`, not a `static`: the
+/// kernels are instantiated in the caller's crate, where a `static`'s
+/// contents are unknown, so its lookups at known `k` would not fold.)
+const TRI_ROW: [u8; TRI_ROW_D * (TRI_ROW_D + 1) / 2] = {
+    let mut t = [0u8; TRI_ROW_D * (TRI_ROW_D + 1) / 2];
+    let mut i = 0;
+    while i < TRI_ROW_D {
+        let mut j = 0;
+        while j <= i {
+            t[i * (i + 1) / 2 + j] = i as u8;
+            j += 1;
         }
+        i += 1;
+    }
+    t
+};
+
+/// The row `i` of packed index `k` (`i(i + 1)/2 ≤ k < (i + 1)(i + 2)/2`):
+/// from [`TRI_ROW`], past it by the integer square root.
+#[inline(always)]
+fn tri_row(k: usize) -> usize {
+    match TRI_ROW.get(k) {
+        Some(&i) => usize::from(i),
+        None => (((8 * k) | 1).isqrt() - 1) / 2,
     }
 }
 
