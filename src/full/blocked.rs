@@ -123,6 +123,42 @@
 //! 9.1–9.4 k → 9.5–9.6 k. With that in place the pre-scaled triangle
 //! above was re-measured and was 10 % slower at `f32` d = 128 (its 28
 //! scalar multiplies per tile), so it stays out.
+//!
+//! Zen 4 (EPYC), AVX-512 (issue 13, branch `blk4`; 2 vCPUs shared with
+//! other jobs, `perf` cpu-clock samples mapped to source lines, a
+//! line-tables build, `f32`, share of the kernel's samples): d = 64, 64
+//! pairs: `segment` 32 %, `load_panel` 18 % (10.8 % on its loads and
+//! selects alone, the first touch of `L_p`), `tri_step` 13 %, the vector
+//! `exp` of both diagonals 8.5 %, the raw diagonal gather 4 %, `log_sum`
+//! 3 %; d = 128, 32 pairs: `segment` 50 %, `load_panel` 13.5 %,
+//! `tri_step` 8 %, the `exp`s 4.4 %. Tried there (branch
+//! `blk4-direct-init` keeps it): each tile starts from `L_p` directly
+//! (the rows read and masked as `load_panel` does, the log diagonal
+//! exponentiated per tile in the one panel that holds it, `Σ log L_pᵢᵢ`
+//! after the solve), no panel copy and no `put_diagonal`. Read before the
+//! `k` loop, the tile's `L_p` pointers stayed live in it and LLVM spilled
+//! the `L_q` row pointers there (a reload per broadcast); added after the
+//! loop, the loads of a fresh `L_p` no longer overlapped the FMAs. Both
+//! slower; scratch example, alternated, pairs/s, tree → experiment (read
+//! before / added after): `f32` d = 32 0.62–0.74 M → 0.38–0.54 M / 0.67–0.81 M
+//! → 0.46–0.56 M; d = 64 186–198 k → 143–164 k / 244–248 k → 172–179 k;
+//! `f64` d = 32 443 k → 317–332 k / 520–546 k → 300–329 k; d = 64 140 k →
+//! 110–112 k / 127–143 k → 92–94 k. (Built through `core::array::from_fn`
+//! with a closure the rows were 3× slower: the closure stayed out of line
+//! without the level's target features.)
+//! Also tried (branch `blk4-ymm`): at AVX-512, 256-bit vectors (pulp's
+//! `V3` operations inside the `V4` context, so 32 registers and 8 × 3
+//! tiles): a zmm FMA takes both of Zen 4's 256-bit FMA pipes, so the peak
+//! is the same and the zero triangle is skipped to within 8 `f32` lanes
+//! instead of 16 (at d = 32 about 27 % fewer FMAs executed), but panels are
+//! half as wide, so `L_q` is streamed twice as often. Scratch example,
+//! alternated, medians of 5, pairs/s, tree → 256-bit: `f32` d = 32
+//! (1024 pairs) 0.92 M → 1.11 M, d = 64 (256) 304 k → 302 k, d = 128 (32)
+//! 74 k → 77 k, d = 256 (8) 13 k → 13 k; `f64` 5–15 % slower (d = 32 0.67–0.72 M
+//! → 0.61 M, d = 64 185 k → 153–162 k, d = 128 39–40 k → 34–35 k). Limited
+//! to `f32` below d = 48 and re-measured: d = 32 0.91 M → 0.82 M, d = 40
+//! 694 k → 613 k, d = 47 498 k → 479 k, d = 17 2.02 M → 2.07 M: no gain
+//! beyond the noise of the shared machine (±10 % between runs), not kept.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
