@@ -17,7 +17,9 @@
 //! ## Micro-kernel
 //! A tile is `R` rows × `C` vectors of accumulators (`R = 8` where vectors
 //! are 64 bytes, 24 of AVX-512's 32 registers; `R = 3` elsewhere, 9 of
-//! AVX2's 16: 4 × 3 spilled), initialised with the right-hand side and updated by
+//! AVX2's 16: 4 × 3 spilled; the AVX-512 level below d = 64 runs the
+//! AVX2 shape, 256-bit vectors and `R = 3`, faster on Zen 4: "Measured"),
+//! initialised with the right-hand side and updated by
 //!
 //! ```text
 //! acc[r][c] −= L_q[i0 + r][k] · X[k][c]        (k below the tile)
@@ -159,6 +161,20 @@
 //! to `f32` below d = 48 and re-measured: d = 32 0.91 M → 0.82 M, d = 40
 //! 694 k → 613 k, d = 47 498 k → 479 k, d = 17 2.02 M → 2.07 M: no gain
 //! beyond the noise of the shared machine (±10 % between runs), not kept.
+//! What did help there: below d = 64 the AVX-512 level runs the AVX2
+//! shape, 256-bit vectors and 3 × 3 tiles (pulp's `V3` operations inside
+//! the `V4` context, so EVEX encodings and 32 registers), which the AVX2
+//! level itself had been measured to beat AVX-512 with at d = 32 (`f32`
+//! 1.27 M against 1.14 M, `f64` 0.85 M against 0.74 M pairs/s, medians of
+//! 6): short tiles, a 3-row triangle, and the zero triangle skipped to
+//! within 8 `f32` / 4 `f64` lanes. Scratch example, AVX-512, alternated
+//! with the previous kernel, pairs/s, medians of 5 (`f64` d = 32 and 48:
+//! of 6): `f32` d = 32 (1024 pairs) 1.09 M → 1.48 M (5 of 5 rounds
+//! faster), d = 48 (512) 547 k → 694 k (5 of 5), d = 63 (256) 372 k →
+//! 368 k (4 of 5 faster); `f64` d = 32 (1024) 0.67 M → 0.80 M (4 of 6),
+//! d = 48 (512) 259 k → 335 k (5 of 6), d = 63 (256) 160 k → 168 k. From
+//! d = 64 on the 8 × 3 zmm tiles stay (the AVX2 level was no faster there:
+//! `f32` d = 64 376 k against 352 k, d = 128 77 k against 83 k).
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
@@ -217,6 +233,16 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
         // broadcast); 4 × 3 needs all 16 and LLVM spilled two of them
         // (AVX2, d = 128: 3 × 3 gave 68–70 k pairs/s f32 and 33–35 k f64
         // against 58–62 k and 26–30 k; equal at d = 64).
+        // Zen 4 below d = 64: the AVX2 shape (256-bit vectors, 3 × 3
+        // tiles) inside the AVX-512 context (module doc, "Measured").
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if self.d < 64 {
+            let any: &dyn core::any::Any = &s;
+            if let Some(v4) = any.downcast_ref::<pulp::x86::V4>() {
+                run::<T, pulp::x86::V3, 3>(**v4, self);
+                return;
+            }
+        }
         if core::mem::size_of::<T::V<S>>() >= 64 {
             run::<T, S, 8>(s, self);
         } else {
