@@ -17,7 +17,9 @@
 //! ## Micro-kernel
 //! A tile is `R` rows × `C` vectors of accumulators (`R = 8` where vectors
 //! are 64 bytes, 24 of AVX-512's 32 registers; `R = 3` elsewhere, 9 of
-//! AVX2's 16: 4 × 3 spilled), initialised with the right-hand side and updated by
+//! AVX2's 16: 4 × 3 spilled; the AVX-512 level below d = 64 runs the
+//! AVX2 shape, 256-bit vectors and `R = 3`, faster on Zen 4: "Measured"),
+//! initialised with the right-hand side and updated by
 //!
 //! ```text
 //! acc[r][c] −= L_q[i0 + r][k] · X[k][c]        (k below the tile)
@@ -123,6 +125,56 @@
 //! 9.1–9.4 k → 9.5–9.6 k. With that in place the pre-scaled triangle
 //! above was re-measured and was 10 % slower at `f32` d = 128 (its 28
 //! scalar multiplies per tile), so it stays out.
+//!
+//! Zen 4 (EPYC), AVX-512 (issue 13, branch `blk4`; 2 vCPUs shared with
+//! other jobs, `perf` cpu-clock samples mapped to source lines, a
+//! line-tables build, `f32`, share of the kernel's samples): d = 64, 64
+//! pairs: `segment` 32 %, `load_panel` 18 % (10.8 % on its loads and
+//! selects alone, the first touch of `L_p`), `tri_step` 13 %, the vector
+//! `exp` of both diagonals 8.5 %, the raw diagonal gather 4 %, `log_sum`
+//! 3 %; d = 128, 32 pairs: `segment` 50 %, `load_panel` 13.5 %,
+//! `tri_step` 8 %, the `exp`s 4.4 %. Tried there (branch
+//! `blk4-direct-init` keeps it): each tile starts from `L_p` directly
+//! (the rows read and masked as `load_panel` does, the log diagonal
+//! exponentiated per tile in the one panel that holds it, `Σ log L_pᵢᵢ`
+//! after the solve), no panel copy and no `put_diagonal`. Read before the
+//! `k` loop, the tile's `L_p` pointers stayed live in it and LLVM spilled
+//! the `L_q` row pointers there (a reload per broadcast); added after the
+//! loop, the loads of a fresh `L_p` no longer overlapped the FMAs. Both
+//! slower; scratch example, alternated, pairs/s, tree → experiment (read
+//! before / added after): `f32` d = 32 0.62–0.74 M → 0.38–0.54 M / 0.67–0.81 M
+//! → 0.46–0.56 M; d = 64 186–198 k → 143–164 k / 244–248 k → 172–179 k;
+//! `f64` d = 32 443 k → 317–332 k / 520–546 k → 300–329 k; d = 64 140 k →
+//! 110–112 k / 127–143 k → 92–94 k. (Built through `core::array::from_fn`
+//! with a closure the rows were 3× slower: the closure stayed out of line
+//! without the level's target features.)
+//! Also tried (branch `blk4-ymm`): at AVX-512, 256-bit vectors (pulp's
+//! `V3` operations inside the `V4` context, so 32 registers and 8 × 3
+//! tiles): a zmm FMA takes both of Zen 4's 256-bit FMA pipes, so the peak
+//! is the same and the zero triangle is skipped to within 8 `f32` lanes
+//! instead of 16 (at d = 32 about 27 % fewer FMAs executed), but panels are
+//! half as wide, so `L_q` is streamed twice as often. Scratch example,
+//! alternated, medians of 5, pairs/s, tree → 256-bit: `f32` d = 32
+//! (1024 pairs) 0.92 M → 1.11 M, d = 64 (256) 304 k → 302 k, d = 128 (32)
+//! 74 k → 77 k, d = 256 (8) 13 k → 13 k; `f64` 5–15 % slower (d = 32 0.67–0.72 M
+//! → 0.61 M, d = 64 185 k → 153–162 k, d = 128 39–40 k → 34–35 k). Limited
+//! to `f32` below d = 48 and re-measured: d = 32 0.91 M → 0.82 M, d = 40
+//! 694 k → 613 k, d = 47 498 k → 479 k, d = 17 2.02 M → 2.07 M: no gain
+//! beyond the noise of the shared machine (±10 % between runs), not kept.
+//! What did help there: below d = 64 the AVX-512 level runs the AVX2
+//! shape, 256-bit vectors and 3 × 3 tiles (pulp's `V3` operations inside
+//! the `V4` context, so EVEX encodings and 32 registers), which the AVX2
+//! level itself had been measured to beat AVX-512 with at d = 32 (`f32`
+//! 1.27 M against 1.14 M, `f64` 0.85 M against 0.74 M pairs/s, medians of
+//! 6): short tiles, a 3-row triangle, and the zero triangle skipped to
+//! within 8 `f32` / 4 `f64` lanes. Scratch example, AVX-512, alternated
+//! with the previous kernel, pairs/s, medians of 5 (`f64` d = 32 and 48:
+//! of 6): `f32` d = 32 (1024 pairs) 1.09 M → 1.48 M (5 of 5 rounds
+//! faster), d = 48 (512) 547 k → 694 k (5 of 5), d = 63 (256) 372 k →
+//! 368 k (4 of 5 faster); `f64` d = 32 (1024) 0.67 M → 0.80 M (4 of 6),
+//! d = 48 (512) 259 k → 335 k (5 of 6), d = 63 (256) 160 k → 168 k. From
+//! d = 64 on the 8 × 3 zmm tiles stay (the AVX2 level was no faster there:
+//! `f32` d = 64 376 k against 352 k, d = 128 77 k against 83 k).
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
@@ -181,6 +233,16 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
         // broadcast); 4 × 3 needs all 16 and LLVM spilled two of them
         // (AVX2, d = 128: 3 × 3 gave 68–70 k pairs/s f32 and 33–35 k f64
         // against 58–62 k and 26–30 k; equal at d = 64).
+        // Zen 4 below d = 64: the AVX2 shape (256-bit vectors, 3 × 3
+        // tiles) inside the AVX-512 context (module doc, "Measured").
+        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+        if self.d < 64 {
+            let any: &dyn core::any::Any = &s;
+            if let Some(v4) = any.downcast_ref::<pulp::x86::V4>() {
+                run::<T, pulp::x86::V3, 3>(**v4, self);
+                return;
+            }
+        }
         if core::mem::size_of::<T::V<S>>() >= 64 {
             run::<T, S, 8>(s, self);
         } else {
