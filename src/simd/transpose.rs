@@ -238,7 +238,11 @@ mod v4 {
     }
 
     /// The AVX-512 shuffle path of [`transpose`](super::transpose).
-    #[inline(always)]
+    // Outlined in unoptimized builds: there every variant inlined into a
+    // kernel kept its own stack slots (no slot reuse at opt-level 0), and the
+    // gradient kernel's frame passed 2 MB, a test thread's whole stack.
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(super) fn transpose<T: Real, S: Simd>(
         s: V4,
         t: usize,
@@ -265,7 +269,11 @@ mod v4 {
     }
 
     /// The AVX-512 shuffle path of [`untranspose`](super::untranspose).
-    #[inline(always)]
+    // Outlined in unoptimized builds: there every variant inlined into a
+    // kernel kept its own stack slots (no slot reuse at opt-level 0), and the
+    // gradient kernel's frame passed 2 MB, a test thread's whole stack.
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     pub(super) fn untranspose<T: Real, S: Simd>(
         s: V4,
         t: usize,
