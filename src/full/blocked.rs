@@ -203,16 +203,40 @@ pub(crate) fn kl_blocked<T: Real>(
     out: &mut [T],
     work: &mut [T],
 ) -> bool {
-    level
-        .dispatch(BlockedOp {
-            d,
-            p,
-            q,
-            pairs,
-            out,
-            work,
-        })
-        .is_some()
+    let op = BlockedOp {
+        d,
+        p,
+        q,
+        pairs,
+        out,
+        work,
+    };
+    // Below d = 64 the AVX-512 level runs the AVX2 shape (256-bit vectors,
+    // 3 × 3 tiles) inside the AVX-512 context (module doc, "Measured"), as
+    // an operation of its own: in the same function as the 8 × 3 kernel it
+    // slowed that one at d = 64 by 15–18 %.
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    if d < 64 && level == Level::Avx512 {
+        return level.dispatch(Narrow(op)).is_some();
+    }
+    level.dispatch(op).is_some()
+}
+
+/// [`BlockedOp`] in 256-bit vectors and 3 × 3 tiles at the AVX-512 level.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+struct Narrow<'a, T>(BlockedOp<'a, T>);
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+impl<T: Real> WithSimd for Narrow<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let any: &dyn core::any::Any = &s;
+        match any.downcast_ref::<pulp::x86::V4>() {
+            Some(v4) => run::<T, pulp::x86::V3, 3>(**v4, self.0),
+            None => self.0.with_simd(s),
+        }
+    }
 }
 
 struct BlockedOp<'a, T> {
@@ -233,16 +257,6 @@ impl<T: Real> WithSimd for BlockedOp<'_, T> {
         // broadcast); 4 × 3 needs all 16 and LLVM spilled two of them
         // (AVX2, d = 128: 3 × 3 gave 68–70 k pairs/s f32 and 33–35 k f64
         // against 58–62 k and 26–30 k; equal at d = 64).
-        // Zen 4 below d = 64: the AVX2 shape (256-bit vectors, 3 × 3
-        // tiles) inside the AVX-512 context (module doc, "Measured").
-        #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-        if self.d < 64 {
-            let any: &dyn core::any::Any = &s;
-            if let Some(v4) = any.downcast_ref::<pulp::x86::V4>() {
-                run::<T, pulp::x86::V3, 3>(**v4, self);
-                return;
-            }
-        }
         if core::mem::size_of::<T::V<S>>() >= 64 {
             run::<T, S, 8>(s, self);
         } else {
