@@ -175,6 +175,12 @@
 //! d = 48 (512) 259 k → 335 k (5 of 6), d = 63 (256) 160 k → 168 k. From
 //! d = 64 on the 8 × 3 zmm tiles stay (the AVX2 level was no faster there:
 //! `f32` d = 64 376 k against 352 k, d = 128 77 k against 83 k).
+//! It runs as an operation of its own ([`Narrow`], its own dispatched
+//! function): first written as a branch inside the 8 × 3 kernel's function
+//! it slowed that kernel at d = 64 (`f32` 0.82–0.89× in alternated runs,
+//! same source). Not yet measured on a core with 512-bit FMA pipes
+//! (Sapphire Rapids), where the 8 × 3 zmm tiles have twice the peak of
+//! 256-bit ones: re-measure there before relying on it.
 
 use super::lanes::{Pairs, Side};
 use super::scalar::finish;
